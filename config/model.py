@@ -1,0 +1,210 @@
+"""The validated configuration: frozen values handed to every other package.
+
+Only ``config.loader`` builds these; everything else reads them. Names are
+absolute, lower-case and end with a dot; durations are seconds (float).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+WhenAllUnhealthy = Literal["serve_all", "nxdomain"]
+FederateMode = Literal["annotation", "label", "serviceexport"]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpProbe:
+    """An HTTP(S) GET whose status must fall in ``[status_min, status_max]``."""
+
+    url: str
+    host: str | None = None
+    status_min: int = 200
+    status_max: int = 399
+    insecure: bool = False  # skip TLS verification (self-signed backends)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpProbe:
+    """A TCP connect to ``host:port``."""
+
+    host: str
+    port: int
+
+
+Probe = HttpProbe | TcpProbe
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    interval: float = 1.0
+    timeout: float = 0.5
+    rise: int = 2
+    fall: int = 2
+    min_ready: int = 1
+    cluster_grace: float = 3.0
+    when_all_unhealthy: WhenAllUnhealthy = "serve_all"
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    name: str
+    location: tuple[float, float]  # (latitude, longitude) in degrees
+    zones: tuple[str, ...] = ()
+    fallback: tuple[str, ...] = ()  # explicit fallback order; else by distance
+    countries: tuple[str, ...] = ()  # ISO 3166-1 alpha-2 codes claimed by this region
+    continents: tuple[str, ...] = ()  # GeoIP continent codes (EU, NA, AS, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class StaticService:
+    """A service of a ``source: static`` cluster."""
+
+    name: str
+    namespace: str
+    addresses: tuple[str, ...] = ()  # IPv4/IPv6 literals
+    hostnames: tuple[str, ...] = ()  # load-balancer hostnames (AWS ELB style)
+    ready: int = 1
+    cluster_ip: str | None = None
+    probe: Probe | None = None
+    weight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StaticIngress:
+    """A federated Ingress of a ``source: static`` cluster."""
+
+    name: str
+    namespace: str
+    hosts: tuple[str, ...]  # absolute names inside the zone
+    addresses: tuple[str, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    ready: int = 1
+    probe: Probe | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Federation:
+    """How a Kubernetes source decides which objects are federated."""
+
+    mode: FederateMode = "annotation"
+    annotation: str = "fedns.io/federate"
+    label_selector: str = "fedns.io/federate=true"
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    name: str
+    region: str | None  # None: read from Node labels (kubernetes source)
+    zone: str | None
+    source: Literal["static", "kubernetes"] = "static"
+    networks: tuple[Network, ...] = ()
+    services: tuple[StaticService, ...] = ()
+    ingresses: tuple[StaticIngress, ...] = ()
+    kubeconfig: str | None = None
+    context: str | None = None
+    federation: Federation = field(default_factory=Federation)
+    default_probe: Literal["none", "http", "tcp"] = "none"
+    default_probe_path: str = "/healthz"
+
+
+@dataclass(frozen=True, slots=True)
+class StaticRecord:
+    name: str  # absolute
+    rtype: str  # upper-case RR type mnemonic
+    value: str  # rdata in presentation (zone-file) format
+    ttl: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GeoNetwork:
+    network: Network
+    region: str
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    database: str | None = None  # path to a GeoIP2/GeoLite2 City or Country MMDB
+    networks: tuple[GeoNetwork, ...] = ()
+    cluster_local: bool = False  # in-cluster clients get their own ClusterIP
+    ipv4_cache_prefix: int = 24
+    ipv6_cache_prefix: int = 56
+    cache_size: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    dns: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353),)
+    http: tuple[str, int] = ("127.0.0.1", 8053)
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """One external DNS service to publish the static view to."""
+
+    type: Literal["coredns-etcd", "route53", "clouddns"]
+    name: str  # unique label for logs/metrics, defaults to the type
+    settings: tuple[tuple[str, object], ...] = ()  # provider-specific keys, validated by loader
+    debounce: float = 1.0
+    max_change_fraction: float = 0.3
+    owner_id: str = "fedns"
+    delegate: bool = False
+
+    def get(self, key: str, default: object = None) -> object:
+        for k, v in self.settings:
+            if k == key:
+                return v
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """Protocol knobs of the authoritative server."""
+
+    edns_udp_size: int = 1232
+    max_answers: int = 8
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 1024
+    tcp_max_per_client: int = 64
+    identity: str | None = None  # answer id.server / hostname.bind in class CH
+    version: str | None = None  # answer version.bind in class CH
+    notify_allow: tuple[Network, ...] = ()
+    transfer_allow: tuple[Network, ...] = ()
+    rrl_responses_per_second: int = 0  # 0 disables response-rate limiting
+    rrl_slip: int = 2
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    zone: str
+    federation: str
+    ttl: int = 30
+    nameservers: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (ns name, glue addresses)
+    listen: Listen = field(default_factory=Listen)
+    regions: tuple[Region, ...] = ()
+    health: Health = field(default_factory=Health)
+    clusters: tuple[Cluster, ...] = ()
+    records: tuple[StaticRecord, ...] = ()
+    geo: Geo = field(default_factory=Geo)
+    providers: tuple[Provider, ...] = ()
+    server: Server = field(default_factory=Server)
+    state_dir: str | None = None  # drains + last-known-good snapshot
+    admin_email: str = "hostmaster"  # SOA RNAME, relative to zone unless absolute
+    api_token: str | None = None  # required by mutating HTTP endpoints when set
+    source_path: str = "<memory>"
+
+    def region(self, name: str) -> Region | None:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        return None
+
+    def region_of_zone(self, zone: str) -> str | None:
+        for r in self.regions:
+            if zone in r.zones:
+                return r.name
+        return None

@@ -1,0 +1,68 @@
+"""Values that flow from sources through health checking into the planner.
+
+A source reports what a member cluster runs (``ClusterReport`` holding
+``ShardSpec``s); the engine adds health (``ShardHealth``); the planner turns
+all of it into a ``Snapshot`` (see ``snapshot.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from config.model import Probe
+
+ShardKind = Literal["service", "ingress"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """One federated Service or Ingress in one member cluster, as observed."""
+
+    cluster: str
+    kind: ShardKind
+    namespace: str
+    name: str
+    addresses: tuple[str, ...] = ()  # IPv4/IPv6 literals of the load balancer
+    hostnames: tuple[str, ...] = ()  # LB hostnames not (yet) resolved
+    ready: int = 0  # ready endpoints
+    cluster_ip: str | None = None
+    hosts: tuple[str, ...] = ()  # Ingress rule hosts (absolute, lower-case)
+    probe: Probe | None = None
+    weight: int | None = None
+    region: str | None = None  # overrides the cluster's region/zone (from Node labels)
+    zone: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.cluster, self.kind, self.namespace, self.name)
+
+    @property
+    def service(self) -> str:
+        """``namespace/name`` (services) or ``ingress:namespace/name``."""
+        base = f"{self.namespace}/{self.name}"
+        return base if self.kind == "service" else f"ingress:{base}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterReport:
+    """Everything one source knows about its cluster right now."""
+
+    cluster: str
+    shards: tuple[ShardSpec, ...]
+    synced: bool = True  # has listed everything at least once
+    reachable: bool = True  # watch alive / API answering
+    last_contact: float | None = None  # unix time of last successful API contact
+    last_error: str | None = None
+    region: str | None = None  # discovered (Node labels) when config leaves it out
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardHealth:
+    """The verdict for one shard and why."""
+
+    healthy: bool
+    reason: str  # e.g. "ok", "probe failed: connection refused x2", "drained"
+    probe_up: bool | None = None  # None: no probe configured
+    changed_at: float = 0.0
