@@ -1,0 +1,202 @@
+"""The operator HTTP API (aiohttp): health, readiness, metrics, status, drains, reload.
+
+It knows nothing of the engine or the DNS server: it talks to a ``Control``
+(implemented by ``dnsserver.app.App``). Mutating endpoints require
+``Authorization: Bearer <api_token>`` whenever the config sets ``api_token``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger("dnsserver.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """A request the control refuses; becomes a JSON error with ``status``."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    ok: bool
+    problems: tuple[str, ...] = ()
+    serial: int | None = None
+
+
+class Control(Protocol):
+    """What the HTTP API needs from the running application."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def api_token(self) -> str | None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def drain(self, cluster: str, service: str | None) -> None: ...
+
+    async def undrain(self, cluster: str, service: str | None) -> None: ...
+
+    async def reload(self) -> ReloadResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    mutating: bool = True
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, indent=2, sort_keys=True, default=str) + "\n",
+        status=status,
+        content_type="application/json",
+    )
+
+
+class HttpApi:
+    """Owns the aiohttp runner; ``start`` binds ``host:port`` (port 0: any free port)."""
+
+    def __init__(
+        self,
+        control: Control,
+        *,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        extra_routes: Iterable[Route] = (),
+    ) -> None:
+        self._control = control
+        self._registry = registry
+        self._host = host
+        self._port = port
+        self._extra = tuple(extra_routes)
+        self._open = {(r.method, r.path) for r in self._extra if not r.mutating}
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after binding port 0)."""
+        if self._runner is not None:
+            for addr in self._runner.addresses:
+                return int(addr[1])
+        return self._port
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._auth])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/v1/status", self._status)
+        for method in ("POST", "DELETE"):
+            app.router.add_route(method, "/v1/drains/{cluster}", self._drain)
+            app.router.add_route(method, "/v1/drains/{cluster}/{namespace}/{name}", self._drain)
+        app.router.add_post("/v1/reload", self._reload)
+        for r in self._extra:
+            app.router.add_route(r.method, r.path, r.handler)
+        return app
+
+    async def start(self) -> None:
+        app = self.build_app()
+        self._runner = web.AppRunner(app, access_log=log.getChild("access"))
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await self._site.start()
+        log.info("http_listening address=%s:%d", self._host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+
+    # -- middlewares -----------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _json({"error": str(exc)}, status=exc.status)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # the API must never take the server down
+            log.exception("http_handler_failed path=%s", request.path)
+            return _json({"error": f"internal error: {type(exc).__name__}"}, status=500)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return await handler(request)
+        resource = request.match_info.route.resource
+        canonical = resource.canonical if resource is not None else request.path
+        if (request.method, canonical) in self._open:
+            return await handler(request)
+        token = self._control.api_token
+        if token:
+            given = request.headers.get("Authorization", "")
+            scheme, _, cred = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                cred.strip().encode(), token.encode()
+            ):
+                log.warning("http_unauthorized method=%s path=%s remote=%s",
+                            request.method, request.path, request.remote)
+                return _json({"error": "unauthorized: need Authorization: Bearer <token>"},
+                             status=401)
+        return await handler(request)
+
+    # -- handlers --------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self._control.ready:
+            return web.Response(text="ready\n")
+        return web.Response(text="not ready: sources not synced yet\n", status=503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self._registry)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return _json(self._control.status())
+
+    async def _drain(self, request: web.Request) -> web.Response:
+        cluster = request.match_info["cluster"]
+        ns = request.match_info.get("namespace")
+        name = request.match_info.get("name")
+        service = f"{ns}/{name}" if ns and name else None
+        if request.method == "POST":
+            await self._control.drain(cluster, service)
+            action = "drained"
+        else:
+            await self._control.undrain(cluster, service)
+            action = "undrained"
+        log.info("http_%s cluster=%s service=%s", action, cluster, service or "*")
+        return _json({"ok": True, "action": action, "cluster": cluster, "service": service})
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        result = await self._control.reload()
+        body = {"ok": result.ok, "problems": list(result.problems), "serial": result.serial}
+        return _json(body, status=200 if result.ok else 422)
