@@ -2,11 +2,34 @@
 
 The query path calls ``Locator.locate`` once per query; implementations must
 be a cache lookup for any prefix seen before.
+
+``GeoLocator`` weighs the evidence in this order: the ``networks`` of member
+clusters, ``geo.networks``, the GeoIP database, unknown. Network lists use
+longest-prefix match (a ``geo.networks`` entry inside a cluster network can
+never win and is dropped with a warning). GeoIP results are cached per
+``/ipv4_cache_prefix`` and ``/ipv6_cache_prefix`` block in a bounded LRU;
+blocks that a longer configured CIDR splits bypass that cache for the
+network part, so every CIDR is matched exactly.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from config.model import Config, Network
+from dnsserver.geoip import Address, GeoDatabase, GeoLookupError, GeoRecord, GeoSource
+from dnsserver.prefixtable import PrefixTable
+from healthwatch.geometry import nearest_region
+from healthwatch.snapshot import UNKNOWN, cluster_locality, region_locality, zone_locality
 
 
 class Locator(Protocol):
@@ -20,3 +43,336 @@ class Locator(Protocol):
         bits of the address the locality depended on (0 for unknown).
         """
         ...
+
+
+UNTAILORED: tuple[str, int] = (UNKNOWN, 0)
+_V6_TAG = 1 << 128  # keeps IPv6 cache keys apart from IPv4 ones
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+_LOOKUP_WARN_EVERY = 1000
+
+
+class NullLocator:
+    """Every client is unknown: the untailored answer, scope 0."""
+
+    def locate(self, address: bytes, source_prefix: int | None) -> tuple[str, int]:
+        return UNTAILORED
+
+
+@dataclass(frozen=True, slots=True)
+class LocatorCounts:
+    hits: int = 0
+    misses: int = 0
+    geo_found: int = 0
+    geo_missing: int = 0
+    geo_errors: int = 0
+
+    def __add__(self, other: LocatorCounts) -> LocatorCounts:
+        return LocatorCounts(self.hits + other.hits, self.misses + other.misses,
+                             self.geo_found + other.geo_found,
+                             self.geo_missing + other.geo_missing,
+                             self.geo_errors + other.geo_errors)
+
+
+class _State:
+    """Everything built from one Config; replaced whole on reload."""
+
+    def __init__(self, config: Config, database: GeoSource | None,
+                 discovered: Mapping[str, tuple[str | None, str | None]],
+                 log: logging.Logger) -> None:
+        self.log = log
+        self.database = database
+        self.v4_prefix = config.geo.ipv4_cache_prefix
+        self.v6_prefix = config.geo.ipv6_cache_prefix
+        self.v4_shift = 32 - self.v4_prefix
+        self.v6_shift = 128 - self.v6_prefix
+        self.v4, self.v6 = _tables(config, discovered, log)
+        self.v4_split = self.v4.split_blocks(self.v4_prefix)
+        self.v6_split = self.v6.split_blocks(self.v6_prefix)
+        self.config = config
+        self.countries, self.continents = _claims(config, log)
+        self.geo_found = self.geo_missing = self.geo_errors = 0
+        self.cached: functools._lru_cache_wrapper[tuple[str, int]] = functools.lru_cache(
+            maxsize=max(1, config.geo.cache_size))(self._resolve)
+
+    # -- cold path: one call per cache block ------------------------------------
+    def _resolve(self, key: int) -> tuple[str, int]:
+        """The locality of a cache block (``key`` as built by ``locate``)."""
+        if key & _V6_TAG:
+            table, shift, split, prefix = self.v6, self.v6_shift, self.v6_split, self.v6_prefix
+            net = (key ^ _V6_TAG) << shift
+            addr: Address = ipaddress.IPv6Address(net)
+        else:
+            table, shift, split, prefix = self.v4, self.v4_shift, self.v4_split, self.v4_prefix
+            net = key << shift
+            addr = ipaddress.IPv4Address(net)
+        net_scope = 0
+        if (key & ~_V6_TAG) not in split:
+            found, net_scope = table.lookup(net)
+            if found is not None:
+                return found, net_scope
+        # Split blocks: the caller matched the networks for the exact address;
+        # only the GeoIP part (identical across the block) is cached here.
+        if self.database is None:
+            return UNKNOWN, net_scope
+        return self._geoip(addr), prefix
+
+    def _geoip(self, addr: Address) -> str:
+        assert self.database is not None
+        try:
+            rec = self.database.lookup(addr)
+        except GeoLookupError as exc:
+            self.geo_errors += 1
+            if self.geo_errors % _LOOKUP_WARN_EVERY == 1:
+                self.log.warning("geoip_lookup_failed address=%s errors=%d reason=%r",
+                                 addr, self.geo_errors, exc.reason)
+            return UNKNOWN
+        except Exception as exc:  # never let a database fault reach the query path
+            self.geo_errors += 1
+            if self.geo_errors % _LOOKUP_WARN_EVERY == 1:
+                self.log.warning("geoip_lookup_failed address=%s errors=%d reason=%r",
+                                 addr, self.geo_errors, repr(exc))
+            return UNKNOWN
+        if rec is None:
+            self.geo_missing += 1
+            return UNKNOWN
+        self.geo_found += 1
+        return self.region_of(rec)
+
+    def region_of(self, rec: GeoRecord) -> str:
+        """Country claim, then continent claim, then the nearest region."""
+        if rec.country is not None:
+            region = self.countries.get(rec.country)
+            if region is not None:
+                return region_locality(region)
+        if rec.continent is not None:
+            region = self.continents.get(rec.continent)
+            if region is not None:
+                return region_locality(region)
+        if rec.latitude is not None and rec.longitude is not None:
+            region = nearest_region(self.config, rec.latitude, rec.longitude)
+            if region is not None:
+                return region_locality(region)
+        return UNKNOWN
+
+    # -- split blocks: exact network match, cached GeoIP -------------------------
+    def split_v4(self, address: int, key: int) -> tuple[str, int]:
+        found, scope = self.v4.lookup(address)
+        if found is not None:
+            return found, scope
+        loc, geo_scope = self.cached(key)
+        return loc, max(scope, geo_scope)
+
+    def split_v6(self, address: int, key: int) -> tuple[str, int]:
+        found, scope = self.v6.lookup(address)
+        if found is not None:
+            return found, scope
+        loc, geo_scope = self.cached(key)
+        return loc, max(scope, geo_scope)
+
+    def counts(self) -> LocatorCounts:
+        info = self.cached.cache_info()
+        return LocatorCounts(info.hits, info.misses, self.geo_found, self.geo_missing,
+                             self.geo_errors)
+
+
+class GeoLocator:
+    """The ``Locator`` built from a Config: cluster networks, geo.networks, GeoIP.
+
+    ``metrics`` (one ``LocatorMetrics`` per registry, shared by the locators
+    that replace each other on reload) exports the counters. ``discovered``
+    gives ``cluster -> (region, zone)`` for clusters whose config leaves them
+    to Node labels (Kubernetes sources); clusters with neither known are
+    skipped. ``database`` replaces opening
+    ``config.geo.database`` (tests wrap the real reader). Raises
+    ``GeoDatabaseError`` when the configured database cannot be used.
+    """
+
+    def __init__(self, config: Config, *, metrics: LocatorMetrics | None = None,
+                 database: GeoSource | None = None,
+                 discovered: Mapping[str, tuple[str | None, str | None]] | None = None,
+                 name: str = "default") -> None:
+        self.log = logging.getLogger(f"dnsserver.locality[{name}]")
+        self._lock = threading.Lock()  # serialises reloads, not queries
+        self._base = LocatorCounts()
+        self._state = self._build(config, database, discovered or {})
+        if metrics is not None:
+            metrics.attach(self)
+
+    def _build(self, config: Config, database: GeoSource | None,
+               discovered: Mapping[str, tuple[str | None, str | None]]) -> _State:
+        if database is None and config.geo.database:
+            db = GeoDatabase(config.geo.database)
+            self.log.info("geoip_opened path=%s type=%s build_epoch=%d ip_version=%d",
+                          db.path, db.database_type, db.build_epoch, db.ip_version)
+            database = db
+        state = _State(config, database, discovered, self.log)
+        self.log.info("locator_built networks_v4=%d networks_v6=%d geoip=%s cache_size=%d",
+                      state.v4.size, state.v6.size, database is not None, config.geo.cache_size)
+        return state
+
+    def reload(self, config: Config, *, database: GeoSource | None = None,
+               discovered: Mapping[str, tuple[str | None, str | None]] | None = None) -> None:
+        """Rebuild from ``config`` (reopening the database). On error the old
+        state stays in service and the error propagates."""
+        with self._lock:
+            new = self._build(config, database, discovered or {})
+            old, self._state = self._state, new
+            c, b = old.counts(), self._base
+            self._base = b + c
+        if isinstance(old.database, GeoDatabase) and old.database is not new.database:
+            old.database.close()
+
+    def locate(self, address: bytes, source_prefix: int | None) -> tuple[str, int]:
+        if source_prefix == 0:
+            return UNTAILORED
+        st = self._state
+        n = len(address)
+        if n == 16 and source_prefix is None and address[:12] == _V4_MAPPED:
+            address, n = address[12:], 4  # dual-stack socket: ::ffff:a.b.c.d
+        if n == 4:
+            a = int.from_bytes(address, "big")
+            key = a >> st.v4_shift
+            if key in st.v4_split:
+                loc, scope = st.split_v4(a, key)
+            else:
+                loc, scope = st.cached(key)
+        elif n == 16:
+            a = int.from_bytes(address, "big")
+            key = a >> st.v6_shift
+            if key in st.v6_split:
+                loc, scope = st.split_v6(a, key | _V6_TAG)
+            else:
+                loc, scope = st.cached(key | _V6_TAG)
+        else:
+            return UNTAILORED
+        if source_prefix is not None and scope > source_prefix:
+            scope = source_prefix
+        return loc, scope
+
+    # -- introspection -----------------------------------------------------------
+    @property
+    def cache_entries(self) -> int:
+        return self._state.cached.cache_info().currsize
+
+    @property
+    def cache_limit(self) -> int:
+        return self._state.cached.cache_info().maxsize or 0
+
+    def counts(self) -> LocatorCounts:
+        """Totals since construction, across reloads."""
+        return self._base + self._state.counts()
+
+
+class LocatorMetrics(Collector):
+    """Prometheus view of the locator in service (create one per registry).
+
+    Counters are read at scrape time, so nothing is counted per query. When a
+    reload replaces the locator, the old one's totals carry over.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._retired = LocatorCounts()
+        self._locator: GeoLocator | None = None
+        registry.register(self)
+
+    def attach(self, locator: GeoLocator) -> None:
+        with self._lock:
+            if self._locator is not None and self._locator is not locator:
+                self._retired = self._retired + self._locator.counts()
+            self._locator = locator
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            c, entries = self._retired, 0
+            if self._locator is not None:
+                c = c + self._locator.counts()
+                entries = self._locator.cache_entries
+        hits = CounterMetricFamily("fedns_geo_cache_hits", "Client locality cache hits.")
+        hits.add_metric([], c.hits)
+        misses = CounterMetricFamily("fedns_geo_cache_misses", "Client locality cache misses.")
+        misses.add_metric([], c.misses)
+        lookups = CounterMetricFamily("fedns_geoip_lookups", "GeoIP database lookups by result.",
+                                      labels=["result"])
+        lookups.add_metric(["found"], c.geo_found)
+        lookups.add_metric(["not_found"], c.geo_missing)
+        lookups.add_metric(["error"], c.geo_errors)
+        size = GaugeMetricFamily("fedns_geo_cache_entries",
+                                 "Client prefixes in the locality cache.")
+        size.add_metric([], entries)
+        yield from (hits, misses, lookups, size)
+
+
+def build_locator(config: Config, *, metrics: LocatorMetrics | None = None,
+                  discovered: Mapping[str, tuple[str | None, str | None]] | None = None,
+                  ) -> GeoLocator:
+    """The locator for ``config``; raises ``GeoDatabaseError`` (a config-time
+    error) when ``geo.database`` is missing, corrupt or of the wrong type."""
+    return GeoLocator(config, metrics=metrics, discovered=discovered)
+
+
+# -- building the tables ---------------------------------------------------------
+
+
+def _tables(config: Config, discovered: Mapping[str, tuple[str | None, str | None]],
+            log: logging.Logger) -> tuple[PrefixTable, PrefixTable]:
+    """IPv4 and IPv6 tables: cluster networks, then the geo.networks they leave."""
+    cluster_entries: list[tuple[Network, str, str]] = []
+    for cl in config.clusters:
+        region, zone = cl.region, cl.zone
+        if region is None or zone is None:
+            d_region, d_zone = discovered.get(cl.name, (None, None))
+            region, zone = region or d_region, zone or d_zone
+        if config.geo.cluster_local:
+            loc = cluster_locality(cl.name)
+        elif zone is not None:
+            loc = zone_locality(zone)
+        elif region is not None:
+            loc = region_locality(region)
+        else:
+            if cl.networks:
+                log.warning("cluster_networks_skipped cluster=%s reason=%s", cl.name,
+                            "region_and_zone_unknown")
+            continue
+        cluster_entries.extend((net, loc, f"cluster:{cl.name}") for net in cl.networks)
+    geo_entries = [
+        (g.network, zone_locality(g.zone) if g.zone else region_locality(g.region),
+         f"geo.networks:{g.network}")
+        for g in config.geo.networks
+    ]
+    tables: list[PrefixTable] = []
+    for version, bits in ((4, 32), (6, 128)):
+        clusters = [(int(n.network_address), n.prefixlen, loc)
+                    for n, loc, _ in cluster_entries if n.version == version]
+        first = PrefixTable(bits, clusters)
+        kept = list(clusters)
+        for net, loc, _origin in geo_entries:
+            if net.version != version:
+                continue
+            shadow = first.covering(int(net.network_address), net.prefixlen)
+            if shadow is not None:
+                log.warning("geo_network_shadowed network=%s locality=%s by=%s", net, loc, shadow)
+                continue
+            kept.append((int(net.network_address), net.prefixlen, loc))
+        table = PrefixTable(bits, kept)
+        for c in table.conflicts:
+            net_s = (ipaddress.IPv4Network((c.network, c.length)) if bits == 32
+                     else ipaddress.IPv6Network((c.network, c.length)))
+            log.warning("network_conflict network=%s kept=%s dropped=%s", net_s, c.kept, c.dropped)
+        tables.append(table)
+    return tables[0], tables[1]
+
+
+def _claims(config: Config, log: logging.Logger) -> tuple[dict[str, str], dict[str, str]]:
+    countries: dict[str, str] = {}
+    continents: dict[str, str] = {}
+    for region in config.regions:
+        for mapping, codes, what in ((countries, region.countries, "country"),
+                                     (continents, region.continents, "continent")):
+            for code in codes:
+                kept = mapping.setdefault(code.upper(), region.name)
+                if kept != region.name:
+                    log.warning("geo_claim_conflict %s=%s kept=%s dropped=%s",
+                                what, code, kept, region.name)
+    return countries, continents
+
