@@ -1,9 +1,11 @@
 """Offline validation of the Kubernetes manifests in deploy/.
 
-kubeconform is not installable here (no registry ships it), so the schema
-check is our own: every object is walked against the OpenAPI model classes of
-the official ``kubernetes`` Python client (unknown fields, wrong value types
-and missing required fields are errors), then the semantics an operator
+kubeconform is not installable here (no registry ships it). Two offline
+schema checks stand in: ``kubernetes-validate`` (PyPI; the upstream OpenAPI
+JSON schemas of each Kubernetes release, strict: unknown fields are errors)
+for the oldest and newest release we support, and our own walk over the
+OpenAPI model classes of the official ``kubernetes`` client (unknown fields,
+wrong value types, missing required fields). Then the semantics an operator
 relies on are checked (replicas, probes, ports, selectors, security).
 ``kubectl kustomize`` builds the kustomization when kubectl is installed.
 """
@@ -41,6 +43,9 @@ MODELS: dict[tuple[str, str], str] = {
 }
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 READ_VERBS = {"get", "list", "watch"}
+# Oldest release the manifests target (mixed-protocol LoadBalancer is GA in
+# 1.26, ip_unprivileged_port_start is a safe sysctl since 1.22) and newest.
+K8S_VERSIONS = ("1.29", "latest")
 
 
 # -- schema check ---------------------------------------------------------------
@@ -174,6 +179,30 @@ def test_every_manifest_passes_the_schema_check() -> None:
     for where, doc in all_docs():
         errors += schema_errors(doc, where)
     assert errors == []
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_manifest_validates_against_the_kubernetes_openapi_schema(version: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate",
+                             reason="kubernetes-validate not installed (pip install .[test])")
+    release = kv.latest_version() if version == "latest" else version
+    errors: list[str] = []
+    for where, doc in all_docs():
+        try:
+            kv.validate(doc, release, strict=True)
+        except kv.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            errors.append(f"{where} ({release}) {path}: {exc.message}")
+    assert errors == []
+
+
+def test_openapi_schema_check_catches_a_typo() -> None:
+    kv = pytest.importorskip("kubernetes_validate",
+                             reason="kubernetes-validate not installed (pip install .[test])")
+    doc = one("PodDisruptionBudget")
+    bad = {**doc, "spec": {**doc["spec"], "minAvailabel": 1}}
+    with pytest.raises(kv.ValidationError, match="minAvailabel"):
+        kv.validate(bad, K8S_VERSIONS[0], strict=True)
 
 
 @pytest.mark.parametrize(
