@@ -1,0 +1,487 @@
+"""The health engine: sources + probes + hysteresis + drains -> Snapshots.
+
+One ``Engine`` owns every background task of healthwatch: one per source,
+one probe loop per probed shard, the planner loop and the state writer.
+Any change (a report, a probe transition, a drain, a reload, a cluster's
+grace running out) marks the engine dirty; the planner loop coalesces a
+burst for ``COALESCE`` seconds, re-plans once and publishes if anything
+changed, so a change is published well within 100 ms. Queries never plan.
+
+SOA serial: every published change gets ``max(previous + 1, int(unix time))``,
+so it grows on every change and across restarts.
+
+With a state dir, the last published Snapshot is persisted (write-then-rename)
+and served, marked stale, after a restart until every source has reported
+(synced once, or declared unreachable after ``cluster_grace``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from config.model import Cluster, Config, Probe
+from healthwatch.drains import Drains
+from healthwatch.errors import HealthwatchError, InvalidDrainError, UnknownClusterError
+from healthwatch.hysteresis import ProbeState
+from healthwatch.interfaces import Source
+from healthwatch.metrics import HealthMetrics
+from healthwatch.model import ClusterReport, ShardHealth
+from healthwatch.planner import ShardKey, global_name, plan, with_serial
+from healthwatch.probes import Prober, describe_probe
+from healthwatch.snapshot import ClusterStatus, Snapshot
+from healthwatch.sources import make_source
+from healthwatch.state import StateStore
+
+log = logging.getLogger("healthwatch.engine")
+
+COALESCE = 0.02  # seconds a burst of changes is collected before one re-plan
+MAX_START_JITTER = 0.25  # first probe of a shard within this many seconds
+SOURCE_START_TIMEOUT = 10.0
+SOURCE_STOP_TIMEOUT = 5.0
+
+SourceFactory = Callable[[Cluster, Config], Source]
+Subscriber = Callable[[Snapshot], None]
+
+
+@dataclass(slots=True)
+class _SourceRun:
+    cluster: Cluster
+    source: Source | None
+
+
+@dataclass(slots=True)
+class _ProbeRun:
+    cluster: str
+    probe: Probe
+    interval: float
+    timeout: float
+    state: ProbeState
+    task: asyncio.Task[None] | None = None
+    last: str = ""  # last result detail, for status()
+    last_at: float = 0.0
+
+
+def next_serial(previous: int, now: float) -> int:
+    return max(previous + 1, int(now))
+
+
+class Engine:
+    """Watches every configured cluster and publishes Snapshots."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        state_dir: str | None = None,
+        source_factory: SourceFactory = make_source,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._source_factory = source_factory
+        self._store = StateStore(state_dir if state_dir is not None else config.state_dir)
+        self._drains = Drains(self._store)
+        self._drains.load()
+        self._metrics = HealthMetrics(registry) if registry is not None else None
+        self._sources: dict[str, _SourceRun] = {}
+        self._reports: dict[str, ClusterReport] = {}
+        self._synced: set[str] = set()
+        self._declared: set[str] = set()  # declared unreachable: never synced in time
+        self._probes: dict[ShardKey, _ProbeRun] = {}
+        self._subscribers: list[Subscriber] = []
+        self._prober = Prober()
+        self._dirty = asyncio.Event()
+        self._persist_wanted: Snapshot | None = None
+        self._persist_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._started_at = clock()
+        now = clock()
+        stale = self._store.load_snapshot(config.zone)
+        if stale is not None:
+            log.info("state_loaded serial=%d shards=%d", stale.serial, len(stale.shards))
+            self._snapshot = stale
+        else:
+            self._snapshot = plan(config, {}, {}, self._drains.current, int(now), now)
+
+    # -- public API --------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def ready(self) -> bool:
+        """Every source has synced once or was declared unreachable."""
+        return all(c.name in self._synced or c.name in self._declared
+                   for c in self._config.clusters)
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """``callback(snapshot)`` runs on the event loop after every publish."""
+        self._subscribers.append(callback)
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        self._started_at = self._clock()
+        await self._prober.start()
+        self._tasks.append(asyncio.create_task(self._planner_loop(), name="healthwatch.planner"))
+        self._tasks.append(asyncio.create_task(self._writer_loop(), name="healthwatch.state"))
+        for cluster in self._config.clusters:
+            await self._start_source(cluster)
+        self._mark_dirty()
+        log.info("engine_started clusters=%d stale=%s", len(self._config.clusters),
+                 self._snapshot.stale)
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        for run in list(self._probes.values()):
+            self._cancel_probe(run)
+        probe_tasks = [r.task for r in self._probes.values() if r.task is not None]
+        self._probes.clear()
+        for name in list(self._sources):
+            await self._stop_source(name)
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, *probe_tasks, return_exceptions=True)
+        if self._persist_wanted is not None:  # flush the newest snapshot
+            snap, self._persist_wanted = self._persist_wanted, None
+            await asyncio.to_thread(self._store.save_snapshot, snap)
+        await self._prober.stop()
+        log.info("engine_stopped serial=%d", self._snapshot.serial)
+
+    def drain(self, cluster: str, service: str | None = None) -> Snapshot:
+        """Drain a cluster or one shard (``service`` = "ns/name"); persisted."""
+        self._check_drain(cluster, service)
+        if self._drains.drain(cluster, service):
+            self._replan()
+        return self._snapshot
+
+    def undrain(self, cluster: str, service: str | None = None) -> Snapshot:
+        self._check_drain(cluster, service)
+        if self._drains.undrain(cluster, service):
+            self._replan()
+        return self._snapshot
+
+    async def reload(self, new_config: Config) -> Snapshot:
+        """Switch to ``new_config``: restart only the sources and probes that changed."""
+        old, self._config = self._config, new_config
+        if self._running:
+            new_by_name = {c.name: c for c in new_config.clusters}
+            for name, run in list(self._sources.items()):
+                if new_by_name.get(name) != run.cluster:
+                    await self._stop_source(name)
+            for cluster in new_config.clusters:
+                if cluster.name not in self._sources:
+                    await self._start_source(cluster)
+        for name in list(self._reports):
+            if name not in {c.name for c in new_config.clusters}:
+                self._forget(name)
+        if old.health != new_config.health:
+            for prun in self._probes.values():
+                prun.state.rise = max(1, new_config.health.rise)
+                prun.state.fall = max(1, new_config.health.fall)
+        self._sync_probes()
+        self._replan()
+        log.info("engine_reloaded clusters=%d serial=%d", len(new_config.clusters),
+                 self._snapshot.serial)
+        return self._snapshot
+
+    def status(self) -> dict[str, Any]:
+        """Engine-side detail for ``/v1/status``."""
+        snap = self._snapshot
+        now = self._clock()
+        probes = []
+        for key, run in sorted(self._probes.items()):
+            probes.append({
+                "cluster": key[0], "kind": key[1], "service": f"{key[2]}/{key[3]}",
+                "probe": describe_probe(run.probe), "up": run.state.up,
+                "reason": run.state.reason, "passes": run.state.passes,
+                "fails": run.state.fails, "last_result": run.last,
+                "last_at": run.last_at or None,
+            })
+        return {
+            "ready": self.ready,
+            "serial": snap.serial,
+            "generated_at": snap.generated_at,
+            "age_seconds": round(max(0.0, now - snap.generated_at), 3),
+            "stale": snap.stale,
+            "failovers": list(snap.failovers),
+            "sources": {
+                c.name: {
+                    "source": c.source,
+                    "synced": c.name in self._synced,
+                    "declared_unreachable": c.name in self._declared,
+                }
+                for c in self._config.clusters
+            },
+            "probes": probes,
+            "drains": self._drains.current.to_dict(),
+            "state_dir": self._store.state_dir,
+            "state_problems": list(self._store.problems),
+        }
+
+    # -- sources -----------------------------------------------------------------
+
+    async def _start_source(self, cluster: Cluster) -> None:
+        run = _SourceRun(cluster, None)
+        self._sources[cluster.name] = run
+        try:
+            source = self._source_factory(cluster, self._config)
+        except Exception as exc:
+            self._source_failed(cluster.name, exc)
+            return
+        run.source = source
+
+        def emit(report: ClusterReport) -> None:
+            if self._sources.get(cluster.name) is run and self._running:
+                self._on_report(report)
+
+        try:
+            async with asyncio.timeout(SOURCE_START_TIMEOUT):
+                await source.start(emit)
+        except Exception as exc:
+            self._source_failed(cluster.name, exc)
+
+    def _source_failed(self, name: str, exc: BaseException) -> None:
+        why = str(exc) or type(exc).__name__
+        log.error("source_failed cluster=%s error=%r", name, why)
+        prev = self._reports.get(name)
+        self._reports[name] = ClusterReport(
+            cluster=name, shards=prev.shards if prev else (), synced=False, reachable=False,
+            last_contact=prev.last_contact if prev else None, last_error=why)
+        self._declared.add(name)
+        self._mark_dirty()
+
+    async def _stop_source(self, name: str) -> None:
+        run = self._sources.pop(name, None)
+        if run is None or run.source is None:
+            return
+        try:
+            async with asyncio.timeout(SOURCE_STOP_TIMEOUT):
+                await run.source.stop()
+        except Exception as exc:
+            log.warning("source_stop_failed cluster=%s error=%r", name, exc)
+
+    def _forget(self, name: str) -> None:
+        self._reports.pop(name, None)
+        self._synced.discard(name)
+        self._declared.discard(name)
+
+    def _on_report(self, report: ClusterReport) -> None:
+        name = report.cluster
+        prev = self._reports.get(name)
+        self._reports[name] = report
+        if report.synced and name not in self._synced:
+            self._synced.add(name)
+            self._declared.discard(name)
+            log.info("source_synced cluster=%s shards=%d", name, len(report.shards))
+        if prev is None or prev.reachable != report.reachable:
+            log.info("source_reachable cluster=%s reachable=%s error=%r", name,
+                     report.reachable, report.last_error)
+        if prev is None or prev.shards != report.shards:
+            self._sync_probes()
+        self._mark_dirty()
+
+    # -- probes ------------------------------------------------------------------
+
+    def _sync_probes(self) -> None:
+        """Run exactly one probe loop per probed shard of a configured cluster."""
+        h = self._config.health
+        wanted: dict[ShardKey, Probe] = {}
+        configured = {c.name for c in self._config.clusters}
+        for name, report in self._reports.items():
+            if name not in configured:
+                continue
+            for spec in report.shards:
+                if spec.probe is not None and spec.cluster == name:
+                    wanted[spec.key] = spec.probe
+        for key, run in list(self._probes.items()):
+            probe = wanted.get(key)
+            if probe is None or probe != run.probe:
+                self._cancel_probe(run)
+                del self._probes[key]
+            elif (run.interval, run.timeout) != (h.interval, h.timeout):
+                self._cancel_probe(run)
+                run.interval, run.timeout = h.interval, h.timeout
+                if self._running:
+                    run.task = self._spawn_probe(key, run)
+        for key, probe in wanted.items():
+            if key not in self._probes:
+                run = _ProbeRun(key[0], probe, h.interval, h.timeout, ProbeState(h.rise, h.fall))
+                self._probes[key] = run
+                if self._running:
+                    run.task = self._spawn_probe(key, run)
+
+    def _spawn_probe(self, key: ShardKey, run: _ProbeRun) -> asyncio.Task[None]:
+        return asyncio.create_task(self._probe_loop(key, run),
+                                   name=f"healthwatch.probe[{'/'.join(key)}]")
+
+    @staticmethod
+    def _cancel_probe(run: _ProbeRun) -> None:
+        if run.task is not None:
+            run.task.cancel()
+            run.task = None
+
+    async def _probe_loop(self, key: ShardKey, run: _ProbeRun) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(random.uniform(0.0, min(run.interval, MAX_START_JITTER)))
+        next_at = loop.time()
+        while True:
+            try:
+                result = await self._prober.check(run.probe, run.timeout)
+                ok, detail, took = result.ok, result.detail, result.latency
+                kind = result.kind
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a probe bug must not kill the loop
+                log.exception("probe_crashed shard=%s", "/".join(key))
+                ok, detail, took, kind = False, f"error: {exc!r}"[:120], 0.0, "error"
+            run.last, run.last_at = detail, self._clock()
+            if self._metrics is not None:
+                self._metrics.probe(run.cluster, kind, took)
+            was = run.state.up
+            if run.state.observe(ok, detail, self._clock()):
+                if was != run.state.up:
+                    log.info("probe_transition shard=%s up=%s reason=%r", "/".join(key),
+                             run.state.up, run.state.reason)
+                self._mark_dirty()
+            next_at += run.interval
+            delay = next_at - loop.time()
+            if delay < 0:
+                next_at, delay = loop.time(), 0.0
+            await asyncio.sleep(delay)
+
+    # -- planning and publishing -------------------------------------------------
+
+    def _mark_dirty(self) -> None:
+        self._dirty.set()
+
+    def _next_deadline(self, now: float) -> float | None:
+        """Seconds until a verdict can change by time alone (grace running out)."""
+        grace = self._config.health.cluster_grace
+        times: list[float] = []
+        if not self.ready:
+            times.append(self._started_at + grace)
+        for report in self._reports.values():
+            if not report.reachable and report.last_contact is not None:
+                times.append(report.last_contact + grace)
+        future = [t - now for t in times if t > now]
+        return min(future) + 0.005 if future else None
+
+    async def _planner_loop(self) -> None:
+        while True:
+            wait = self._next_deadline(self._clock())
+            try:
+                async with asyncio.timeout(wait):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            await asyncio.sleep(COALESCE)
+            self._replan()
+
+    def _replan(self) -> None:
+        """Plan from the current state; publish only if something changed."""
+        self._dirty.clear()
+        now = self._clock()
+        if self._running:
+            for c in self._config.clusters:
+                if (c.name not in self._synced and c.name not in self._declared
+                        and now >= self._started_at + self._config.health.cluster_grace):
+                    self._declared.add(c.name)
+                    log.warning("source_declared_unreachable cluster=%s grace=%gs",
+                                c.name, self._config.health.cluster_grace)
+        prev = self._snapshot
+        if prev.stale and not self.ready:
+            return  # keep serving last-known-good until every source reported
+        health: dict[ShardKey, ShardHealth] = {
+            key: run.state.health() for key, run in self._probes.items()
+            if run.state.up is not None
+        }
+        try:
+            cand = plan(self._config, self._reports, health, self._drains.current,
+                        prev.serial, now, previous=prev)
+        except Exception:
+            log.exception("plan_failed serial=%d action=keep_old_snapshot", prev.serial)
+            return
+        if not prev.stale and _same(cand, prev):
+            return
+        self._publish(with_serial(cand, next_serial(prev.serial, now)))
+
+    def _publish(self, snap: Snapshot) -> None:
+        prev, self._snapshot = self._snapshot, snap
+        new_failovers = sorted(set(snap.failovers) - set(prev.failovers))
+        log.info("snapshot_published serial=%d names=%d shards=%d healthy=%d failovers=%d",
+                 snap.serial, len(snap.geo), len(snap.shards),
+                 sum(1 for s in snap.shards if s.healthy), len(snap.failovers))
+        if self._metrics is not None:
+            self._metrics.published(snap, prev, [self._service_label(n) for n in new_failovers])
+        if self._store.state_dir is not None:
+            self._persist_wanted = snap
+            self._persist_event.set()
+        for cb in list(self._subscribers):
+            try:
+                cb(snap)
+            except Exception:
+                log.exception("subscriber_failed serial=%d", snap.serial)
+
+    def _service_label(self, name: str) -> str:
+        suffix = global_name(self._config, "", "").lstrip(".")  # "<F>.svc.<Z>"
+        if name.endswith("." + suffix):
+            parts = name[: -len(suffix) - 1].split(".")
+            if len(parts) == 2:
+                return f"{parts[1]}/{parts[0]}"
+        for report in self._reports.values():
+            for spec in report.shards:
+                if spec.kind == "ingress" and name in spec.hosts:
+                    return spec.service
+        return name
+
+    async def _writer_loop(self) -> None:
+        while True:
+            await self._persist_event.wait()
+            self._persist_event.clear()
+            snap, self._persist_wanted = self._persist_wanted, None
+            if snap is not None:
+                await asyncio.to_thread(self._store.save_snapshot, snap)
+
+    def _check_drain(self, cluster: str, service: str | None) -> None:
+        if cluster not in {c.name for c in self._config.clusters}:
+            raise UnknownClusterError(cluster=cluster)
+        if service is not None:
+            base = service.removeprefix("ingress:")
+            ns, sep, name = base.partition("/")
+            if not sep or not ns or not name or "/" in name:
+                raise InvalidDrainError(service=service,
+                                        why="expected namespace/name or ingress:namespace/name")
+
+
+def _same(a: Snapshot, b: Snapshot) -> bool:
+    """Equal for publishing purposes (serial, time and contact times aside)."""
+    return (a.records == b.records and a.localities == b.localities
+            and a.failovers == b.failovers and a.shards == b.shards
+            and _clusters(a.clusters) == _clusters(b.clusters) and a.geo == b.geo)
+
+
+def _clusters(cs: tuple[ClusterStatus, ...]) -> tuple[ClusterStatus, ...]:
+    return tuple(replace(c, last_contact=None) for c in cs)
+
+
+__all__ = ["Engine", "HealthwatchError", "next_serial"]
