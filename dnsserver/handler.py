@@ -1,0 +1,176 @@
+"""One query in, one reply (or nothing) out: the fast path and its fallback.
+
+Transport-independent (UDP and TCP both call ``QueryHandler.handle``). The fast
+path is ``wire.fast_parse`` + one ``AnswerTable`` lookup + byte patching (ID,
+RD/CD, the client's question bytes, ECS); everything else goes through
+``wire.parse_query`` and ``Resolver.respond``. No exception leaves
+``handle``: an unexpected one becomes SERVFAIL, a counter and (once) a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from config.model import Server
+from dnsserver import wire
+from dnsserver.answers import AnswerTable
+from dnsserver.errors import DropPacket, MalformedQuery
+from dnsserver.locality import Locator
+from dnsserver.metrics import DnsMetrics, locality_kind
+from dnsserver.resolver import Resolver
+
+log = logging.getLogger("dnsserver.handler")
+
+TCP_LIMIT = wire.MAX_UDP
+
+
+@dataclass(frozen=True, slots=True)
+class ServingState:
+    """What one Snapshot serves; swapped as a whole (one reference assignment)."""
+
+    resolver: Resolver
+    table: AnswerTable
+    serial: int
+
+
+def packed_address(ip: str) -> bytes:
+    """Socket address text -> 4 or 16 bytes (IPv4-mapped IPv6 becomes IPv4)."""
+    if ":" in ip:
+        raw = socket.inet_pton(socket.AF_INET6, ip.partition("%")[0])
+        if raw[:12] == b"\x00" * 10 + b"\xff\xff":
+            return raw[12:]
+        return raw
+    return socket.inet_pton(socket.AF_INET, ip)
+
+
+class QueryHandler:
+    def __init__(self, locator: Locator, metrics: DnsMetrics, server: Server,
+                 *, fast_path: bool = True) -> None:
+        self.locator = locator
+        self.metrics = metrics
+        self.server = server
+        self.fast_path = fast_path
+        self.state: ServingState | None = None
+        self._logged_error = False
+
+    def swap(self, state: ServingState) -> None:
+        self.state = state
+
+    # -- locality ----------------------------------------------------------------
+
+    def locate(self, ecs: wire.Ecs | None, client: str) -> tuple[str, int]:
+        """(locality, ECS scope) for a client; scope 0 when ECS was not used."""
+        if ecs is not None:
+            if ecs.source == 0:  # RFC 7871 7.1.2: the client opted out
+                return "", 0
+            if not ecs.private:
+                loc, scope = self.locator.locate(ecs.address, ecs.source)
+                return loc, min(scope, 32 if ecs.family == 1 else 128)
+        loc, _ = self.locator.locate(packed_address(client), None)
+        return loc, 0
+
+    # -- the query -----------------------------------------------------------------
+
+    def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        metrics = self.metrics
+        sampled = metrics.sample()
+        started = time.perf_counter() if sampled else 0.0
+        proto = "tcp" if tcp else "udp"
+        try:
+            out = self._fast(data, client, tcp) if self.fast_path else None
+            if out is None:
+                out = self._slow(data, client, tcp)
+        except Exception:
+            out = self._servfail(data)
+        if out is not None and sampled:
+            metrics.observe(proto, time.perf_counter() - started, len(out))
+        return out
+
+    def _fast(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        state = self.state
+        if state is None:
+            return None
+        fq = wire.fast_parse(data)
+        if fq is None:
+            return None
+        qname, qtype, qclass, qend, variant, limit, ecs = fq
+        value = state.table.get((qname, qtype, qclass, variant))
+        if value is None:
+            return None
+        if type(value) is dict:
+            loc, scope = self.locate(ecs, client)
+            entry = value.get(loc) or value[""]
+            kind = locality_kind(loc)
+        else:
+            entry = value  # type: ignore[assignment]
+            scope = 0
+            kind = "none"
+        full, truncated = entry
+        if tcp:
+            limit = TCP_LIMIT
+        if ecs is not None:
+            option = wire.ecs_option(ecs, scope)
+            head = len(option).to_bytes(2, "big") + option
+            fits = len(full) + len(option) <= limit
+            body = (full if fits else truncated)[:-2] + head
+        elif len(full) <= limit:
+            body = full
+        else:
+            body = truncated
+        out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
+               + body[4:12] + data[12:qend] + body[qend:])
+        if body[2] & 0x02:
+            self.metrics.truncate("tcp" if tcp else "udp")
+        self.metrics.request("tcp" if tcp else "udp", qtype, body[3] & 0x0F, kind)
+        return out
+
+    def _slow(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        proto = "tcp" if tcp else "udp"
+        try:
+            q = wire.parse_query(data)
+        except DropPacket as exc:
+            self.metrics.drop(exc.reason)
+            return None
+        except MalformedQuery as exc:
+            flags = wire.reply_flags(exc.flags, rcode=wire.FORMERR, aa=False)
+            self.metrics.request(proto, -1, wire.FORMERR, "none")
+            return wire.short_reply(exc.qid, flags, exc.question, None)
+        state = self.state
+        if state is None:
+            flags = wire.reply_flags(q.flags, rcode=wire.SERVFAIL, aa=False)
+            self.metrics.request(proto, q.qtype, wire.SERVFAIL, "none")
+            return wire.short_reply(q.qid, flags, q.question, None)
+        limit = TCP_LIMIT if tcp else wire.udp_limit(q.edns, self.server.edns_udp_size)
+        ecs = q.edns.ecs if q.edns is not None else None
+        loc, scope = ("", 0)
+        if q.qclass == wire.C_IN and q.opcode == wire.OP_QUERY and q.question is not None:
+            loc, scope = self.locate(ecs, client)
+        out, depends = state.resolver.respond(
+            q, locality=loc, scope=scope, client=packed_address(client), limit=limit)
+        rcode = out[3] & 0x0F
+        if q.edns is not None and q.edns.version > 0:
+            rcode = wire.BADVERS
+        if out[2] & 0x02:
+            self.metrics.truncate(proto)
+        self.metrics.request(proto, q.qtype, rcode, locality_kind(loc) if depends else "none")
+        return out
+
+    def _servfail(self, data: bytes) -> bytes | None:
+        self.metrics.error()
+        if not self._logged_error:
+            self._logged_error = True
+            log.exception("query_failed size=%d (further errors only counted)", len(data))
+        if len(data) < 12 or data[2] & 0x80:
+            return None
+        qid = (data[0] << 8) | data[1]
+        qflags = (data[2] << 8) | data[3]
+        question: bytes | None = None
+        try:
+            question = wire.parse_query(data).question
+        except Exception:
+            question = None
+        flags = wire.reply_flags(qflags, rcode=wire.SERVFAIL, aa=False)
+        return wire.short_reply(qid, flags, question, None)

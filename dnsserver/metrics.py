@@ -1,0 +1,166 @@
+"""Prometheus metrics of the DNS server, cheap enough for the query path.
+
+The query path only bumps plain ints in dicts (no locks, no label lookups);
+a custom collector turns them into metric families at scrape time. Request
+duration and response size are sampled (1 in ``sample_every`` queries) into
+fixed buckets. Every label is a bounded set: ``qtype`` is one of ``QTYPES`` or
+``other``, ``rcode`` one of ``RCODES`` or ``other``, ``locality_kind`` one of
+``LOCALITY_KINDS``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+QTYPES: dict[int, str] = {
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
+    33: "SRV", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 251: "IXFR", 252: "AXFR",
+    255: "ANY", 257: "CAA",
+}
+RCODES: dict[int, str] = {
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    16: "BADVERS",
+}
+LOCALITY_KINDS = ("none", "unknown", "zone", "region", "cluster", "other")
+DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "no_snapshot")
+DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                    0.005, 0.01, 0.025, 0.05, 0.1)
+SIZE_BUCKETS = (64.0, 128.0, 256.0, 512.0, 1024.0, 1232.0, 1500.0, 4096.0, 16384.0, 65535.0)
+
+
+def qtype_label(qtype: int) -> str:
+    return QTYPES.get(qtype, "other")
+
+
+def rcode_label(rcode: int) -> str:
+    return RCODES.get(rcode, "other")
+
+
+def locality_kind(locality: str | None) -> str:
+    """``None``: the answer did not depend on locality."""
+    if locality is None:
+        return "none"
+    if locality == "":
+        return "unknown"
+    kind = locality.partition(":")[0]
+    return kind if kind in LOCALITY_KINDS else "other"
+
+
+class _Hist:
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def family(self, name: str, doc: str, labels: list[str], values: list[str],
+               fam: HistogramMetricFamily | None = None) -> HistogramMetricFamily:
+        fam = fam or HistogramMetricFamily(name, doc, labels=labels)
+        buckets: list[tuple[str, float]] = []
+        acc = 0
+        for bound, c in zip(self.bounds, self.counts, strict=False):
+            acc += c
+            buckets.append((repr(bound), float(acc)))
+        buckets.append(("+Inf", float(self.count)))
+        fam.add_metric(values, buckets, self.total)
+        return fam
+
+
+class DnsMetrics(Collector):
+    """All ``fedns_dns_*`` metrics; register with ``DnsMetrics(registry)``."""
+
+    def __init__(self, registry: CollectorRegistry | None, *, sample_every: int = 8) -> None:
+        self.sample_every = max(1, sample_every)
+        self.requests: dict[tuple[str, int, int, str], int] = {}
+        self.truncated: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+        self.errors = 0
+        self.table_builds = 0
+        self.last_build_seconds = 0.0
+        self.durations: dict[str, _Hist] = {}
+        self.sizes: dict[str, _Hist] = {}
+        self.tick = 0
+        if registry is not None:
+            registry.register(self)
+
+    # -- query path ----------------------------------------------------------
+
+    def request(self, proto: str, qtype: int, rcode: int, kind: str) -> None:
+        key = (proto, qtype, rcode, kind)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def sample(self) -> bool:
+        """True for 1 in ``sample_every`` queries (time and size those)."""
+        self.tick += 1
+        return self.tick % self.sample_every == 0
+
+    def observe(self, proto: str, seconds: float, size: int) -> None:
+        hist = self.durations.get(proto)
+        if hist is None:
+            hist = self.durations[proto] = _Hist(DURATION_BUCKETS)
+            self.sizes[proto] = _Hist(SIZE_BUCKETS)
+        hist.observe(seconds)
+        self.sizes[proto].observe(float(size))
+
+    def truncate(self, proto: str) -> None:
+        self.truncated[proto] = self.truncated.get(proto, 0) + 1
+
+    def drop(self, reason: str) -> None:
+        reason = reason if reason in DROP_REASONS else "malformed"
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def error(self) -> None:
+        self.errors += 1
+
+    # -- scrape ----------------------------------------------------------------
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        req = CounterMetricFamily("fedns_dns_requests", "DNS queries answered",
+                                  labels=["proto", "qtype", "rcode", "locality_kind"])
+        merged: dict[tuple[str, str, str, str], int] = {}
+        for (proto, qtype, rcode, kind), n in list(self.requests.items()):
+            k = (proto, qtype_label(qtype), rcode_label(rcode), kind)
+            merged[k] = merged.get(k, 0) + n
+        for labels, n in sorted(merged.items()):
+            req.add_metric(list(labels), float(n))
+        yield req
+        trunc = CounterMetricFamily("fedns_dns_truncated", "UDP replies sent with TC=1",
+                                    labels=["proto"])
+        for proto, n in sorted(self.truncated.items()):
+            trunc.add_metric([proto], float(n))
+        yield trunc
+        drop = CounterMetricFamily("fedns_dns_dropped", "Packets dropped without a reply",
+                                   labels=["reason"])
+        for reason, n in sorted(self.dropped.items()):
+            drop.add_metric([reason], float(n))
+        yield drop
+        yield CounterMetricFamily("fedns_dns_internal_errors",
+                                  "Unexpected exceptions answered with SERVFAIL",
+                                  value=float(self.errors))
+        dur = HistogramMetricFamily("fedns_dns_request_duration_seconds",
+                                    "Time to answer a query (sampled)", labels=["proto"])
+        size = HistogramMetricFamily("fedns_dns_response_size_bytes",
+                                     "Size of replies (sampled)", labels=["proto"])
+        for proto in sorted(self.durations):
+            self.durations[proto].family("", "", [], [proto], dur)
+            self.sizes[proto].family("", "", [], [proto], size)
+        yield dur
+        yield size
+        yield CounterMetricFamily("fedns_dns_answer_table_builds",
+                                  "Answer tables built from Snapshots",
+                                  value=float(self.table_builds))

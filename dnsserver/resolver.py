@@ -1,0 +1,365 @@
+"""The full query path: Snapshot + query + client locality -> reply bytes.
+
+Knows nothing of sockets. ``Resolver`` is built once per Snapshot; it indexes
+the records, converts them to dnslib RRs once, and answers:
+
+- ``lookup(qname, qtype, locality)`` -> ``Answer`` (in-zone resolution:
+  CNAME chains, NXDOMAIN/NODATA with the SOA, minimal ANY, NS glue);
+- ``render(...)`` -> the packed reply for one ``Answer`` (dnslib packs the
+  sections, ``wire`` patches ID, flags, question and OPT);
+- ``respond(query, ...)`` -> the reply for any parsed query (errors, CH class,
+  NOTIFY, BADVERS, truncation).
+
+``AnswerTable`` calls ``lookup`` and ``render`` at build time, so precomputed
+replies and full-path replies are the same bytes.
+
+Not implemented (documented): wildcards and delegations below the apex; NS
+records below the apex are served as ordinary records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dnslib import QTYPE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from config.model import Server
+from dnsserver import wire
+from healthwatch.snapshot import UNKNOWN, Record, Snapshot
+
+log = logging.getLogger("dnsserver.resolver")
+
+MAX_CHAIN = 8  # CNAME hops chased inside the zone
+_VARIES_MEMO_MAX = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    rcode: int
+    answer: tuple[Record, ...] = ()
+    authority: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()
+    depends: bool = False  # differs by client locality (ECS scope applies)
+
+
+def name_to_wire(name: str) -> bytes:
+    """Presentation name (absolute, with trailing dot) -> lower-cased wire bytes."""
+    labels = [lab.encode("ascii").lower() for lab in name.rstrip(".").split(".") if lab]
+    return wire.name_wire(labels)
+
+
+def wire_to_labels(name: bytes) -> tuple[bytes, ...]:
+    labels = []
+    i = 0
+    while name[i]:
+        labels.append(name[i + 1:i + 1 + name[i]])
+        i += 1 + name[i]
+    return tuple(labels)
+
+
+def qtype_code(rtype: str) -> int | None:
+    code = QTYPE.reverse.get(rtype.upper())
+    if code is None and rtype.upper().startswith("TYPE") and rtype[4:].isdigit():
+        return int(rtype[4:])
+    return int(code) if code is not None else None
+
+
+class Resolver:
+    """Answers queries from one Snapshot (immutable once built)."""
+
+    def __init__(self, snapshot: Snapshot, server: Server) -> None:
+        self.snapshot = snapshot
+        self.server = server
+        self.zone = name_to_wire(snapshot.zone)
+        self._zone_suffix = self.zone
+        self._static: dict[bytes, dict[int, tuple[Record, ...]]] = {}
+        self._geo: dict[bytes, dict[str, dict[int, tuple[Record, ...]]]] = {}
+        self._rrs: dict[Record, RR] = {}
+        self._bad: set[Record] = set()
+        self._varies_memo: dict[tuple[bytes, int], bool] = {}
+        self._names: set[bytes] = set()
+        static: dict[bytes, dict[int, list[Record]]] = {}
+        for rec in snapshot.records:
+            code = self._code(rec)
+            if code is None:
+                continue
+            static.setdefault(name_to_wire(rec.name), {}).setdefault(code, []).append(rec)
+        self._static = {n: {t: tuple(rs) for t, rs in per.items()} for n, per in static.items()}
+        for name, per_loc in snapshot.geo.items():
+            self._geo[name_to_wire(name)] = {
+                loc: self._by_type(recs) for loc, recs in per_loc.items()
+            }
+        locs = dict.fromkeys([UNKNOWN, *snapshot.localities])
+        for per_loc in snapshot.geo.values():
+            locs.update(dict.fromkeys(per_loc))
+        self.localities: tuple[str, ...] = tuple(locs)
+        for wname in [*self._static, *self._geo]:
+            if not self.in_zone(wname):
+                continue
+            labels = wire_to_labels(wname)
+            for i in range(len(labels) + 1):
+                suffix = wire.name_wire(labels[i:])
+                self._names.add(suffix)
+                if suffix == self.zone:
+                    break
+        self._names.add(self.zone)
+        apex = self._static.get(self.zone, {})
+        soa = apex.get(wire.T_SOA, ())
+        self._soa: Record | None = None
+        if soa:
+            rec = soa[0]
+            try:
+                minimum = int(rec.value.split()[-1])
+            except (ValueError, IndexError):
+                minimum = rec.ttl
+            self._soa = Record(rec.name, rec.rtype, min(rec.ttl, minimum), rec.value)
+
+    # -- indexing ------------------------------------------------------------
+
+    def _code(self, rec: Record) -> int | None:
+        code = qtype_code(rec.rtype)
+        if code is None or self._rr(rec) is None:
+            return None
+        return code
+
+    def _by_type(self, recs: Iterable[Record]) -> dict[int, tuple[Record, ...]]:
+        out: dict[int, list[Record]] = {}
+        for rec in recs:
+            code = self._code(rec)
+            if code is not None:
+                out.setdefault(code, []).append(rec)
+        return {t: tuple(rs) for t, rs in out.items()}
+
+    def _rr(self, rec: Record) -> RR | None:
+        rr = self._rrs.get(rec)
+        if rr is not None or rec in self._bad:
+            return rr
+        try:
+            rr = RR.fromZone(f"{rec.name} {rec.ttl} IN {rec.rtype} {rec.value}")[0]
+        except Exception as exc:  # dnslib raises many types on bad rdata
+            self._bad.add(rec)
+            log.warning("record_skipped name=%s type=%s error=%r", rec.name, rec.rtype, exc)
+            return None
+        self._rrs[rec] = rr
+        return rr
+
+    def in_zone(self, name: bytes) -> bool:
+        z = self._zone_suffix
+        if not name.endswith(z):
+            return False
+        if len(name) == len(z):
+            return True
+        # the suffix must start at a label boundary
+        i = 0
+        cut = len(name) - len(z)
+        while i < cut:
+            i += 1 + name[i]
+        return i == cut
+
+    def names(self) -> list[bytes]:
+        """Every name that exists in the zone (incl. empty non-terminals)."""
+        return sorted(self._names)
+
+    def types_at(self, name: bytes) -> set[int]:
+        types = set(self._static.get(name, {}))
+        for per_type in self._geo.get(name, {}).values():
+            types.update(per_type)
+        return types
+
+    def geo_names(self) -> set[bytes]:
+        return set(self._geo)
+
+    # -- resolution ------------------------------------------------------------
+
+    def _rrsets(self, name: bytes, locality: str) -> tuple[dict[int, tuple[Record, ...]], bool]:
+        static = self._static.get(name)
+        per_loc = self._geo.get(name)
+        if per_loc is None:
+            return (static or {}), False
+        geo = per_loc.get(locality)
+        if geo is None:
+            geo = per_loc.get(UNKNOWN, {})
+        if not static:
+            return geo, True
+        return {**static, **geo}, True
+
+    def _resolve(self, qname: bytes, qtype: int, locality: str) -> tuple[Answer, bool]:
+        answer: list[Record] = []
+        additional: list[Record] = []
+        touched = False
+        name = qname
+        visited = {qname}
+        rcode = wire.NOERROR
+        negative = False
+        for _hop in range(MAX_CHAIN + 1):
+            if name not in self._names:
+                rcode = wire.NXDOMAIN
+                negative = True
+                break
+            rrsets, geo = self._rrsets(name, locality)
+            touched = touched or geo
+            if qtype == wire.T_ANY:
+                if rrsets:  # RFC 8482: one RRset
+                    answer.extend(rrsets[min(rrsets)])
+                else:
+                    negative = True
+                break
+            found = rrsets.get(qtype)
+            if found:
+                answer.extend(found)
+                break
+            cname = rrsets.get(wire.T_CNAME)
+            if cname and qtype != wire.T_CNAME:
+                answer.extend(cname)
+                target = name_to_wire(cname[0].value)
+                if not self.in_zone(target) or target in visited:
+                    break
+                visited.add(target)
+                name = target
+                continue
+            negative = True
+            break
+        if qtype == wire.T_NS:
+            for rec in answer:
+                if rec.rtype == "NS":
+                    additional.extend(self._glue(name_to_wire(rec.value)))
+        authority = (self._soa,) if negative and self._soa is not None else ()
+        return Answer(rcode, tuple(answer), authority, tuple(additional)), touched
+
+    def _glue(self, target: bytes) -> list[Record]:
+        if not self.in_zone(target):
+            return []
+        per = self._static.get(target, {})
+        return [*per.get(wire.T_A, ()), *per.get(wire.T_AAAA, ())]
+
+    def lookup(self, qname: bytes, qtype: int, locality: str) -> Answer:
+        """Resolve an in-zone, class-IN question for a client in ``locality``."""
+        ans, touched = self._resolve(qname, qtype, locality)
+        if touched and self.varies(qname, qtype):
+            return Answer(ans.rcode, ans.answer, ans.authority, ans.additional, True)
+        return ans
+
+    def varies(self, qname: bytes, qtype: int) -> bool:
+        """Does the answer to (qname, qtype) differ between localities?"""
+        key = (qname, qtype)
+        hit = self._varies_memo.get(key)
+        if hit is not None:
+            return hit
+        seen = {self._resolve(qname, qtype, loc)[0] for loc in self.localities}
+        result = len(seen) > 1
+        if len(self._varies_memo) >= _VARIES_MEMO_MAX:
+            self._varies_memo.clear()
+        self._varies_memo[key] = result
+        return result
+
+    # -- rendering -------------------------------------------------------------
+
+    def pack_body(self, labels: tuple[bytes, ...], qtype: int, qclass: int, ans: Answer) -> bytes:
+        """dnslib-packed message (ID 0, flags 0) with a lower-case question, no OPT."""
+        msg = DNSRecord(DNSHeader(id=0), q=DNSQuestion(DNSLabel(labels), qtype, qclass))
+        for rec in ans.answer:
+            msg.add_answer(self._rrs[rec])
+        for rec in ans.authority:
+            msg.add_auth(self._rr(rec))
+        for rec in ans.additional:
+            msg.add_ar(self._rrs[rec])
+        packed: bytes = msg.pack()
+        return packed
+
+    def render(self, *, qid: int, qflags: int, question: bytes, labels: tuple[bytes, ...],
+               qtype: int, qclass: int, ans: Answer, edns: wire.Edns | None,
+               scope: int, limit: int) -> bytes:
+        """The reply for ``ans``; truncated (TC=1, question and OPT only) above ``limit``."""
+        opt = self.opt_for(edns, scope if ans.depends else 0)
+        body = self.pack_body(labels, qtype, qclass, ans)
+        flags = wire.reply_flags(qflags, rcode=ans.rcode, aa=True)
+        out = wire.assemble(qid, flags, question, body, opt)
+        if len(out) > limit:
+            out = wire.short_reply(qid, flags | wire.TC, question, opt)
+        return out
+
+    def opt_for(self, edns: wire.Edns | None, scope: int, ext_rcode: int = 0) -> bytes | None:
+        if edns is None:
+            return None
+        options = b""
+        if edns.ecs is not None:
+            options = wire.ecs_option(edns.ecs, scope)
+        return wire.opt_record(self.server.edns_udp_size, do=edns.do, ext_rcode=ext_rcode,
+                               options=options)
+
+    # -- the whole query -------------------------------------------------------
+
+    def respond(self, q: wire.Query, *, locality: str, scope: int, client: bytes,
+                limit: int) -> tuple[bytes, bool]:
+        """The reply to a parsed query: ``(reply, depends_on_locality)``."""
+        if q.opcode != wire.OP_QUERY:
+            return self._other_opcode(q, client), False
+        edns = q.edns
+        if edns is not None and edns.version > 0:
+            flags = wire.reply_flags(q.flags, rcode=0, aa=False)
+            opt = wire.opt_record(self.server.edns_udp_size, do=edns.do, ext_rcode=1)
+            return wire.short_reply(q.qid, flags, q.question, opt), False
+        assert q.question is not None  # parse_query guarantees it for opcode QUERY
+        if q.qclass == wire.C_CH:
+            return self._chaos(q, limit), False
+        if q.qclass != wire.C_IN or q.qtype in (wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
+                                               wire.T_MAILB):
+            return self.error(q, wire.REFUSED), False
+        if q.qtype == wire.T_OPT:
+            return self.error(q, wire.FORMERR, with_opt=False), False
+        if not self.in_zone(q.qname):
+            return self.error(q, wire.REFUSED), False
+        ans = self.lookup(q.qname, q.qtype, locality)
+        out = self.render(qid=q.qid, qflags=q.flags, question=q.question, labels=q.labels,
+                          qtype=q.qtype, qclass=q.qclass, ans=ans, edns=edns, scope=scope,
+                          limit=limit)
+        return out, ans.depends
+
+    def error(self, q: wire.Query, rcode: int, *, with_opt: bool = True) -> bytes:
+        """A reply with ``rcode``, the question and (if the query had one) OPT."""
+        flags = wire.reply_flags(q.flags, rcode=rcode, aa=False)
+        opt = self.opt_for(q.edns, 0) if with_opt else None
+        return wire.short_reply(q.qid, flags, q.question, opt)
+
+    def _other_opcode(self, q: wire.Query, client: bytes) -> bytes:
+        if q.opcode == wire.OP_NOTIFY and q.question is not None:
+            allowed = _in_networks(client, self.server.notify_allow)
+            rcode = wire.NOERROR if allowed else wire.REFUSED
+            flags = wire.reply_flags(q.flags, rcode=rcode, aa=allowed)
+            return wire.short_reply(q.qid, flags, q.question, self.opt_for(q.edns, 0))
+        # RFC 8906 section 8.2.4 / RFC 1035: NOTIMP, opcode kept, every other flag clear
+        flags = wire.QR | (q.flags & 0x7800) | wire.NOTIMP
+        return wire.short_reply(q.qid, flags, q.question, None)
+
+    def _chaos(self, q: wire.Query, limit: int) -> bytes:
+        name = b".".join(q.labels)
+        text: str | None = None
+        if q.qtype in (wire.T_TXT, wire.T_ANY):
+            if name in (b"version.bind", b"version.server"):
+                text = self.server.version
+            elif name in (b"id.server", b"hostname.bind"):
+                text = self.server.identity
+        if text is None:
+            return self.error(q, wire.REFUSED)
+        data = text.encode("utf-8", "replace")[:255]
+        rr = (b"\xc0\x0c\x00\x10\x00\x03\x00\x00\x00\x00" + (len(data) + 1).to_bytes(2, "big")
+              + bytes((len(data),)) + data)
+        flags = wire.reply_flags(q.flags, rcode=wire.NOERROR, aa=True)
+        opt = self.opt_for(q.edns, 0)
+        head = (q.qid.to_bytes(2, "big") + flags.to_bytes(2, "big") + b"\x00\x01\x00\x01\x00\x00"
+                + (b"\x00\x01" if opt else b"\x00\x00"))
+        out = head + (q.question or b"") + rr + (opt or b"")
+        if len(out) > limit:
+            out = wire.short_reply(q.qid, flags | wire.TC, q.question, opt)
+        return out
+
+
+def _in_networks(client: bytes, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+                 ) -> bool:
+    if len(client) not in (4, 16):
+        return False
+    ip = ipaddress.ip_address(client)
+    return any(ip.version == net.version and ip in net for net in networks)

@@ -1,0 +1,111 @@
+"""DnsServer: owns the UDP/TCP listeners and the current answers.
+
+``update(snapshot)`` builds a new ``Resolver`` and ``AnswerTable`` and swaps
+them in with one reference assignment, so a query sees either the old or the
+new Snapshot, never a mix. A Snapshot that fails to build is logged and the
+old one keeps serving.
+
+Each configured ``host:port`` gets a UDP socket and a TCP listener on the same
+port; with port 0 the TCP listener takes the port UDP got, so ``addresses``
+lists one (host, port) per listen entry that works for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client import CollectorRegistry
+
+from config.model import Config
+from dnsserver.answers import AnswerTable
+from dnsserver.errors import BindError
+from dnsserver.handler import QueryHandler, ServingState
+from dnsserver.locality import Locator
+from dnsserver.metrics import DnsMetrics
+from dnsserver.resolver import Resolver
+from dnsserver.tcp import TcpLimits, open_tcp
+from dnsserver.udp import open_udp
+from healthwatch.snapshot import Snapshot
+
+_PORT_RETRIES = 8
+
+
+class DnsServer:
+    def __init__(self, config: Config, locator: Locator, *,
+                 registry: CollectorRegistry | None, fast_path: bool = True) -> None:
+        self.config = config
+        self.metrics = DnsMetrics(registry)
+        self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)
+        self.log = logging.getLogger("dnsserver.server")
+        self.addresses: list[tuple[str, int]] = []
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self._limits = TcpLimits(total=config.server.tcp_max_connections,
+                                 per_client=config.server.tcp_max_per_client)
+
+    # -- answers ------------------------------------------------------------
+
+    @property
+    def serial(self) -> int | None:
+        state = self.handler.state
+        return state.serial if state is not None else None
+
+    def update(self, snapshot: Snapshot) -> bool:
+        """Serve ``snapshot`` from now on; False (old answers kept) if it fails."""
+        started = time.perf_counter()
+        try:
+            resolver = Resolver(snapshot, self.config.server)
+            table = AnswerTable.build(resolver)
+        except Exception:
+            self.log.exception("snapshot_rejected serial=%s", snapshot.serial)
+            return False
+        self.handler.swap(ServingState(resolver, table, snapshot.serial))
+        self.metrics.table_builds += 1
+        self.metrics.last_build_seconds = time.perf_counter() - started
+        self.log.info("snapshot_served serial=%d keys=%d seconds=%.4f", snapshot.serial,
+                      table.stats.keys, self.metrics.last_build_seconds)
+        return True
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        handle = self.handler.handle
+        server = self.config.server
+        try:
+            for host, port in self.config.listen.dns:
+                for attempt in range(_PORT_RETRIES):
+                    udp, bound = await open_udp(host, port, handle)
+                    try:
+                        tcp = await open_tcp(host, bound, handle, self._limits,
+                                             server.tcp_idle_timeout, self.metrics.drop)
+                    except OSError as exc:
+                        udp.close()
+                        if port != 0 or attempt == _PORT_RETRIES - 1:
+                            raise BindError(address=host, port=bound, cause=str(exc)) from exc
+                        continue
+                    self._udp.append(udp)
+                    self._tcp.append(tcp)
+                    self.addresses.append((host, bound))
+                    self.log.info("listening address=%s port=%d proto=udp,tcp", host, bound)
+                    break
+        except OSError as exc:
+            await self.stop()
+            raise BindError(address=host, port=port, cause=str(exc)) from exc
+        except BindError:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for udp in self._udp:
+            udp.close()
+        for tcp in self._tcp:
+            tcp.close()
+        for conn in list(self._limits.connections):
+            conn.abort()
+        for tcp in self._tcp:
+            await tcp.wait_closed()
+        self._udp.clear()
+        self._tcp.clear()
+        self.addresses.clear()

@@ -1,0 +1,400 @@
+"""DNS wire format without dnslib: the query parser and the reply assembler.
+
+Two parsers live here:
+
+- ``fast_parse`` recognises only the common query shape (QR=0, opcode QUERY,
+  QDCOUNT=1, AN=NS=0, no compression in the question, at most one OPT with
+  version 0 and a well-formed ECS) and returns ``None`` for anything else, so
+  the caller falls back to the full path. It allocates one tuple per query.
+- ``parse_query`` validates every query (RFC 1035, RFC 6891, RFC 7871) and
+  raises ``DropPacket``/``MalformedQuery``; the full path uses it.
+
+The assembler (``assemble``, ``opt_record``, ``ecs_option``, ``short_reply``)
+builds replies from a header, the client's question bytes and section bytes,
+so both paths put the same bytes on the wire.
+
+Cookies (RFC 7873): the option is parsed as an ordinary unknown option and
+ignored, as RFC 7873 section 5.2 allows a server without cookie support to do;
+it is never echoed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from dnsserver.errors import DropPacket, MalformedQuery
+
+# header flag bits (16-bit flags word)
+QR = 0x8000
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+RA = 0x0080
+AD = 0x0020
+CD = 0x0010
+
+# opcodes
+OP_QUERY = 0
+OP_NOTIFY = 4
+
+# rcodes (BADVERS is extended: 16 = ext-rcode 1 in OPT, header rcode 0)
+NOERROR = 0
+FORMERR = 1
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+BADVERS = 16
+
+# types and classes used by the protocol layer
+T_A = 1
+T_NS = 2
+T_CNAME = 5
+T_SOA = 6
+T_TXT = 16
+T_AAAA = 28
+T_OPT = 41
+T_HTTPS = 65
+T_IXFR = 251
+T_AXFR = 252
+T_MAILB = 253
+T_MAILA = 254
+T_ANY = 255
+C_IN = 1
+C_CH = 3
+
+OPT_ECS = 8
+OPT_COOKIE = 10
+
+MAX_NAME = 255
+MAX_UDP = 65535
+
+# EDNS variants of a precomputed answer: no OPT, OPT without DO, OPT with DO
+V_PLAIN = 0
+V_EDNS = 1
+V_EDNS_DO = 2
+
+_PRIVATE = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+    "100.64.0.0/10", "0.0.0.0/8", "fc00::/7", "::1/128", "fe80::/10", "::/128",
+))
+
+
+@dataclass(frozen=True, slots=True)
+class Ecs:
+    """An EDNS Client Subnet option as received (RFC 7871)."""
+
+    family: int  # 1 IPv4, 2 IPv6
+    source: int  # SOURCE PREFIX-LENGTH
+    raw: bytes  # option data as sent: FAMILY, SOURCE, SCOPE, ADDRESS
+    address: bytes  # the address padded to 4 or 16 bytes
+    private: bool  # RFC 1918 / RFC 4193 / loopback / link-local: ignore it
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    udp_size: int  # as sent (may be < 512)
+    version: int
+    do: bool
+    ecs: Ecs | None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A fully parsed query; names are uncompressed wire bytes."""
+
+    qid: int
+    flags: int
+    opcode: int
+    question: bytes | None  # name as sent + type + class; None if QDCOUNT != 1
+    qname: bytes  # lower-cased wire name ("" when no question)
+    labels: tuple[bytes, ...]  # lower-cased labels
+    qtype: int
+    qclass: int
+    edns: Edns | None
+
+
+# -- the fast path -----------------------------------------------------------
+
+FastQuery = tuple[bytes, int, int, int, int, int, "Ecs | None"]
+
+
+def fast_parse(data: bytes) -> FastQuery | None:
+    """Parse the common query shape, or return None (use ``parse_query``).
+
+    Returns ``(qname_lower, qtype, qclass, question_end, variant, udp_limit, ecs)``
+    where ``udp_limit`` is the client's payload size (512 without EDNS, at
+    least 512 with it).
+    """
+    n = len(data)
+    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
+        return None
+    i = 12
+    try:
+        length = data[i]
+        while length:
+            if length > 63:
+                return None
+            i += length + 1
+            length = data[i]
+    except IndexError:
+        return None
+    i += 1
+    if i - 12 > MAX_NAME:
+        return None
+    qend = i + 4
+    if qend > n:
+        return None
+    qtype = (data[i] << 8) | data[i + 1]
+    qclass = (data[i + 2] << 8) | data[i + 3]
+    qname = data[12:i].lower()
+    if data[10] or data[11] > 1:
+        return None
+    if data[11] == 0:
+        if qend != n:
+            return None
+        return qname, qtype, qclass, qend, V_PLAIN, 512, None
+    # exactly one additional record: it must be a version-0 OPT at the root
+    if n < qend + 11 or data[qend] or data[qend + 1] or data[qend + 2] != T_OPT:
+        return None
+    if data[qend + 6]:  # EDNS version > 0: BADVERS, full path
+        return None
+    rdlen = (data[qend + 9] << 8) | data[qend + 10]
+    if qend + 11 + rdlen != n:
+        return None
+    size = (data[qend + 3] << 8) | data[qend + 4]
+    variant = V_EDNS_DO if data[qend + 7] & 0x80 else V_EDNS
+    ecs: Ecs | None = None
+    j = qend + 11
+    while j < n:
+        if j + 4 > n:
+            return None
+        code = (data[j] << 8) | data[j + 1]
+        olen = (data[j + 2] << 8) | data[j + 3]
+        j += 4
+        if j + olen > n:
+            return None
+        if code == OPT_ECS:
+            if ecs is not None:
+                return None
+            try:
+                ecs = parse_ecs(data[j:j + olen])
+            except ValueError:
+                return None
+        j += olen
+    return qname, qtype, qclass, qend, variant, size if size > 512 else 512, ecs
+
+
+def parse_ecs(raw: bytes) -> Ecs:
+    """Validate an ECS option body; ``ValueError`` names what is wrong."""
+    if len(raw) < 4:
+        raise ValueError("ecs option shorter than 4 bytes")
+    family = (raw[0] << 8) | raw[1]
+    source = raw[2]
+    if family == 1:
+        width = 4
+    elif family == 2:
+        width = 16
+    else:
+        raise ValueError(f"ecs family {family} unknown")
+    if source > width * 8:
+        raise ValueError("ecs source prefix longer than the address")
+    addr = raw[4:]
+    if len(addr) != (source + 7) // 8:
+        raise ValueError("ecs address length does not match source prefix")
+    if source % 8 and addr[-1] & (0xFF >> (source % 8)):
+        raise ValueError("ecs address has bits beyond the source prefix")
+    padded = addr + bytes(width - len(addr))
+    ip = ipaddress.ip_address(padded)
+    private = source > 0 and any(ip in net for net in _PRIVATE if net.version == ip.version)
+    return Ecs(family, source, bytes(raw), padded, private)
+
+
+# -- the full parser ---------------------------------------------------------
+
+
+def read_name(data: bytes, off: int, *, what: str = "name") -> tuple[list[bytes], int]:
+    """Read a (possibly compressed) name at ``off``: ``(labels, end_offset)``.
+
+    Compression pointers must point strictly backwards from the segment they
+    are in, which rules out loops; names longer than 255 bytes, reserved label
+    types and truncated names raise ``ValueError``.
+    """
+    labels: list[bytes] = []
+    total = 1
+    end = -1
+    floor = off
+    pos = off
+    n = len(data)
+    while True:
+        if pos >= n:
+            raise ValueError(f"{what} runs past the end of the packet")
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            break
+        kind = length & 0xC0
+        if kind == 0xC0:
+            if pos + 1 >= n:
+                raise ValueError(f"{what} has a truncated compression pointer")
+            ptr = ((length & 0x3F) << 8) | data[pos + 1]
+            if end < 0:
+                end = pos + 2
+            if ptr >= floor:
+                raise ValueError(f"{what} has a forward or looping compression pointer")
+            floor = ptr
+            pos = ptr
+            continue
+        if kind:
+            raise ValueError(f"{what} has a label longer than 63 bytes")
+        if pos + 1 + length > n:
+            raise ValueError(f"{what} runs past the end of the packet")
+        labels.append(data[pos + 1:pos + 1 + length])
+        total += length + 1
+        if total > MAX_NAME:
+            raise ValueError(f"{what} is longer than 255 bytes")
+        pos += 1 + length
+    return labels, end if end >= 0 else pos
+
+
+def name_wire(labels: list[bytes] | tuple[bytes, ...]) -> bytes:
+    return b"".join(bytes((len(lab),)) + lab for lab in labels) + b"\x00"
+
+
+def parse_query(data: bytes) -> Query:
+    """Parse and validate a query; raises ``DropPacket`` or ``MalformedQuery``."""
+    n = len(data)
+    if n < 12:
+        raise DropPacket(reason="short_header")
+    qid = (data[0] << 8) | data[1]
+    flags = (data[2] << 8) | data[3]
+    if flags & QR:
+        raise DropPacket(reason="qr_set")
+    opcode = (flags >> 11) & 0xF
+    qdcount = (data[4] << 8) | data[5]
+    ancount = (data[6] << 8) | data[7]
+    nscount = (data[8] << 8) | data[9]
+    arcount = (data[10] << 8) | data[11]
+
+    def bad(reason: str, question: bytes | None = None) -> MalformedQuery:
+        return MalformedQuery(reason=reason, qid=qid, flags=flags, question=question)
+
+    if qdcount != 1:
+        if opcode not in (OP_QUERY, OP_NOTIFY):
+            return Query(qid, flags, opcode, None, b"", (), 0, 0, None)
+        raise bad(f"qdcount is {qdcount}")
+    try:
+        labels, pos = read_name(data, 12, what="question name")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if pos + 4 > n:
+        raise bad("question runs past the end of the packet")
+    qtype = (data[pos] << 8) | data[pos + 1]
+    qclass = (data[pos + 2] << 8) | data[pos + 3]
+    lower = tuple(lab.lower() for lab in labels)
+    question = name_wire(labels) + data[pos:pos + 4]
+    pos += 4
+    if opcode not in (OP_QUERY, OP_NOTIFY):
+        return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, None)
+    if opcode == OP_QUERY and (ancount or nscount):
+        raise bad("query carries answer or authority records", question)
+    edns: Edns | None = None
+    try:
+        for index in range(ancount + nscount + arcount):
+            owner, pos = read_name(data, pos, what="record owner")
+            if pos + 10 > n:
+                raise ValueError("record header runs past the end of the packet")
+            rtype = (data[pos] << 8) | data[pos + 1]
+            rclass = (data[pos + 2] << 8) | data[pos + 3]
+            ttl = int.from_bytes(data[pos + 4:pos + 8], "big")
+            rdlen = (data[pos + 8] << 8) | data[pos + 9]
+            pos += 10
+            if pos + rdlen > n:
+                raise ValueError("record data runs past the end of the packet")
+            if rtype == T_OPT:
+                if index < ancount + nscount:
+                    raise ValueError("OPT record outside the additional section")
+                if edns is not None:
+                    raise ValueError("more than one OPT record")
+                if owner:
+                    raise ValueError("OPT record not at the root")
+                edns = _parse_opt(rclass, ttl, data[pos:pos + rdlen])
+            pos += rdlen
+    except ValueError as exc:
+        raise bad(str(exc), question) from None
+    if pos != n:
+        raise bad("trailing bytes after the last record", question)
+    return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, edns)
+
+
+def _parse_opt(rclass: int, ttl: int, rdata: bytes) -> Edns:
+    version = (ttl >> 16) & 0xFF
+    do = bool(ttl & 0x8000)
+    ecs: Ecs | None = None
+    j = 0
+    while j < len(rdata):
+        if j + 4 > len(rdata):
+            raise ValueError("truncated EDNS option header")
+        code = (rdata[j] << 8) | rdata[j + 1]
+        olen = (rdata[j + 2] << 8) | rdata[j + 3]
+        j += 4
+        if j + olen > len(rdata):
+            raise ValueError("EDNS option runs past the OPT record")
+        if code == OPT_ECS and version == 0:
+            if ecs is not None:
+                raise ValueError("more than one ECS option")
+            ecs = parse_ecs(rdata[j:j + olen])
+        j += olen
+    return Edns(rclass, version, do, ecs)
+
+
+# -- the assembler -----------------------------------------------------------
+
+
+def udp_limit(edns: Edns | None, server_max: int) -> int:
+    """The largest UDP reply a client accepts (RFC 6891 section 6.2.5)."""
+    if edns is None:
+        return 512
+    return min(max(512, edns.udp_size), max(512, server_max))
+
+
+def opt_record(udp_size: int, *, do: bool, ext_rcode: int = 0, options: bytes = b"") -> bytes:
+    """An OPT pseudo-record, version 0; only the DO flag is ever set."""
+    return (b"\x00\x00\x29" + udp_size.to_bytes(2, "big") + bytes((ext_rcode, 0))
+            + (b"\x80\x00" if do else b"\x00\x00") + len(options).to_bytes(2, "big") + options)
+
+
+def ecs_option(ecs: Ecs, scope: int) -> bytes:
+    """The ECS option of a reply: the query's FAMILY, SOURCE, ADDRESS and our SCOPE."""
+    raw = ecs.raw
+    return (b"\x00\x08" + len(raw).to_bytes(2, "big") + raw[:3] + bytes((scope,)) + raw[4:])
+
+
+def reply_flags(qflags: int, *, rcode: int, aa: bool, tc: bool = False) -> int:
+    """QR, the query's opcode, RD and CD copied; AA/TC as given; RA, AD, Z clear."""
+    flags = QR | (qflags & (0x7800 | RD | CD)) | (rcode & 0xF)
+    if aa:
+        flags |= AA
+    if tc:
+        flags |= TC
+    return flags
+
+
+def short_reply(qid: int, flags: int, question: bytes | None, opt: bytes | None) -> bytes:
+    """A reply with no records except the optional OPT (errors, truncation)."""
+    header = (qid.to_bytes(2, "big") + flags.to_bytes(2, "big")
+              + (b"\x00\x01" if question else b"\x00\x00") + b"\x00\x00\x00\x00"
+              + (b"\x00\x01" if opt else b"\x00\x00"))
+    return header + (question or b"") + (opt or b"")
+
+
+def assemble(qid: int, flags: int, question: bytes, body: bytes, opt: bytes | None) -> bytes:
+    """Patch ``body`` (a packed message whose question has ``question``'s length)
+    with the ID, flags, the client's question bytes and an appended OPT."""
+    qend = 12 + len(question)
+    if opt:
+        arcount = ((body[10] << 8) | body[11]) + 1
+        return (qid.to_bytes(2, "big") + flags.to_bytes(2, "big") + body[4:10]
+                + arcount.to_bytes(2, "big") + question + body[qend:] + opt)
+    return qid.to_bytes(2, "big") + flags.to_bytes(2, "big") + body[4:12] + question + body[qend:]
