@@ -1,0 +1,28 @@
+"""Timing knobs of a Kubernetes source (defaults suit production)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KubeOptions:
+    connect_timeout: float = 5.0  # TCP/TLS connect of every API call
+    request_timeout: float = 30.0  # read timeout of list/get calls
+    watch_timeout: int = 300  # server-side ``timeoutSeconds`` of a watch
+    watch_read_margin: float = 15.0  # read timeout of a watch = watch_timeout + margin
+    backoff_base: float = 0.25  # first retry delay after an error
+    backoff_cap: float = 30.0  # longest retry delay (jitter applies below it)
+    heartbeat_interval: float = 2.0  # GET /version to notice a hung API server
+    heartbeat_timeout: float = 2.0
+    coalesce: float = 0.005  # batch changes this long before emitting a report
+    list_limit: int | None = 500  # page size of list calls (None: one page)
+    pool_size: int = 10  # HTTP connections per cluster (one per watch + spare)
+
+    @property
+    def watch_request_timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.watch_timeout + self.watch_read_margin)
+
+    @property
+    def call_timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.request_timeout)

@@ -1,0 +1,35 @@
+"""A simulated Kubernetes API server (aiohttp, HTTP wire level).
+
+Shipped with the product so that ``fedns demo`` can run the Kubernetes path
+without a cluster; the tests use it too (``tests.fakekube`` re-exports it).
+It serves list and watch for the resources fedns reads, with
+resourceVersions, bookmarks, ``410 Gone``, chunked watch streams, a request
+log, and fault controls (pause, kill, restart, cut a stream, inject junk).
+"""
+
+from __future__ import annotations
+
+from healthwatch.kube.sim.kubeconfig import KubeconfigEntry, write_kubeconfig
+from healthwatch.kube.sim.objects import (
+    endpoint_slice,
+    ingress,
+    node,
+    service,
+    service_export,
+)
+from healthwatch.kube.sim.server import FakeKubeAPI, RequestRecord
+from healthwatch.kube.sim.store import RESOURCES, ObjectStore
+
+__all__ = [
+    "RESOURCES",
+    "FakeKubeAPI",
+    "KubeconfigEntry",
+    "ObjectStore",
+    "RequestRecord",
+    "endpoint_slice",
+    "ingress",
+    "node",
+    "service",
+    "service_export",
+    "write_kubeconfig",
+]

@@ -1,0 +1,293 @@
+"""``KubeSource``: one member cluster watched through its API server.
+
+Blocking work (kubeconfig loading, list/watch, heartbeats) runs on dedicated
+threads that hand small frozen facts to the event loop with
+``call_soon_threadsafe``. On the loop, changes are coalesced for
+``options.coalesce`` seconds and a ``ClusterReport`` is emitted only when the
+shards or the cluster's state changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+
+from config.model import Cluster, Config
+from healthwatch.interfaces import ReportSink
+from healthwatch.kube.backoff import Backoff
+from healthwatch.kube.client import load_client
+from healthwatch.kube.errors import KubeconfigError, KubeError
+from healthwatch.kube.facts import Facts
+from healthwatch.kube.options import KubeOptions
+from healthwatch.kube.resources import Resource, resources
+from healthwatch.kube.state import ClusterState
+from healthwatch.kube.translate import make_marker
+from healthwatch.kube.watch import EventType, Watcher, describe
+from healthwatch.model import ClusterReport
+
+ClientFactory = Callable[[str | None, str | None, KubeOptions], client.ApiClient]
+Status = tuple[bool, bool, str | None, str | None, str | None]
+
+
+class _LoopSink:
+    """Forwards a watcher's findings from its thread onto the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, source: KubeSource) -> None:
+        self._loop = loop
+        self._source = source
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def listed(self, resource: str, items: list[Facts], resource_version: str) -> None:
+        self._post(self._source._on_listed, resource, items)
+
+    def changed(self, resource: str, event: EventType, facts: Facts) -> None:
+        self._post(self._source._on_changed, resource, event, facts)
+
+    def contact(self, resource: str) -> None:
+        self._post(self._source._on_contact, resource)
+
+    def failed(self, resource: str, error: str) -> None:
+        self._post(self._source._on_failed, resource, error)
+
+
+class _Heartbeat:
+    """GET /version every ``interval`` so a hung API server is noticed quickly."""
+
+    def __init__(
+        self, api: client.ApiClient, sink: _LoopSink, options: KubeOptions, log: logging.Logger
+    ) -> None:
+        self._api = api
+        self._sink = sink
+        self._options = options
+        self._log = log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kube-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        version = client.VersionApi(self._api)
+        timeout = (self._options.connect_timeout, self._options.heartbeat_timeout)
+        while not self._stop.wait(self._options.heartbeat_interval):
+            try:
+                version.get_code(_request_timeout=timeout)
+            except Exception as e:  # every failure means "not answering"
+                if not self._stop.is_set():
+                    self._sink.failed("heartbeat", f"API not answering: {describe(e)}")
+            else:
+                self._sink.contact("heartbeat")
+
+
+class KubeSource:
+    """Implements ``healthwatch.interfaces.Source`` for ``source: kubernetes``."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        config: Config,
+        options: KubeOptions | None = None,
+        *,
+        client_factory: ClientFactory = load_client,
+    ) -> None:
+        self.cluster = cluster.name
+        self._spec = cluster
+        self._options = options or KubeOptions()
+        self._client_factory = client_factory
+        self._log = logging.getLogger(f"healthwatch.kube[{cluster.name}]")
+        self._state = ClusterState(cluster, config, self._log)
+        self._config_error: str | None = None
+        self._resources: tuple[Resource, ...] = ()
+        try:
+            marker = make_marker(cluster.federation)
+            self._resources = resources(
+                marker,
+                mode=cluster.federation.mode,
+                nodes=cluster.region is None or cluster.zone is None,
+            )
+        except KubeError as e:
+            self._config_error = str(e)
+        self._api: client.ApiClient | None = None
+        self._watchers: list[Watcher] = []
+        self._heartbeat: _Heartbeat | None = None
+        self._synced: set[str] = set()
+        self._errors: dict[str, str] = {}  # resource (or "heartbeat") -> current error
+        self._client_error: str | None = None
+        self._last_error: str | None = None
+        self._contacted = False
+        self._last_contact: float | None = None
+        self._emit: ReportSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._status: Status | None = None
+        self._report: ClusterReport | None = None
+        self._stopped = False
+
+    # -- Source ----------------------------------------------------------------
+
+    async def start(self, emit: ReportSink) -> None:
+        if self._task is not None:
+            return
+        self._emit = emit
+        self._loop = asyncio.get_running_loop()
+        self._flush()  # first report: not synced yet
+        if self._config_error is None:
+            self._task = asyncio.create_task(self._connect(), name=f"kube-connect[{self.cluster}]")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        stoppers: list[Callable[[float], None]] = [w.stop for w in self._watchers]
+        if self._heartbeat is not None:
+            stoppers.append(self._heartbeat.stop)
+        await asyncio.gather(*(asyncio.to_thread(stop, 2.0) for stop in stoppers))
+        self._watchers = []
+        self._heartbeat = None
+        if self._api is not None:
+            api, self._api = self._api, None
+            await asyncio.to_thread(api.close)
+
+    # -- introspection (status pages, tests) --------------------------------------
+
+    @property
+    def report(self) -> ClusterReport | None:
+        """The last emitted report."""
+        return self._report
+
+    @property
+    def watchers(self) -> tuple[Watcher, ...]:
+        return tuple(self._watchers)
+
+    # -- connecting ----------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        backoff = Backoff(self._options.backoff_base, self._options.backoff_cap)
+        while True:
+            try:
+                api = await asyncio.to_thread(
+                    self._client_factory, self._spec.kubeconfig, self._spec.context, self._options
+                )
+                break
+            except KubeconfigError as e:
+                delay = backoff.next()
+                if self._client_error != str(e):
+                    self._log.error("kubeconfig_error error=%r retry_in=%.2fs", str(e), delay)
+                self._client_error = str(e)
+                self._last_error = str(e)
+                self._schedule()
+                await asyncio.sleep(delay)
+        self._client_error = None
+        self._api = api
+        assert self._loop is not None
+        sink = _LoopSink(self._loop, self)
+        for resource in self._resources:
+            watcher = Watcher(
+                resource,
+                api,
+                sink,
+                self._options,
+                logging.getLogger(f"healthwatch.kube[{self.cluster}].{resource.name}"),
+            )
+            self._watchers.append(watcher)
+            watcher.start()
+        self._heartbeat = _Heartbeat(api, sink, self._options, self._log)
+        self._heartbeat.start()
+        self._log.info("watching resources=%s", ",".join(r.name for r in self._resources))
+
+    # -- events from the threads (on the loop) ---------------------------------------
+
+    def _touch(self, resource: str) -> None:
+        self._contacted = True
+        self._last_contact = time.time()
+        if self._errors.pop(resource, None) is not None:
+            self._log.info("recovered resource=%s", resource)
+
+    def _on_listed(self, resource: str, items: list[Facts]) -> None:
+        if self._stopped:
+            return
+        self._state.replace_all(resource, items)
+        self._synced.add(resource)
+        self._touch(resource)
+        self._schedule()
+
+    def _on_changed(self, resource: str, event: EventType, facts: Facts) -> None:
+        if self._stopped:
+            return
+        if event == "DELETED":
+            self._state.delete(resource, (facts.namespace, facts.name))
+        else:
+            self._state.upsert(facts)
+        self._touch(resource)
+        self._schedule()
+
+    def _on_contact(self, resource: str) -> None:
+        if self._stopped:
+            return
+        self._touch(resource)
+        self._schedule()
+
+    def _on_failed(self, resource: str, error: str) -> None:
+        if self._stopped:
+            return
+        self._errors[resource] = error
+        self._last_error = f"{resource}: {error}" if resource != "heartbeat" else error
+        self._schedule()
+
+    # -- reports ----------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if self._flush_handle is None and self._loop is not None and not self._stopped:
+            self._flush_handle = self._loop.call_later(self._options.coalesce, self._flush)
+
+    def _current_status(self) -> Status:
+        problem = self._config_error or self._client_error
+        reachable = problem is None and self._contacted and not self._errors
+        synced = problem is None and self._synced.issuperset(r.name for r in self._resources)
+        if problem is None and not self._errors:
+            self._last_error = None
+        where = self._state.context.placement
+        return (synced, reachable, problem or self._last_error, where.region, where.zone)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._emit is None:
+            return
+        changed = self._state.refresh()
+        status = self._current_status()
+        if not changed and status == self._status:
+            return
+        self._status = status
+        synced, reachable, last_error, region, zone = status
+        self._report = ClusterReport(
+            cluster=self.cluster,
+            shards=self._state.shards,
+            synced=synced,
+            reachable=reachable,
+            last_contact=self._last_contact,
+            last_error=last_error,
+            region=region,
+            zone=zone,
+        )
+        self._emit(self._report)

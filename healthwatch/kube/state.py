@@ -1,0 +1,204 @@
+"""What one member cluster runs, kept incrementally on the event loop.
+
+Watchers feed digested facts in; ``refresh`` re-translates only the shards
+whose inputs changed and says whether the set of shards changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+
+from config.model import Cluster, Config
+from healthwatch.kube.facts import (
+    ExportFacts,
+    Facts,
+    IngressFacts,
+    Key,
+    NodeFacts,
+    ServiceFacts,
+    SliceFacts,
+)
+from healthwatch.kube.translate import ShardContext, ingress_shard, placement, service_shard
+from healthwatch.model import ShardSpec
+
+ShardKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+class ClusterState:
+    def __init__(self, cluster: Cluster, config: Config, log: logging.Logger) -> None:
+        self._cluster = cluster
+        self._config = config
+        self._log = log
+        self.services: dict[Key, ServiceFacts] = {}
+        self.slices: dict[Key, SliceFacts] = {}
+        self.ingresses: dict[Key, IngressFacts] = {}
+        self.exports: set[Key] = set()
+        self.nodes: dict[str, NodeFacts] = {}
+        self._slices_of: dict[Key, set[Key]] = defaultdict(set)  # service -> slices
+        self._ingresses_of: dict[Key, set[Key]] = defaultdict(set)  # backend service -> ingresses
+        self._dirty_services: set[Key] = set()
+        self._dirty_ingresses: set[Key] = set()
+        self._shards: dict[ShardKey, ShardSpec] = {}
+        self._sorted: tuple[ShardSpec, ...] = ()
+        self.context = ShardContext(
+            cluster=cluster.name,
+            zone_apex=config.zone.lower(),
+            mode=cluster.federation.mode,
+            default_probe=cluster.default_probe,
+            default_probe_path=cluster.default_probe_path,
+            placement=placement(cluster, config, ()),
+        )
+
+    @property
+    def shards(self) -> tuple[ShardSpec, ...]:
+        return self._sorted
+
+    # -- input -----------------------------------------------------------------
+
+    def replace_all(self, resource: str, items: Iterable[Facts]) -> None:
+        """A full list: upsert every item and delete what is no longer there."""
+        fresh = {(f.namespace, f.name): f for f in items}
+        for key in self._keys(resource) - fresh.keys():
+            self.delete(resource, key)
+        for facts in fresh.values():
+            self.upsert(facts)
+
+    def _keys(self, resource: str) -> set[Key]:
+        if resource == "services":
+            return set(self.services)
+        if resource == "endpointslices":
+            return set(self.slices)
+        if resource == "ingresses":
+            return set(self.ingresses)
+        if resource == "serviceexports":
+            return set(self.exports)
+        if resource == "nodes":
+            return {("", name) for name in self.nodes}
+        return set()
+
+    def upsert(self, facts: Facts) -> None:
+        key = (facts.namespace, facts.name)
+        if isinstance(facts, ServiceFacts):
+            if self.services.get(key) != facts:
+                self.services[key] = facts
+                self._service_changed(key)
+        elif isinstance(facts, SliceFacts):
+            old = self.slices.get(key)
+            if old != facts:
+                if old is not None:
+                    self._unlink_slice(key, old)
+                self.slices[key] = facts
+                if facts.service is not None:
+                    self._slices_of[(facts.namespace, facts.service)].add(key)
+                    self._service_changed((facts.namespace, facts.service))
+        elif isinstance(facts, IngressFacts):
+            old_ing = self.ingresses.get(key)
+            if old_ing != facts:
+                if old_ing is not None:
+                    self._unlink_ingress(key, old_ing)
+                self.ingresses[key] = facts
+                for backend in facts.backends:
+                    self._ingresses_of[(facts.namespace, backend)].add(key)
+                self._dirty_ingresses.add(key)
+        elif isinstance(facts, ExportFacts):
+            if key not in self.exports:
+                self.exports.add(key)
+                self._dirty_services.add(key)
+        elif isinstance(facts, NodeFacts) and self.nodes.get(facts.name) != facts:
+            self.nodes[facts.name] = facts
+            self._nodes_changed()
+
+    def delete(self, resource: str, key: Key) -> None:
+        if resource == "services" and self.services.pop(key, None) is not None:
+            self._service_changed(key)
+        elif resource == "endpointslices" and (old := self.slices.pop(key, None)) is not None:
+            self._unlink_slice(key, old)
+        elif resource == "ingresses" and (old_ing := self.ingresses.pop(key, None)) is not None:
+            self._unlink_ingress(key, old_ing)
+            self._dirty_ingresses.add(key)
+        elif resource == "serviceexports" and key in self.exports:
+            self.exports.discard(key)
+            self._dirty_services.add(key)
+        elif resource == "nodes" and self.nodes.pop(key[1], None) is not None:
+            self._nodes_changed()
+
+    def _unlink_slice(self, key: Key, old: SliceFacts) -> None:
+        if old.service is None:
+            return
+        service = (old.namespace, old.service)
+        members = self._slices_of.get(service)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del self._slices_of[service]
+        self._service_changed(service)
+
+    def _unlink_ingress(self, key: Key, old: IngressFacts) -> None:
+        for backend in old.backends:
+            members = self._ingresses_of.get((old.namespace, backend))
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._ingresses_of[(old.namespace, backend)]
+
+    def _service_changed(self, key: Key) -> None:
+        self._dirty_services.add(key)
+        self._dirty_ingresses.update(self._ingresses_of.get(key, ()))
+
+    def _nodes_changed(self) -> None:
+        where = placement(self._cluster, self._config, self.nodes.values())
+        if where != self.context.placement:
+            self._log.info("placement region=%s zone=%s", where.region, where.zone)
+            self.context = replace(self.context, placement=where)
+            self._dirty_services.update(self.services)
+            self._dirty_ingresses.update(self.ingresses)
+
+    # -- output ----------------------------------------------------------------
+
+    def ready(self, service: Key) -> int:
+        return sum(self.slices[k].ready for k in self._slices_of.get(service, ()))
+
+    def refresh(self) -> bool:
+        """Re-translate dirty objects; True when any shard changed."""
+        changed = False
+        for key in self._dirty_services:
+            svc = self.services.get(key)
+            shard = None
+            if svc is not None:
+                shard = service_shard(
+                    svc,
+                    self.context,
+                    ready=self.ready(key),
+                    exported=key in self.exports,
+                    log=self._log,
+                )
+            changed |= self._put(("service", *key), shard)
+        for key in self._dirty_ingresses:
+            ing = self.ingresses.get(key)
+            shard = None
+            if ing is not None:
+                ready = (
+                    sum(self.ready((ing.namespace, b)) for b in ing.backends)
+                    if ing.backends
+                    else None
+                )
+                shard = ingress_shard(ing, self.context, ready=ready, log=self._log)
+            changed |= self._put(("ingress", *key), shard)
+        self._dirty_services.clear()
+        self._dirty_ingresses.clear()
+        if changed:
+            self._sorted = tuple(self._shards[k] for k in sorted(self._shards))
+        return changed
+
+    def _put(self, key: ShardKey, shard: ShardSpec | None) -> bool:
+        old = self._shards.get(key)
+        if shard == old:
+            return False
+        if shard is None:
+            del self._shards[key]
+        else:
+            self._shards[key] = shard
+        return True

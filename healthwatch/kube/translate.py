@@ -1,0 +1,197 @@
+"""Pure translation of digested cluster objects into ``ShardSpec``s."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from config.model import Cluster, Config, Federation, Probe
+from healthwatch.kube.errors import ProbeSpecError
+from healthwatch.kube.facts import IngressFacts, Labels, Marker, NodeFacts, ServiceFacts
+from healthwatch.kube.probes import parse_probe
+from healthwatch.kube.selector import parse_selector
+from healthwatch.model import ShardSpec
+
+TRUE_WORDS = frozenset({"true", "yes", "1"})
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    region: str | None
+    zone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardContext:
+    """What a shard needs to know about its cluster besides the object."""
+
+    cluster: str
+    zone_apex: str  # config zone, absolute lower-case
+    mode: str  # Federation.mode
+    default_probe: str  # "none" | "http" | "tcp"
+    default_probe_path: str
+    placement: Placement
+
+
+def make_marker(federation: Federation) -> Marker:
+    """The per-object federation test for annotation and label modes.
+
+    In ``serviceexport`` mode Services are federated by their ServiceExport
+    (joined later) and Ingresses by the annotation.
+    """
+    if federation.mode == "label":
+        selector = parse_selector(federation.label_selector)
+
+        def by_label(labels: Labels, annotations: Labels) -> bool:
+            return selector.matches(labels)
+
+        return by_label
+    key = federation.annotation
+
+    def by_annotation(labels: Labels, annotations: Labels) -> bool:
+        return annotations.get(key, "").strip().lower() in TRUE_WORDS
+
+    return by_annotation
+
+
+def _majority(values: Iterable[str | None]) -> str | None:
+    counts = Counter(v for v in values if v)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return min(v for v, n in counts.items() if n == best)  # ties: alphabetical
+
+
+def placement(cluster: Cluster, config: Config, nodes: Iterable[NodeFacts]) -> Placement:
+    """Region/AZ from the config, else the majority of the Nodes' topology labels."""
+    nodes = list(nodes)
+    zone = cluster.zone or _majority(n.zone for n in nodes)
+    region = cluster.region
+    if region is None and cluster.zone is not None:
+        region = config.region_of_zone(cluster.zone)
+    if region is None:
+        region = _majority(n.region for n in nodes)
+    return Placement(region=region, zone=zone)
+
+
+def _weight(raw: str | None) -> int | None:
+    if raw is None or not raw.strip().isdigit():
+        return None
+    return int(raw.strip())
+
+
+def _probe(
+    raw: str | None,
+    ctx: ShardContext,
+    *,
+    target: str | None,
+    port: int | None,
+    host: str | None,
+    log: logging.Logger,
+    what: str,
+) -> Probe | None:
+    if target is None:
+        return None
+    if raw is not None:
+        try:
+            return parse_probe(raw, target=target, default_port=port, host=host)
+        except ProbeSpecError as e:
+            log.warning("bad_probe_annotation object=%s error=%r using=default", what, str(e))
+    if ctx.default_probe == "http":
+        spec = f"http:{ctx.default_probe_path}"
+        return parse_probe(spec, target=target, default_port=port, host=host)
+    if ctx.default_probe == "tcp" and port is not None:
+        return parse_probe("tcp", target=target, default_port=port)
+    return None
+
+
+def _target(addresses: tuple[str, ...], hostnames: tuple[str, ...]) -> str | None:
+    if addresses:
+        return addresses[0]
+    if hostnames:
+        return hostnames[0].rstrip(".")
+    return None
+
+
+def service_shard(
+    svc: ServiceFacts,
+    ctx: ShardContext,
+    *,
+    ready: int,
+    exported: bool,
+    log: logging.Logger,
+) -> ShardSpec | None:
+    """The shard of a Service, or None when it is not a federated LoadBalancer."""
+    federated = exported if ctx.mode == "serviceexport" else svc.marked
+    if not federated or not svc.load_balancer:
+        return None
+    return ShardSpec(
+        cluster=ctx.cluster,
+        kind="service",
+        namespace=svc.namespace,
+        name=svc.name,
+        addresses=svc.addresses,
+        hostnames=svc.hostnames,
+        ready=ready,
+        cluster_ip=svc.cluster_ip,
+        probe=_probe(
+            svc.probe,
+            ctx,
+            target=_target(svc.addresses, svc.hostnames),
+            port=svc.port,
+            host=None,
+            log=log,
+            what=f"service/{svc.namespace}/{svc.name}",
+        ),
+        weight=_weight(svc.weight),
+        region=ctx.placement.region,
+        zone=ctx.placement.zone,
+    )
+
+
+def in_zone(host: str, apex: str) -> bool:
+    return not host.startswith("*") and (host == apex or host.endswith("." + apex))
+
+
+def ingress_shard(
+    ing: IngressFacts,
+    ctx: ShardContext,
+    *,
+    ready: int | None,
+    log: logging.Logger,
+) -> ShardSpec | None:
+    """The shard of a federated Ingress with at least one rule host inside the zone.
+
+    ``ready`` sums the ready endpoints of its backend Services; None when it
+    has no Service backends (then it counts as one ready endpoint).
+    """
+    if not ing.marked:
+        return None
+    hosts = tuple(h for h in ing.hosts if in_zone(h, ctx.zone_apex))
+    if not hosts:
+        return None
+    scheme_port = 443 if ing.tls else 80
+    return ShardSpec(
+        cluster=ctx.cluster,
+        kind="ingress",
+        namespace=ing.namespace,
+        name=ing.name,
+        addresses=ing.addresses,
+        hostnames=ing.hostnames,
+        ready=1 if ready is None else ready,
+        hosts=hosts,
+        probe=_probe(
+            ing.probe,
+            ctx,
+            target=_target(ing.addresses, ing.hostnames),
+            port=scheme_port if (ing.probe or ctx.default_probe).startswith("tcp") else None,
+            host=hosts[0].rstrip("."),
+            log=log,
+            what=f"ingress/{ing.namespace}/{ing.name}",
+        ),
+        weight=_weight(ing.weight),
+        region=ctx.placement.region,
+        zone=ctx.placement.zone,
+    )

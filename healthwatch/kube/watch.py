@@ -1,0 +1,279 @@
+"""One list+watch loop for one resource of one cluster, on its own thread.
+
+Lists once, then watches from the list's resourceVersion. A broken stream or
+a refused connection resumes the watch from the last resourceVersion seen
+(events and bookmarks advance it); only ``410 Gone`` leads to a relist.
+Errors back off exponentially with jitter. Every call carries a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any, Literal, Protocol
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from healthwatch.kube.backoff import Backoff
+from healthwatch.kube.errors import KubeError, ObjectError
+from healthwatch.kube.facts import Facts
+from healthwatch.kube.options import KubeOptions
+from healthwatch.kube.resources import ListCall, Resource
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+_LOG_SNIPPET = 120
+
+
+class WatchSink(Protocol):
+    """Receives what a Watcher learns. Called on the watcher's thread."""
+
+    def listed(self, resource: str, items: list[Facts], resource_version: str) -> None: ...
+
+    def changed(self, resource: str, event: EventType, facts: Facts) -> None: ...
+
+    def contact(self, resource: str) -> None: ...
+
+    def failed(self, resource: str, error: str) -> None: ...
+
+
+class Gone(KubeError):
+    """The resourceVersion is too old (410): relist."""
+
+
+class WatchStatusError(KubeError):
+    """The watch stream reported an ERROR event other than 410."""
+
+
+def describe(error: BaseException) -> str:
+    """A one-line, secret-free description of an API call failure."""
+    if isinstance(error, ApiException):
+        detail = ""
+        try:
+            body = json.loads(error.body) if error.body else None
+            if isinstance(body, dict) and isinstance(body.get("message"), str):
+                detail = f": {body['message']}"
+        except (ValueError, TypeError):
+            pass
+        if error.status == 0:
+            return f"{error.reason}".replace("\n", " ")
+        return f"HTTP {error.status} {error.reason}{detail}"
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        return describe(error.reason)
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return f"cannot connect: {error}"
+    return f"{type(error).__name__}: {error}".replace("\n", " ")
+
+
+class Watcher:
+    """Owns one thread that keeps ``resource`` in sync and reports to ``sink``."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        api: client.ApiClient,
+        sink: WatchSink,
+        options: KubeOptions,
+        log: logging.Logger,
+    ) -> None:
+        self._resource = resource
+        self._api = api
+        self._sink = sink
+        self._options = options
+        self._log = log
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self._thread: threading.Thread | None = None
+        self.resource_version: str | None = None
+        self.lists = 0  # successful full lists (initial + relists)
+
+    @property
+    def name(self) -> str:
+        return self._resource.name
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"kube-watch-{self._resource.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the loop; interrupts a blocked watch read. Blocks up to ``timeout``."""
+        self._stop.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # best effort from another thread
+                response.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff(self._options.backoff_base, self._options.backoff_cap)
+        call = self._resource.call(self._api)
+        while not self._stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self._list(call)
+                    backoff.reset()
+                outcome = self._watch(call)
+                if outcome == "gone":
+                    self._log.info("watch_expired resource=%s action=relist", self.name)
+                    self.resource_version = None
+                elif outcome == "broken":
+                    self._stop.wait(backoff.next())
+                else:
+                    backoff.reset()
+            except Gone:
+                self._log.info("list_expired resource=%s action=relist", self.name)
+                self.resource_version = None
+            except (ApiException, WatchStatusError, urllib3.exceptions.HTTPError, OSError) as e:
+                if self._stop.is_set():
+                    break
+                delay = backoff.next()
+                error = describe(e)
+                self._log.warning(
+                    "call_failed resource=%s error=%r retry_in=%.2fs", self.name, error, delay
+                )
+                self._sink.failed(self.name, error)
+                self._stop.wait(delay)
+            except Exception as e:  # a bug must not kill the thread silently
+                if self._stop.is_set():
+                    break
+                self._log.exception("watch_crashed resource=%s", self.name)
+                self._sink.failed(self.name, describe(e))
+                self._stop.wait(backoff.next())
+
+    def _list(self, call: ListCall) -> None:
+        items: list[Facts] = []
+        token: str | None = None
+        while True:
+            try:
+                response = call(
+                    limit=self._options.list_limit,
+                    _continue=token,
+                    _request_timeout=self._options.call_timeout,
+                    _preload_content=False,
+                )
+            except ApiException as e:
+                if e.status == 410:
+                    raise Gone(str(e)) from e
+                raise
+            try:
+                body = json.loads(response.data)
+            except ValueError as e:
+                raise WatchStatusError(f"list {self.name}: response is not JSON") from e
+            if not isinstance(body, dict):
+                raise WatchStatusError(f"list {self.name}: response is not a JSON object")
+            raw_items = body.get("items") or []
+            for raw in raw_items if isinstance(raw_items, list) else []:
+                try:
+                    items.append(self._resource.digest(raw))
+                except ObjectError as e:
+                    self._log.warning("malformed_object resource=%s error=%r", self.name, str(e))
+            raw_meta = body.get("metadata")
+            meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+            token = meta.get("continue") or None
+            rv = meta.get("resourceVersion")
+            if not token:
+                break
+        if not isinstance(rv, str) or not rv:
+            raise WatchStatusError(f"list {self.name}: no resourceVersion in the response")
+        self.resource_version = rv
+        self.lists += 1
+        self._log.info("listed resource=%s items=%d resource_version=%s", self.name, len(items), rv)
+        self._sink.listed(self.name, items, rv)
+
+    def _watch(self, call: ListCall) -> Literal["gone", "ended", "broken"]:
+        response = call(
+            watch=True,
+            resource_version=self.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self._options.watch_timeout,
+            _request_timeout=self._options.watch_request_timeout,
+            _preload_content=False,
+        )
+        with self._lock:
+            self._response = response
+        self._sink.contact(self.name)
+        try:
+            for line in self._lines(response):
+                if self._handle(line) == "gone":
+                    return "gone"
+            return "ended"
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            if not self._stop.is_set():
+                self._log.info(
+                    "watch_broken resource=%s error=%r resume_from=%s",
+                    self.name,
+                    describe(e),
+                    self.resource_version,
+                )
+            return "broken"
+        finally:
+            with self._lock:
+                self._response = None
+            response.release_conn()
+
+    def _lines(self, response: Any) -> Iterator[bytes]:
+        buffer = b""
+        for chunk in response.stream(amt=None, decode_content=False):
+            if self._stop.is_set():
+                return
+            buffer += chunk
+            while (cut := buffer.find(b"\n")) >= 0:
+                line, buffer = buffer[:cut], buffer[cut + 1 :]
+                if line.strip():
+                    yield line
+        if buffer.strip():
+            self._log.warning(
+                "truncated_event resource=%s bytes=%d resume_from=%s",
+                self.name,
+                len(buffer),
+                self.resource_version,
+            )
+
+    def _handle(self, line: bytes) -> Literal["gone", "ok"]:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self._log.warning(
+                "malformed_event resource=%s line=%r", self.name, line[:_LOG_SNIPPET]
+            )
+            return "ok"
+        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+            self._log.warning("malformed_event resource=%s line=%r", self.name, line[:_LOG_SNIPPET])
+            return "ok"
+        kind = event.get("type")
+        obj: dict[str, Any] = event["object"]
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                return "gone"
+            raise WatchStatusError(f"watch {self.name}: {obj.get('code')} {obj.get('message')}")
+        meta = obj.get("metadata")
+        rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        if kind == "BOOKMARK":
+            if isinstance(rv, str) and rv:
+                self.resource_version = rv
+            return "ok"
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            self._log.warning("unknown_event resource=%s type=%r", self.name, kind)
+            return "ok"
+        try:
+            facts = self._resource.digest(obj)
+        except ObjectError as e:
+            self._log.warning("malformed_object resource=%s error=%r", self.name, str(e))
+        else:
+            self._sink.changed(self.name, kind, facts)
+        if isinstance(rv, str) and rv:
+            self.resource_version = rv
+        return "ok"
