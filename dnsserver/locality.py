@@ -49,6 +49,7 @@ UNTAILORED: tuple[str, int] = (UNKNOWN, 0)
 _V6_TAG = 1 << 128  # keeps IPv6 cache keys apart from IPv4 ones
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 _LOOKUP_WARN_EVERY = 1000
+_from_bytes = int.from_bytes  # big-endian by default (3.11+); bound once for the hot path
 
 
 class NullLocator:
@@ -230,16 +231,16 @@ class GeoLocator:
         if n == 16 and source_prefix is None and address[:12] == _V4_MAPPED:
             address, n = address[12:], 4  # dual-stack socket: ::ffff:a.b.c.d
         if n == 4:
-            a = int.from_bytes(address, "big")
+            a = _from_bytes(address)
             key = a >> st.v4_shift
-            if key in st.v4_split:
+            if st.v4_split and key in st.v4_split:
                 loc, scope = st.split_v4(a, key)
             else:
                 loc, scope = st.cached(key)
         elif n == 16:
-            a = int.from_bytes(address, "big")
+            a = _from_bytes(address)
             key = a >> st.v6_shift
-            if key in st.v6_split:
+            if st.v6_split and key in st.v6_split:
                 loc, scope = st.split_v6(a, key | _V6_TAG)
             else:
                 loc, scope = st.cached(key | _V6_TAG)
