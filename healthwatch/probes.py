@@ -99,15 +99,14 @@ class Prober:
                 ok, detail = await self._http(probe, time_limit)
         except TimeoutError:
             ok, detail = False, f"timeout after {time_limit:g}s"
-        except ssl.SSLError as exc:
-            ok, detail = False, f"TLS error: {exc.reason or exc}"[:_MAX_DETAIL]
-        except aiohttp.ClientSSLError as exc:
-            ok, detail = False, f"TLS error: {exc}"[:_MAX_DETAIL]
+        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            why = getattr(exc, "reason", None) or exc
+            ok, detail = False, f"TLS error: {why}"[:_MAX_DETAIL]
         except aiohttp.ClientConnectorError as exc:
             ok, detail = False, _describe_os_error(exc.os_error)
         except OSError as exc:
             ok, detail = False, _describe_os_error(exc)
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
             ok, detail = False, f"error: {type(exc).__name__}: {exc}"[:_MAX_DETAIL]
         return ProbeResult(ok, detail, time.monotonic() - start)
 
