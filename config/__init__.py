@@ -1,0 +1,1 @@
+"""fedns configuration: ``config.loader.load(path)`` -> ``config.model.Config``."""

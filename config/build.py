@@ -1,0 +1,380 @@
+"""Parsed, schema-checked YAML -> model.Config, with the semantic checks.
+
+Every check reports through the context and carries on, so one run finds
+every problem; the caller raises if any were found.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TypeVar
+
+from config import names
+from config.build_clusters import addresses, checked, cluster, networks
+from config.build_providers import provider
+from config.model import (
+    Config,
+    Geo,
+    GeoNetwork,
+    Health,
+    Listen,
+    Region,
+    Server,
+    StaticRecord,
+)
+from config.node import Ctx, Node
+from config.records import canonical
+from config.yamltree import Path
+
+T = TypeVar("T")
+_ENV = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_MAILBOX = re.compile(r"^[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*$")
+
+
+def build(ctx: Ctx) -> Config:
+    root = Node(ctx, ctx.tree.data, ())
+    zone = _zone(root)
+    federation = root.text("federation")
+    ctx.federation = federation.lower() if federation else None
+    regions = _regions(root)
+    nameservers = _nameservers(root)
+    clusters = tuple(c for c in map(cluster, root.nodes("clusters")) if c is not None)
+    _unique(ctx, [(n.at("name"), n.text("name")) for n in root.nodes("clusters")], "cluster")
+    records = _records(root)
+    _ingress_conflicts(ctx, root, records)
+    pairs = [(n, provider(n, bool(nameservers))) for n in root.nodes("providers")]
+    providers = tuple(p for _, p in pairs if p is not None)
+    _unique(
+        ctx,
+        [(n.at("name") if n.has("name") else n.at("type"), p.name) for n, p in pairs if p],
+        "provider",
+    )
+    dflt = Config(zone="", federation="")
+    state_dir = root.text("state_dir")
+    return Config(
+        zone=zone or "invalid.",
+        federation=ctx.federation or "",
+        ttl=_or(root.integer("ttl"), dflt.ttl),
+        nameservers=nameservers,
+        listen=_listen(root),
+        regions=regions,
+        health=_health(root),
+        clusters=clusters,
+        records=records,
+        geo=_geo(root),
+        providers=providers,
+        server=_server(root),
+        state_dir=ctx.file_path(state_dir) if state_dir else None,
+        admin_email=_admin_email(root),
+        api_token=_api_token(root),
+        source_path=ctx.tree.file,
+    )
+
+
+def _or(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def _unique(ctx: Ctx, items: list[tuple[Path, str | None]], what: str) -> None:
+    first: dict[str, Path] = {}
+    for path, name in items:
+        if name is None:
+            continue
+        if name in first:
+            line = ctx.tree.pos(first[name]).line
+            ctx.error(path, f"duplicate {what} name {name!r} (first at line {line})")
+        first.setdefault(name, path)
+
+
+def _zone(root: Node) -> str | None:
+    text = root.text("zone")
+    if text is None:
+        return None
+    zone = checked(root, root.at("zone"), text, names.absolute)
+    if zone == ".":
+        root.ctx.error(root.at("zone"), "the zone cannot be the root")
+        zone = None
+    root.ctx.zone = zone
+    return zone
+
+
+def _regions(root: Node) -> tuple[Region, ...]:
+    ctx = root.ctx
+    rnode = root.node("regions")
+    if rnode is None:
+        return ()
+    zone_owner: dict[str, str] = {}
+    claims: dict[tuple[str, str], str] = {}
+    out: list[Region] = []
+    built: list[tuple[Region, Node]] = []
+    for name, _, _ in rnode.entries():
+        node = rnode.node(name)
+        if node is None:
+            continue
+        region = name.lower()
+        zones: list[str] = []
+        for zpath, az in node.texts("zones"):
+            az = az.lower()
+            if az in zone_owner:
+                ctx.error(zpath, f"zone {az!r} is already in region {zone_owner[az]!r}")
+            else:
+                zone_owner[az] = region
+                zones.append(az)
+        ctx.region_zones[region] = tuple(zones)
+        for key in ("countries", "continents"):
+            for cpath, code in node.texts(key):
+                owner = claims.setdefault((key, code.upper()), region)
+                if owner != region:
+                    ctx.error(cpath, f"{code.upper()} is already claimed by region {owner!r}")
+        loc = node.raw("location")
+        lat, lon = loc if isinstance(loc, list) and len(loc) == 2 else (0.0, 0.0)
+        built.append(
+            (
+                Region(
+                    name=region,
+                    location=(float(lat), float(lon)),
+                    zones=tuple(zones),
+                    fallback=tuple(f.lower() for _, f in node.texts("fallback")),
+                    countries=tuple(c.upper() for _, c in node.texts("countries")),
+                    continents=tuple(c.upper() for _, c in node.texts("continents")),
+                ),
+                node,
+            )
+        )
+    for r, node in built:
+        out.append(r)
+        seen: set[str] = set()
+        for fpath, target in node.texts("fallback"):
+            target = target.lower()
+            if target == r.name:
+                ctx.error(fpath, "a region cannot fall back to itself")
+            elif target not in ctx.region_zones:
+                ctx.error(fpath, f"unknown region {target!r} in fallback")
+            elif target in seen:
+                ctx.error(fpath, f"region {target!r} is listed twice")
+            seen.add(target)
+    return tuple(out)
+
+
+def _nameservers(root: Node) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    ctx, zone = root.ctx, root.ctx.zone
+    node = root.node("nameservers")
+    if node is None:
+        return ()
+    out: dict[str, tuple[str, ...]] = {}
+    for key, value, path in node.entries():
+        name = checked(node, path, key, lambda k: names.absolute(k, zone))
+        glue = addresses(node, key)
+        if name is None or zone is None:
+            continue
+        if name in out:
+            ctx.error(path, f"nameserver {name} is listed twice", at_key=True)
+            continue
+        inside = names.in_zone(name, zone)
+        if inside and not value:
+            ctx.error(
+                path, f"nameserver {name} is inside the zone and needs glue addresses", at_key=True
+            )
+        elif not inside and value:
+            ctx.error(path, f"glue is only allowed for nameservers inside {zone}", at_key=True)
+        out[name] = glue
+    return tuple(out.items())
+
+
+def _listen(root: Node) -> Listen:
+    node = root.node("listen")
+    dflt = Listen()
+    if node is None:
+        return dflt
+    dns: list[tuple[str, int]] = []
+    for path, text in node.texts("dns"):
+        hp = checked(node, path, text, _listen_addr)
+        if hp in dns:
+            node.ctx.error(path, f"{text!r} is listed twice")
+        elif hp is not None:
+            dns.append(hp)
+    http = node.text("http")
+    hp = checked(node, node.at("http"), http, _listen_addr) if http else None
+    return Listen(dns=tuple(dns) if node.has("dns") else dflt.dns, http=hp or dflt.http)
+
+
+def _listen_addr(text: str) -> tuple[str, int]:
+    return names.hostport(text, need_ip=True)
+
+
+def _health(root: Node) -> Health:
+    node = root.node("health")
+    d = Health()
+    if node is None:
+        return d
+    interval, timeout = node.duration("interval"), node.duration("timeout")
+    for key, value in (("interval", interval), ("timeout", timeout)):
+        if value == 0:
+            node.ctx.error(node.at(key), "must be greater than 0")
+    if timeout is not None and timeout >= _or(interval, d.interval) and timeout > 0:
+        node.ctx.error(
+            node.at("timeout"),
+            "must be shorter than health.interval (one probe at a time per target)",
+        )
+    when = node.text("when_all_unhealthy")
+    return Health(
+        interval=_or(interval, d.interval),
+        timeout=_or(timeout, d.timeout),
+        rise=_or(node.integer("rise"), d.rise),
+        fall=_or(node.integer("fall"), d.fall),
+        min_ready=_or(node.integer("min_ready"), d.min_ready),
+        cluster_grace=_or(node.duration("cluster_grace"), d.cluster_grace),
+        when_all_unhealthy="nxdomain" if when == "nxdomain" else "serve_all",
+    )
+
+
+def _generated_subtrees(ctx: Ctx) -> list[str]:
+    """Suffixes under which fedns generates service names (S.N.F.svc[.AZ][.REGION].Z)."""
+    if not ctx.zone or not ctx.federation:
+        return []
+    base = f".{ctx.federation}.svc."
+    out = [base + ctx.zone]
+    for region, azs in ctx.region_zones.items():
+        out.append(f"{base}{region}.{ctx.zone}")
+        out.extend(f"{base}{az}.{region}.{ctx.zone}" for az in azs)
+    return out
+
+
+def _records(root: Node) -> tuple[StaticRecord, ...]:
+    ctx, zone = root.ctx, root.ctx.zone
+    out: list[StaticRecord] = []
+    types_at: dict[str, list[tuple[str, Path]]] = {}
+    generated = _generated_subtrees(ctx)
+    for node in root.nodes("records"):
+        name_text, rtype = node.text("name"), node.text("type")
+        raw = node.raw("value")
+        plain = isinstance(raw, str | int | float) and not isinstance(raw, bool)
+        value = str(raw) if plain else None
+        if name_text is None or rtype is None or zone is None:
+            continue
+        rtype = rtype.upper()
+        name = checked(
+            node, node.at("name"), name_text, lambda t: names.absolute(t, zone, wildcard=True)
+        )
+        if name is None:
+            continue
+        if not names.in_zone(name, zone):
+            ctx.error(node.at("name"), f"{name} is outside the zone {zone}")
+            continue
+        if any(name.endswith(g) for g in generated):
+            ctx.error(node.at("name"), f"{name} is inside the names fedns generates for services")
+            continue
+        if rtype == "NS" and name == zone:
+            ctx.error(node.at("type"), "apex NS records come from 'nameservers'")
+            continue
+        rdata = None
+        if value is not None:
+            try:
+                rdata = canonical(rtype, value, zone)
+            except ValueError as exc:
+                ctx.error(node.at("value"), str(exc))
+        if rdata is None:
+            continue
+        types_at.setdefault(name, []).append((rtype, node.at("name")))
+        out.append(StaticRecord(name, rtype, rdata, node.integer("ttl")))
+    for name, entries in types_at.items():
+        cnames = [p for t, p in entries if t == "CNAME"]
+        if cnames and (len(entries) > 1 or name == zone):
+            what = "the zone apex" if name == zone else "other records at the same name"
+            ctx.error(cnames[-1], f"a CNAME at {name} cannot coexist with {what}")
+    return tuple(out)
+
+
+def _ingress_conflicts(ctx: Ctx, root: Node, records: tuple[StaticRecord, ...]) -> None:
+    static = {r.name for r in records}
+    for cnode in root.nodes("clusters"):
+        for inode in cnode.nodes("ingresses"):
+            for path, text in inode.texts("hosts"):
+                host = names.absolute(text, ctx.zone, wildcard=True) if ctx.zone else None
+                if host in static:
+                    ctx.error(path, f"ingress host {host} is also a static record name")
+
+
+def _geo(root: Node) -> Geo:
+    ctx = root.ctx
+    node = root.node("geo")
+    d = Geo()
+    if node is None:
+        return d
+    nets: list[GeoNetwork] = []
+    for gnode in node.nodes("networks"):
+        net = checked(gnode, gnode.at("network"), gnode.text("network") or "", names.network)
+        region, zone = gnode.text("region"), gnode.text("zone")
+        region, zone = region.lower() if region else None, zone.lower() if zone else None
+        if region is not None and region not in ctx.region_zones:
+            ctx.error(gnode.at("region"), f"unknown region {region!r}")
+        elif region is not None and zone is not None and zone not in ctx.region_zones[region]:
+            ctx.error(gnode.at("zone"), f"zone {zone!r} is not in region {region!r}")
+        if net is not None and region is not None:
+            nets.append(GeoNetwork(net, region, zone))
+    database = node.text("database")
+    return Geo(
+        database=ctx.file_path(database) if database else None,
+        networks=tuple(nets),
+        cluster_local=_or(node.flag("cluster_local"), d.cluster_local),
+        ipv4_cache_prefix=_or(node.integer("ipv4_cache_prefix"), d.ipv4_cache_prefix),
+        ipv6_cache_prefix=_or(node.integer("ipv6_cache_prefix"), d.ipv6_cache_prefix),
+        cache_size=_or(node.integer("cache_size"), d.cache_size),
+    )
+
+
+def _server(root: Node) -> Server:
+    node = root.node("server")
+    d = Server()
+    if node is None:
+        return d
+    idle = node.duration("tcp_idle_timeout")
+    if idle == 0:
+        node.ctx.error(node.at("tcp_idle_timeout"), "must be greater than 0")
+    return Server(
+        edns_udp_size=_or(node.integer("edns_udp_size"), d.edns_udp_size),
+        max_answers=_or(node.integer("max_answers"), d.max_answers),
+        tcp_idle_timeout=_or(idle, d.tcp_idle_timeout),
+        tcp_max_connections=_or(node.integer("tcp_max_connections"), d.tcp_max_connections),
+        tcp_max_per_client=_or(node.integer("tcp_max_per_client"), d.tcp_max_per_client),
+        identity=node.text("identity"),
+        version=node.text("version"),
+        notify_allow=networks(node, "notify_allow"),
+        transfer_allow=networks(node, "transfer_allow"),
+        rrl_responses_per_second=_or(
+            node.integer("rrl_responses_per_second"), d.rrl_responses_per_second
+        ),
+        rrl_slip=_or(node.integer("rrl_slip"), d.rrl_slip),
+        workers=_or(node.integer("workers"), d.workers),
+    )
+
+
+def _admin_email(root: Node) -> str:
+    ctx, zone = root.ctx, root.ctx.zone
+    text = root.text("admin_email")
+    if text is None:
+        return f"hostmaster.{zone}" if zone else "hostmaster"
+    local, at, domain = text.strip().rpartition("@")
+    if not at:
+        return checked(root, root.at("admin_email"), text, lambda t: names.absolute(t, zone)) or ""
+    if not _MAILBOX.match(local):
+        ctx.error(root.at("admin_email"), f"{text!r} is not a usable mailbox")
+        return ""
+    domain_abs = checked(root, root.at("admin_email"), domain, names.absolute)
+    return local.lower().replace(".", "\\.") + "." + (domain_abs or "")
+
+
+def _api_token(root: Node) -> str | None:
+    text = root.text("api_token")
+    if text is None:
+        return None
+    m = _ENV.match(text.strip())
+    if m is None:
+        if not text.strip():
+            root.ctx.error(root.at("api_token"), "must not be empty")
+        return text
+    value = os.environ.get(m[1])
+    if not value:
+        root.ctx.error(root.at("api_token"), f"environment variable {m[1]} is not set or empty")
+    return value
