@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
@@ -46,6 +45,7 @@ class SyncResult:
     errors: tuple[RecordError, ...] = field(default=())
     residual: int = 0  # changes still planned after the re-read (0 when converged)
     dry_run: bool = False
+    refused: str | None = None  # dry run only: why a real sync would refuse this plan
 
 
 class Syncer:
@@ -86,6 +86,8 @@ class Syncer:
             "last_changes": {}, "record_errors": [], "skipped": 0, "syncs": 0, "errors": 0,
         }
         metrics.up.labels(self.name).set(0)
+        if hasattr(backend, "on_retry"):  # backends that retry single calls count them here
+            backend.on_retry = self._count_retry
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -150,27 +152,43 @@ class Syncer:
         return result
 
     async def _sync_steps(self, snapshot: Snapshot, force: bool, dry_run: bool) -> SyncResult:
-        for attempt in range(MAX_REPLANS):
+        conflicts = transient = 0
+        while True:
             current = await self._retry("read", self.backend.read)
             plan = self.plan(snapshot, current)
-            check_safety(plan, self.provider.max_change_fraction, force)
             if dry_run:
+                try:
+                    check_safety(plan, self.provider.max_change_fraction, force)
+                except UnsafePlanError as e:
+                    return SyncResult(plan, dry_run=True, refused=e.reason)
                 return SyncResult(plan, dry_run=True)
+            check_safety(plan, self.provider.max_change_fraction, force)
             if plan.empty:
                 return SyncResult(plan)
             self._log.info("apply counts=%s owned=%d serial=%d", plan.counts(), plan.owned,
                            snapshot.serial)
+            # A failed apply may have landed in part: always re-read and re-plan
+            # instead of replaying a plan that no longer matches the zone.
             try:
-                res = await self._retry("apply", functools.partial(
-                    self.backend.apply, plan, current))
+                res = await self.backend.apply(plan, current)
             except ConflictError as e:
+                conflicts += 1
                 self._metrics.errors.labels(self.name, "conflict").inc()
-                self._log.warning("conflict attempt=%d detail=%s", attempt + 1, e.detail)
-                if attempt + 1 == MAX_REPLANS:
+                self._log.warning("conflict attempt=%d detail=%s", conflicts, e.detail)
+                if conflicts >= MAX_REPLANS:
                     raise
                 continue
+            except TransientError as e:
+                transient += 1
+                self._metrics.errors.labels(self.name, "transient").inc()
+                if transient >= self._retries:
+                    raise
+                delay = self._delay(transient - 1)
+                self._log.info("retry op=apply attempt=%d delay=%.2f detail=%s",
+                               transient, delay, e.detail)
+                await asyncio.sleep(delay)
+                continue
             return await self._verify(snapshot, plan, res)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _verify(self, snapshot: Snapshot, plan: Plan, res: ApplyResult) -> SyncResult:
         failed = {(e.name, e.rtype) for e in res.errors}
@@ -201,6 +219,9 @@ class Syncer:
                                op, attempt + 1, delay, e.detail)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _count_retry(self, kind: str) -> None:
+        self._metrics.errors.labels(self.name, kind).inc()
 
     def _delay(self, attempt: int) -> float:
         base = min(self._max_backoff, self._backoff * (2 ** attempt))

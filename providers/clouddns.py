@@ -1,0 +1,245 @@
+"""Cloud DNS backend (google-cloud-dns, run in worker threads off the event loop).
+
+Ownership is a TXT registry (``ownership``).  A change holds at most 1,000
+additions and 1,000 deletions, packed per name; an update is the exact
+observed record set deleted plus the new one added.  409 (already exists)
+and 412 (stale delete) mean the zone moved under us: the syncer re-lists and
+re-plans instead of retrying blindly.  429 and 5xx are retried with jittered
+backoff.  Record sets are listed from the raw API response, so foreign sets
+with a ``routingPolicy`` (no ``rrdatas``, which the library cannot parse)
+are seen, kept foreign, and never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import google.api_core.exceptions as gexc
+import google.auth.exceptions
+import requests.exceptions
+from google.api_core.client_options import ClientOptions
+from google.cloud import dns
+
+from config.model import Provider
+from providers import ownership
+from providers.backend import ApplyResult, Current, RecordError
+from providers.batching import pack
+from providers.errors import ConflictError, PermanentError, TransientError
+from providers.plan import Change, Plan
+from providers.rrset import RRKey, RRSet, absolute, in_zone, make_rrset
+
+MAX_ADDITIONS = 1000
+MAX_DELETIONS = 1000
+PAGE_SIZE = 500
+CHANGE_WAIT = 60.0  # seconds to wait for a change to become "done"
+
+Rrset = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    raw: Mapping[RRKey, Rrset]  # plain record sets exactly as listed
+    markers: Mapping[RRKey, RRSet]
+
+
+def _api(rr: RRSet) -> Rrset:
+    return {"name": rr.name, "type": rr.rtype, "ttl": rr.ttl, "rrdatas": list(rr.values)}
+
+
+def _exact(rs: Rrset) -> Rrset:
+    return {"name": rs["name"], "type": rs["type"], "ttl": rs.get("ttl", 0),
+            "rrdatas": list(rs.get("rrdatas", []))}
+
+
+class CloudDnsBackend:
+    kind = "clouddns"
+
+    def __init__(self, provider: Provider, *, credentials: Any = None,
+                 rng: random.Random | None = None) -> None:
+        self.name = provider.name
+        self.owner = provider.owner_id
+        self.project = str(provider.get("project") or "")
+        self.managed_zone = str(provider.get("managed_zone") or "")
+        if not self.project or not self.managed_zone:
+            raise PermanentError(provider.name, "project and managed_zone are required")
+        self.endpoint_url = provider.get("endpoint_url")
+        self.timeout = float(str(provider.get("timeout", 10.0)))
+        self.marker_ttl = int(str(provider.get("marker_ttl", 300)))
+        self.attempts = int(str(provider.get("attempts", 5)))
+        self.backoff = float(str(provider.get("backoff", 0.5)))
+        self._credentials = credentials
+        self._rng = rng or random.Random()
+        self._client: dns.Client | None = None
+        self._zone: str | None = None
+        self.on_retry: Callable[[str], None] = lambda kind: None
+        self._log = logging.getLogger(f"providers.clouddns[{self.name}]")
+
+    @property
+    def base(self) -> str:
+        return f"/projects/{self.project}/managedZones/{self.managed_zone}"
+
+    def _conn(self) -> Any:
+        if self._client is None:
+            opts = ClientOptions(api_endpoint=str(self.endpoint_url)) \
+                if self.endpoint_url else None
+            # credentials None: Application Default Credentials
+            self._client = dns.Client(project=self.project, credentials=self._credentials,
+                                      client_options=opts)
+        return self._client._connection
+
+    async def close(self) -> None:
+        self._client = None
+
+    # -- calls ---------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        return self._conn().api_request(method=method, path=path, timeout=self.timeout, **kw)
+
+    async def _call(self, op: str, method: str, path: str, **kw: Any) -> Any:
+        """One API call in a thread; 429/5xx and network errors retried here."""
+        for attempt in range(self.attempts):
+            try:
+                return await asyncio.wait_for(
+                    asyncio.to_thread(self._request, method, path, **kw),
+                    self.timeout * 2 + 1)
+            except (gexc.Conflict, gexc.PreconditionFailed) as e:
+                raise ConflictError(self.name, f"{op}: {e.code} {e.message}") from e
+            except (gexc.NotFound, gexc.Forbidden, gexc.Unauthorized) as e:
+                raise PermanentError(self.name, f"{op}: {e.code} {e.message}") from e
+            except google.auth.exceptions.DefaultCredentialsError as e:
+                raise PermanentError(self.name, f"{op}: {e}") from e
+            except (gexc.TooManyRequests, gexc.ServerError) as e:
+                detail = f"{e.code} {e.message}"
+                kind = "throttled" if e.code == 429 else "transient"
+            except (requests.exceptions.RequestException, TimeoutError, OSError) as e:
+                detail, kind = repr(e), "transient"
+            self.on_retry(kind)
+            if attempt + 1 < self.attempts:
+                delay = min(20.0, self.backoff * 2 ** attempt) * self._rng.uniform(0.5, 1.5)
+                self._log.info("retry op=%s attempt=%d delay=%.2f detail=%s",
+                               op, attempt + 1, delay, detail)
+                await asyncio.sleep(delay)
+        raise TransientError(self.name, op, detail)
+
+    async def zone(self) -> str:
+        if self._zone is None:
+            res = await self._call("get_zone", "GET", self.base)
+            self._zone = absolute(str(res["dnsName"]))
+        return self._zone
+
+    # -- read ----------------------------------------------------------------
+
+    async def read(self) -> Current:
+        zone = await self.zone()
+        plain: dict[RRKey, Rrset] = {}
+        foreign: set[RRKey] = set()
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"maxResults": PAGE_SIZE}
+            if token:
+                params["pageToken"] = token
+            page = await self._call("list", "GET", self.base + "/rrsets", query_params=params)
+            for rs in page.get("rrsets", []):
+                key = (absolute(str(rs["name"])), str(rs["type"]))
+                if "rrdatas" not in rs or set(rs) - {"name", "type", "ttl", "rrdatas", "kind"}:
+                    foreign.add(key)  # routing policy, signatures: never ours
+                else:
+                    plain[key] = rs
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        sets = [make_rrset(k[0], k[1], int(rs.get("ttl", 0)), [str(v) for v in rs["rrdatas"]])
+                for k, rs in plain.items() if k not in foreign]
+        reg = ownership.split(sets, self.owner)
+        owned = {k: v for k, v in reg.owned.items() if k not in foreign}
+        return Current(zone, owned, reg.foreign | frozenset(foreign),
+                       _Observed(plain, reg.markers))
+
+    def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
+        out = {}
+        for key, rr in desired.items():
+            if not in_zone(rr.name, current.zone):
+                out[key] = f"outside managed zone {current.zone}"
+            elif rr.rtype == "NS" and rr.name == current.zone:
+                out[key] = "the apex NS set belongs to the managed zone"
+            elif rr.name.startswith(ownership.PREFIX):
+                out[key] = "name collides with the ownership registry"
+        return out
+
+    # -- apply ---------------------------------------------------------------
+
+    def _change(self, ch: Change, obs: _Observed) -> tuple[list[Rrset], list[Rrset]]:
+        adds: list[Rrset] = []
+        dels: list[Rrset] = []
+        key = ch.key
+        if ch.action in ("delete", "update") and key in obs.raw:
+            dels.append(_exact(obs.raw[key]))
+        if ch.action == "delete":
+            mk = obs.markers.get(key)
+            if mk is not None:
+                dels.append(_exact(obs.raw[mk.key]) if mk.key in obs.raw else _api(mk))
+        if ch.after is not None:
+            adds.append(_api(ch.after))
+            if ch.action == "create" and key not in obs.markers:
+                adds.append(_api(ownership.marker(key, self.owner, self.marker_ttl)))
+        return adds, dels
+
+    async def apply(self, plan: Plan, current: Current) -> ApplyResult:
+        obs = current.raw if isinstance(current.raw, _Observed) else _Observed({}, {})
+        by_name: dict[str, list[Change]] = {}
+        for ch in plan.changes:
+            by_name.setdefault(ch.key[0], []).append(ch)
+        groups = []
+        for chs in by_name.values():
+            adds: list[Rrset] = []
+            dels: list[Rrset] = []
+            for ch in chs:
+                a, d = self._change(ch, obs)
+                adds += a
+                dels += d
+            if adds or dels:
+                groups.append((chs, adds, dels))
+        batches = pack(groups, lambda g: (len(g[1]), len(g[2])), (MAX_ADDITIONS, MAX_DELETIONS))
+        applied = requests = 0
+        errors: list[RecordError] = []
+        for batch in batches:
+            n, r, errs = await self._send(batch)
+            applied, requests = applied + n, requests + r
+            errors.extend(errs)
+        return ApplyResult(applied, tuple(errors), requests)
+
+    async def _send(self, batch: list[tuple[list[Change], list[Rrset], list[Rrset]]]
+                    ) -> tuple[int, int, list[RecordError]]:
+        body = {"additions": [a for _, adds, _ in batch for a in adds],
+                "deletions": [d for _, _, dels in batch for d in dels]}
+        try:
+            res = await self._call("change", "POST", self.base + "/changes", data=body)
+            await self._wait_done(res)
+            return sum(len(chs) for chs, _, _ in batch), 1, []
+        except gexc.BadRequest as e:
+            reason = f"{e.code} {e.message}"
+        if len(batch) > 1:  # find the bad name(s); the rest proceeds
+            applied, requests, errors = 0, 1, []
+            for group in batch:
+                n, r, errs = await self._send([group])
+                applied, requests = applied + n, requests + r
+                errors.extend(errs)
+            return applied, requests, errors
+        return 0, 1, [RecordError(c.key[0], c.key[1], c.action, reason) for c in batch[0][0]]
+
+    async def _wait_done(self, change: Mapping[str, Any]) -> None:
+        deadline = time.monotonic() + CHANGE_WAIT
+        delay = 0.1
+        while change.get("status", "done") != "done":
+            if time.monotonic() > deadline:
+                raise TransientError(self.name, "change", f"change {change.get('id')} pending")
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+            change = await self._call("change_get", "GET",
+                                      f"{self.base}/changes/{change.get('id')}")

@@ -1,0 +1,258 @@
+"""Route53 backend (boto3, run in worker threads off the event loop).
+
+Ownership is a TXT registry (``ownership``).  Changes are packed per name —
+the name's record sets and their markers travel in one batch — into batches
+of at most 1,000 values and 32,000 value characters (UPSERT counted twice).
+Requests are spaced to at most ``requests_per_second`` (default 5).
+Throttling and PriorRequestNotComplete are retried with jittered backoff;
+deletes repeat the observed record set exactly; a rejected batch is retried
+name by name so one bad record does not block the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from config.model import Provider
+from providers import ownership
+from providers.backend import ApplyResult, Current, RecordError
+from providers.batching import RateLimiter, pack
+from providers.errors import PermanentError, TransientError
+from providers.plan import Change, Plan
+from providers.rrset import RRKey, RRSet, absolute, in_zone, make_rrset
+
+MAX_VALUES = 1000
+MAX_CHARS = 32000
+PAGE_SIZE = "300"
+SUPPORTED = frozenset({"A", "AAAA", "CAA", "CNAME", "DS", "HTTPS", "MX", "NAPTR", "NS", "PTR",
+                       "SPF", "SRV", "SSHFP", "SVCB", "TLSA", "TXT"})
+RETRY_CODES = frozenset({"Throttling", "ThrottlingException", "PriorRequestNotComplete",
+                         "RequestLimitExceeded", "ServiceUnavailable", "InternalError"})
+PERMANENT_CODES = frozenset({"NoSuchHostedZone", "AccessDenied", "AccessDeniedException",
+                             "InvalidClientTokenId", "SignatureDoesNotMatch",
+                             "UnrecognizedClientException", "InvalidInput"})
+_ESCAPE = re.compile(r"\\(\d{3})")
+
+R53Change = dict[str, Any]
+
+
+def decode_name(name: str) -> str:
+    """Route53 names escape ``*`` and other octets as ``\\ddd`` (octal)."""
+    return absolute(_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), name))
+
+
+def change_cost(changes: list[R53Change]) -> tuple[int, int]:
+    """(values, characters) of changes as Route53 counts them: UPSERT twice."""
+    values = chars = 0
+    for ch in changes:
+        k = 2 if ch["Action"] == "UPSERT" else 1
+        recs = ch["ResourceRecordSet"].get("ResourceRecords", [])
+        values += k * len(recs)
+        chars += k * sum(len(r["Value"]) for r in recs)
+    return values, chars
+
+
+@dataclass(frozen=True, slots=True)
+class _Observed:
+    raw: Mapping[RRKey, dict[str, Any]]  # plain record sets exactly as listed
+    markers: Mapping[RRKey, RRSet]  # our markers by marked key
+
+
+def _raw(rr: RRSet) -> dict[str, Any]:
+    return {"Name": rr.name, "Type": rr.rtype, "TTL": rr.ttl,
+            "ResourceRecords": [{"Value": v} for v in rr.values]}
+
+
+class Route53Backend:
+    kind = "route53"
+
+    def __init__(self, provider: Provider, *, rng: random.Random | None = None) -> None:
+        self.name = provider.name
+        self.owner = provider.owner_id
+        zone_id = str(provider.get("hosted_zone_id") or "")
+        if not zone_id:
+            raise PermanentError(provider.name, "hosted_zone_id is required")
+        self.zone_id = zone_id.rsplit("/", 1)[-1]
+        self.endpoint_url = provider.get("endpoint_url")
+        self.region = provider.get("region")
+        self.timeout = float(str(provider.get("timeout", 10.0)))
+        self.marker_ttl = int(str(provider.get("marker_ttl", 300)))
+        self.attempts = int(str(provider.get("attempts", 5)))
+        self.backoff = float(str(provider.get("backoff", 0.5)))
+        self._limiter = RateLimiter(float(str(provider.get("requests_per_second", 5.0))))
+        self._rng = rng or random.Random()
+        self._client: Any = None
+        self._zone: str | None = None
+        self.on_retry: Callable[[str], None] = lambda kind: None
+        self._log = logging.getLogger(f"providers.route53[{self.name}]")
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client (credentials from boto3's default chain)."""
+        if self._client is None:
+            cfg = botocore.config.Config(
+                connect_timeout=self.timeout, read_timeout=self.timeout,
+                retries={"total_max_attempts": 1},  # fedns retries, and counts, itself
+            )
+            self._client = boto3.session.Session().client(
+                "route53", endpoint_url=self.endpoint_url or None,
+                region_name=str(self.region or "us-east-1"), config=cfg)
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+    # -- calls ---------------------------------------------------------------
+
+    async def _call(self, op: str, **kwargs: Any) -> Any:
+        """One API call in a thread, paced, with throttling retried here."""
+        for attempt in range(self.attempts):
+            wait = self._limiter.delay(time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                fn = getattr(self.client, op)
+                return await asyncio.wait_for(asyncio.to_thread(fn, **kwargs),
+                                              self.timeout * 2 + 1)
+            except botocore.exceptions.ClientError as e:
+                code = str(e.response.get("Error", {}).get("Code", ""))
+                status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                if code in PERMANENT_CODES:
+                    raise PermanentError(self.name, f"{op}: {code}: {e}") from e
+                if code not in RETRY_CODES and status < 500:
+                    raise
+                detail = f"{code or status}: {e}"
+            except (botocore.exceptions.BotoCoreError, TimeoutError, OSError) as e:
+                if isinstance(e, botocore.exceptions.NoCredentialsError):
+                    raise PermanentError(self.name, f"{op}: {e}") from e
+                detail = repr(e)
+            self.on_retry("throttled" if "Throttl" in detail or "Prior" in detail
+                          else "transient")
+            if attempt + 1 < self.attempts:
+                delay = min(20.0, self.backoff * 2 ** attempt) * self._rng.uniform(0.5, 1.5)
+                self._log.info("retry op=%s attempt=%d delay=%.2f detail=%s",
+                               op, attempt + 1, delay, detail)
+                await asyncio.sleep(delay)
+        raise TransientError(self.name, op, detail)
+
+    async def zone(self) -> str:
+        if self._zone is None:
+            res = await self._call("get_hosted_zone", Id=self.zone_id)
+            self._zone = absolute(str(res["HostedZone"]["Name"]))
+        return self._zone
+
+    # -- read ----------------------------------------------------------------
+
+    async def read(self) -> Current:
+        zone = await self.zone()
+        kwargs: dict[str, Any] = {"HostedZoneId": self.zone_id, "MaxItems": PAGE_SIZE}
+        plain: dict[RRKey, dict[str, Any]] = {}
+        foreign: set[RRKey] = set()
+        while True:
+            page = await self._call("list_resource_record_sets", **kwargs)
+            for rs in page.get("ResourceRecordSets", []):
+                key = (decode_name(str(rs["Name"])), str(rs["Type"]))
+                if set(rs) - {"Name", "Type", "TTL", "ResourceRecords"}:
+                    foreign.add(key)  # alias, routing policy, health check: never ours
+                else:
+                    plain[key] = rs
+            if not page.get("IsTruncated"):
+                break
+            kwargs["StartRecordName"] = page["NextRecordName"]
+            kwargs["StartRecordType"] = page["NextRecordType"]
+            if "NextRecordIdentifier" in page:
+                kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+            else:
+                kwargs.pop("StartRecordIdentifier", None)
+        sets = [make_rrset(k[0], k[1], int(rs.get("TTL", 0)),
+                           [str(r["Value"]) for r in rs.get("ResourceRecords", [])])
+                for k, rs in plain.items() if k not in foreign]
+        reg = ownership.split(sets, self.owner)
+        owned = {k: v for k, v in reg.owned.items() if k not in foreign}
+        return Current(zone, owned, reg.foreign | frozenset(foreign),
+                       _Observed(plain, reg.markers))
+
+    def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
+        out = {}
+        for key, rr in desired.items():
+            if not in_zone(rr.name, current.zone):
+                out[key] = f"outside hosted zone {current.zone}"
+            elif rr.rtype not in SUPPORTED:
+                out[key] = f"route53 does not publish {rr.rtype}"
+            elif rr.rtype == "NS" and rr.name == current.zone:
+                out[key] = "the apex NS set belongs to the hosted zone"
+            elif rr.name.startswith(ownership.PREFIX):
+                out[key] = "name collides with the ownership registry"
+        return out
+
+    # -- apply ---------------------------------------------------------------
+
+    def _changes(self, ch: Change, obs: _Observed) -> list[R53Change]:
+        key = ch.key
+        out: list[R53Change] = []
+        if ch.action in ("delete", "update"):
+            raw = obs.raw.get(key)
+            if raw is not None:
+                out.append({"Action": "DELETE", "ResourceRecordSet": raw})
+        if ch.action == "delete":
+            mk = obs.markers.get(key)
+            if mk is not None:
+                out.append({"Action": "DELETE",
+                            "ResourceRecordSet": obs.raw.get(mk.key, _raw(mk))})
+        if ch.after is not None:
+            out.append({"Action": "CREATE", "ResourceRecordSet": _raw(ch.after)})
+            if ch.action == "create" and key not in obs.markers:
+                out.append({"Action": "CREATE", "ResourceRecordSet":
+                            _raw(ownership.marker(key, self.owner, self.marker_ttl))})
+        return out
+
+    async def apply(self, plan: Plan, current: Current) -> ApplyResult:
+        obs = current.raw if isinstance(current.raw, _Observed) else _Observed({}, {})
+        by_name: dict[str, list[Change]] = {}
+        for ch in plan.changes:
+            by_name.setdefault(ch.key[0], []).append(ch)
+        groups = [(chs, [c for ch in chs for c in self._changes(ch, obs)])
+                  for chs in by_name.values()]
+        groups = [g for g in groups if g[1]]
+        batches = pack(groups, lambda g: change_cost(g[1]), (MAX_VALUES, MAX_CHARS))
+        applied = requests = 0
+        errors: list[RecordError] = []
+        for batch in batches:
+            n, r, errs = await self._send(batch)
+            applied, requests = applied + n, requests + r
+            errors.extend(errs)
+        return ApplyResult(applied, tuple(errors), requests)
+
+    async def _send(self, batch: list[tuple[list[Change], list[R53Change]]]
+                    ) -> tuple[int, int, list[RecordError]]:
+        changes = [c for _, cs in batch for c in cs]
+        changes.sort(key=lambda c: c["Action"] != "DELETE")  # stable: deletes first
+        try:
+            await self._call("change_resource_record_sets", HostedZoneId=self.zone_id,
+                             ChangeBatch={"Comment": "fedns", "Changes": changes})
+            return sum(len(chs) for chs, _ in batch), 1, []
+        except botocore.exceptions.ClientError as e:
+            reason = f"{e.response.get('Error', {}).get('Code', '')}: " \
+                     f"{e.response.get('Error', {}).get('Message', '')}"
+        if len(batch) > 1:  # find the bad name(s); the rest proceeds
+            applied, requests, errors = 0, 1, []
+            for group in batch:
+                n, r, errs = await self._send([group])
+                applied, requests = applied + n, requests + r
+                errors.extend(errs)
+            return applied, requests, errors
+        chs = batch[0][0]
+        return 0, 1, [RecordError(c.key[0], c.key[1], c.action, reason) for c in chs]
