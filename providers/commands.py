@@ -1,7 +1,7 @@
 """``fedns plan`` and ``fedns sync --once``: one pass over the configured providers.
 
 Both build a Snapshot by running healthwatch's Engine until the first probe
-round has settled (interval × rise + timeout, and every source synced), so
+round has settled (interval * rise + timeout, and every source synced), so
 they publish real health.  ``plan`` never writes.
 """
 
@@ -100,8 +100,9 @@ async def run_once(config: Config, snapshot: Snapshot, *, dry_run: bool, force: 
             if res.refused:
                 out(f"  note: sync would refuse this plan: {res.refused}")
         if not dry_run:
-            for e in res.errors:
-                err(f"provider {p.name}: rejected {e.action} {e.name} {e.rtype}: {e.reason}")
+            for rej in res.errors:
+                err(f"provider {p.name}: rejected {rej.action} {rej.name} {rej.rtype}: "
+                    f"{rej.reason}")
             if res.errors or res.residual:
                 code = max(code, EXIT_FAIL)
             else:
