@@ -1,0 +1,319 @@
+"""The running program: Config -> Engine -> (DnsServer, publishers, HTTP API).
+
+``App`` owns every long-lived part and their order of start and stop. Each
+new Snapshot from the engine goes to the DNS server (an atomic swap of the
+precomputed answers) and to every publisher (which only records it).
+Publishers come from the ``fedns.publishers`` entry points, so dnsserver
+never imports providers.
+
+Reload (SIGHUP or ``POST /v1/reload``): the file is loaded and validated in
+full first; an invalid config is rejected with every problem logged and the
+old one keeps serving. A valid one is applied to the engine, the DNS server
+and the publishers; listen addresses and ``state_dir`` need a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from config.errors import ConfigError
+from config.loader import load
+from config.model import Config
+from dnsserver.http_api import ApiError, HttpApi, ReloadResult, Route
+from dnsserver.locality import GeoLocator, LocatorMetrics, build_locator
+from dnsserver.server import DnsServer
+from healthwatch.engine import Engine
+from healthwatch.errors import HealthwatchError, UnknownClusterError
+from healthwatch.interfaces import Publisher
+from healthwatch.snapshot import Snapshot
+
+log = logging.getLogger("dnsserver.app")
+
+PUBLISHERS_GROUP = "fedns.publishers"
+
+
+def load_publishers(config: Config, registry: CollectorRegistry) -> list[Publisher]:
+    """Every publisher the installed plugins make for ``config``."""
+    out: list[Publisher] = []
+    for ep in importlib.metadata.entry_points(group=PUBLISHERS_GROUP):
+        try:
+            factory = ep.load()
+            pub = factory(config, registry)
+        except Exception as exc:
+            log.error("publisher_plugin_failed plugin=%s error=%r", ep.name, exc)
+            continue
+        if pub is not None:
+            out.append(pub)
+    return out
+
+
+class App:
+    """Everything ``fedns serve`` runs, with one ``start``/``stop``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        registry: CollectorRegistry | None = None,
+        extra_routes: Iterable[Route] = (),
+        publishers: bool = True,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.engine = Engine(config, registry=self.registry, state_dir=config.state_dir)
+        self._locator_metrics = LocatorMetrics(self.registry)
+        self.locator: GeoLocator = build_locator(config, metrics=self._locator_metrics)
+        self._discovered: dict[str, tuple[str | None, str | None]] = {}
+        self.dns = DnsServer(config, self.locator, registry=self.registry)
+        self._with_publishers = publishers
+        self.publishers: list[Publisher] = []
+        host, port = config.listen.http
+        self.http = HttpApi(self, registry=self.registry, host=host, port=port,
+                            extra_routes=extra_routes)
+        self._stopping = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
+        self.loaded_at = time.time()
+        self.last_reload: dict[str, Any] | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start in dependency order: publishers, DNS, engine, HTTP."""
+        if self._with_publishers:
+            self.publishers = load_publishers(self.config, self.registry)
+            for pub in self.publishers:
+                await pub.start()
+        await self.dns.start()
+        self.engine.subscribe(self._on_snapshot)
+        self._on_snapshot(self.engine.snapshot)  # last-known-good or the empty plan
+        await self.engine.start()
+        await self.http.start()
+        self._started = True
+        log.info("started zone=%s clusters=%d publishers=%d",
+                 self.config.zone, len(self.config.clusters), len(self.publishers))
+
+    async def stop(self) -> None:
+        """Stop in reverse order; every part is stopped even if one fails."""
+        for task in list(self._tasks):
+            task.cancel()
+        for step in (self.http.stop, self.engine.stop, self.dns.stop,
+                     *(p.stop for p in self.publishers)):
+            try:
+                await step()
+            except Exception:
+                log.exception("stop_failed step=%s", getattr(step, "__qualname__", step))
+        self._started = False
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT (SIGHUP reloads), then stop."""
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        await self.serve_until_stopped()
+
+    async def serve_until_stopped(self) -> None:
+        """Wait for SIGTERM/SIGINT or ``request_stop`` (SIGHUP reloads), then stop."""
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_stop_signal, sig)
+                installed.append(sig)
+            loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+            installed.append(signal.SIGHUP)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+        try:
+            await self._stopping.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log.info("signal_received signal=%s action=stop", sig.name)
+        self._stopping.set()
+
+    def _on_hup(self) -> None:
+        log.info("signal_received signal=SIGHUP action=reload")
+        self.spawn(self.reload())
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` as a task owned by the app (cancelled on stop)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- snapshots -------------------------------------------------------------
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self._refresh_discovered(snap)
+        try:
+            self.dns.update(snap)
+        except Exception:
+            log.exception("dns_update_failed serial=%d", snap.serial)
+        for pub in self.publishers:
+            try:
+                pub.publish(snap)
+            except Exception:
+                log.exception("publish_failed publisher=%s serial=%d", pub.name, snap.serial)
+
+    def _refresh_discovered(self, snap: Snapshot) -> None:
+        """Clusters whose region/zone come from Node labels: feed them to the locator."""
+        open_ = {c.name for c in self.config.clusters if c.region is None or c.zone is None}
+        if not open_:
+            return
+        found = {c.name: (c.region or None, c.zone or None) for c in snap.clusters
+                 if c.name in open_}
+        if found == self._discovered:
+            return
+        try:
+            self.locator.reload(self.config, discovered=found)
+        except Exception:
+            log.exception("locator_reload_failed reason=discovered_localities")
+            return
+        self._discovered = found
+        log.info("locator_discovered clusters=%s", ",".join(sorted(found)))
+
+    # -- Control (used by the HTTP API) -----------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.ready
+
+    @property
+    def api_token(self) -> str | None:
+        return self.config.api_token
+
+    async def drain(self, cluster: str, service: str | None) -> None:
+        await self._drain_op(self.engine.drain, cluster, service)
+
+    async def undrain(self, cluster: str, service: str | None) -> None:
+        await self._drain_op(self.engine.undrain, cluster, service)
+
+    async def _drain_op(self, op: Callable[[str, str | None], Snapshot], cluster: str,
+                        service: str | None) -> None:
+        try:
+            op(cluster, service)
+        except UnknownClusterError as exc:
+            raise ApiError(str(exc), status=404) from exc
+        except HealthwatchError as exc:
+            raise ApiError(str(exc), status=400) from exc
+
+    async def reload(self) -> ReloadResult:
+        """Reload the config file; the old config keeps serving when it is invalid."""
+        if self.config_path is None:
+            return ReloadResult(False, ("no config file to reload (built-in config)",))
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load, self.config_path)
+            except ConfigError as exc:
+                problems = tuple(str(p) for p in exc.problems)
+                for p in problems:
+                    log.error("reload_rejected problem=%r", p)
+                log.error("reload_rejected path=%s problems=%d action=keep_old_config",
+                          self.config_path, len(problems))
+                self.last_reload = {"at": time.time(), "ok": False, "problems": list(problems)}
+                return ReloadResult(False, problems)
+            except OSError as exc:
+                log.error("reload_rejected path=%s error=%r", self.config_path, exc)
+                self.last_reload = {"at": time.time(), "ok": False, "problems": [str(exc)]}
+                return ReloadResult(False, (str(exc),))
+            return await self.apply(new)
+
+    async def apply(self, new: Config) -> ReloadResult:
+        """Switch to a validated config."""
+        old = self.config
+        for key, a, b in (("listen.dns", old.listen.dns, new.listen.dns),
+                          ("listen.http", old.listen.http, new.listen.http),
+                          ("state_dir", old.state_dir, new.state_dir)):
+            if a != b:
+                log.warning("reload_needs_restart key=%s old=%s new=%s", key, a, b)
+        try:  # the only step that can fail (geo.database); the old one stays on error
+            self.locator.reload(new, discovered=self._discovered)
+        except Exception as exc:
+            log.error("reload_rejected error=%r action=keep_old_config", exc)
+            self.last_reload = {"at": time.time(), "ok": False, "problems": [str(exc)]}
+            return ReloadResult(False, (f"geo: {exc}",))
+        self.config = new
+        self.dns.config = new  # protocol knobs take effect with the next table build
+        before = self.engine.snapshot.serial
+        await self.engine.reload(new)
+        if self.engine.snapshot.serial == before:
+            self.dns.update(self.engine.snapshot)
+        if self._with_publishers and new.providers != old.providers:
+            await self._restart_publishers()
+        serial = self.engine.snapshot.serial
+        self.loaded_at = time.time()
+        self.last_reload = {"at": self.loaded_at, "ok": True, "problems": []}
+        log.info("reload_applied path=%s serial=%s clusters=%d",
+                 self.config_path, serial, len(new.clusters))
+        return ReloadResult(True, (), serial)
+
+    async def _restart_publishers(self) -> None:
+        for pub in self.publishers:
+            with contextlib.suppress(Exception):
+                await pub.stop()
+        self.publishers = load_publishers(self.config, self.registry)
+        for pub in self.publishers:
+            await pub.start()
+        for pub in self.publishers:
+            pub.publish(self.engine.snapshot)
+
+    def status(self) -> dict[str, Any]:
+        """The ``/v1/status`` document."""
+        return build_status(self)
+
+
+def build_status(app: App) -> dict[str, Any]:
+    snap = app.engine.snapshot
+    d = snap.to_dict()
+    try:
+        engine = app.engine.status()
+    except Exception as exc:  # status must render even if a part misbehaves
+        engine = {"error": repr(exc)}
+    drains = engine.get("drains") or {}
+    providers: list[dict[str, Any]] = []
+    for pub in app.publishers:
+        try:
+            providers.extend(pub.status())
+        except Exception as exc:
+            providers.append({"name": pub.name, "error": repr(exc)})
+    return {
+        "zone": app.config.zone,
+        "federation": app.config.federation,
+        "ready": app.ready,
+        "config": {"path": app.config_path, "loaded_at": app.loaded_at,
+                   "last_reload": app.last_reload},
+        "snapshot": {"serial": snap.serial, "generated_at": snap.generated_at,
+                     "age_seconds": round(max(0.0, time.time() - snap.generated_at), 3),
+                     "failovers": list(snap.failovers)},
+        "stale": snap.stale,
+        "clusters": d["clusters"],
+        "shards": d["shards"],
+        "drains": {
+            "clusters": list(drains.get("clusters", [])),
+            "shards": [f"{x['cluster']}/{x['service']}" for x in drains.get("shards", [])],
+        },
+        "providers": providers,
+        "engine": engine,
+    }

@@ -1,0 +1,419 @@
+"""The ``fedns`` command line.
+
+Local commands read a config file (``serve``, ``check``, ``records``, ``demo``);
+operator commands talk to a running server's HTTP API (``drain``, ``undrain``,
+``status``, ``reload``). Plugins add commands through the ``fedns.commands``
+entry points (``add_commands(subparsers)``; each sub-parser sets
+``func=callable(args) -> int``), so dnsserver never imports providers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from config.errors import ConfigError
+from config.model import Config
+from healthwatch.snapshot import Snapshot
+
+log = logging.getLogger("dnsserver.cli")
+
+COMMANDS_GROUP = "fedns.commands"
+DEFAULT_API = "http://127.0.0.1:8053"
+HTTP_TIMEOUT = 10.0
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report on stderr and exit non-zero; never a traceback."""
+
+
+# -- config ----------------------------------------------------------------------
+
+
+def load_config(path: str) -> Config:
+    """Load ``path`` or raise CliError listing every problem, one per line."""
+    from config.loader import load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        lines = [str(p) for p in exc.problems] or [str(exc)]
+        n = len(lines)
+        lines.append(f"{path}: {n} problem{'s' if n != 1 else ''}; config rejected")
+        raise CliError("\n".join(lines)) from exc
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    services = sum(len(c.services) + len(c.ingresses) for c in config.clusters)
+    print(f"{args.config}: ok: zone {config.zone} federation {config.federation}, "
+          f"{len(config.regions)} regions, {len(config.clusters)} clusters, "
+          f"{services} services, {len(config.records)} static records, "
+          f"{len(config.providers)} providers")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    from dnsserver.app import App
+
+    async def run() -> None:
+        await App(config, config_path=args.config).run()
+
+    _serve(run())
+    return EXIT_OK
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    snap = _run_async(snapshot_for(config, wait=args.wait))
+    if args.all:
+        localities: Sequence[str] = snap.localities
+    else:
+        localities = [args.locality]
+        if args.locality not in snap.localities:
+            known = ", ".join(repr(x) for x in snap.localities)
+            raise CliError(f"unknown locality {args.locality!r}; known: {known}")
+    sys.stdout.write(render_zone(snap, localities))
+    return EXIT_OK
+
+
+async def snapshot_for(config: Config, *, wait: float | None = None) -> Snapshot:
+    """The Snapshot a fresh server would publish for ``config`` right now.
+
+    Runs the engine (sources and probes) until every source has reported and
+    every probe has a first result, or ``wait`` seconds. Drains in
+    ``state_dir`` are honoured; nothing is written there.
+    """
+    from healthwatch.drains import Drains
+    from healthwatch.engine import Engine
+    from healthwatch.state import StateStore
+
+    drains = Drains(StateStore(config.state_dir)).load()
+    engine = Engine(replace(config, state_dir=None))
+    for cluster in sorted(drains.clusters):
+        engine.drain(cluster)
+    for cluster, service in sorted(drains.shards):
+        engine.drain(cluster, service)
+    h = config.health
+    budget = wait if wait is not None else 2 * h.interval + h.timeout + 1.0
+    await engine.start()
+    try:
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            probes = engine.status().get("probes", [])
+            if engine.ready and all(p.get("up") is not None for p in probes):
+                await asyncio.sleep(0.1)  # let the planner publish the last verdict
+                break
+            await asyncio.sleep(0.05)
+        return engine.snapshot
+    finally:
+        await engine.stop()
+
+
+def render_zone(snap: Snapshot, localities: Sequence[str]) -> str:
+    """Zone-file text: one view per locality, records sorted, names absolute."""
+    generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snap.generated_at))
+    out = [f"; zone {snap.zone} serial {snap.serial} generated {generated}\n",
+           f"$ORIGIN {snap.zone}\n", f"$TTL {snap.ttl}\n"]
+    for loc in localities:
+        label = loc or "static (unknown client; what providers publish)"
+        out.append(f"\n; view: {label}\n")
+        out.extend(r.zone_line() + "\n" for r in snap.view(loc))
+    return "".join(out)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dnsserver.demo import run_demo
+
+    _serve(run_demo(dns_port=args.dns_port, http_port=args.http_port,
+                    backend_port=args.backend_port, banner=not args.quiet))
+    return EXIT_OK
+
+
+def _serve(coro: Any) -> None:
+    """Run a server coroutine; startup failures (ports in use, ...) become CliError."""
+    from dnsserver.errors import DnsServerError
+    from healthwatch.errors import HealthwatchError
+
+    try:
+        _run_async(coro)
+    except (DnsServerError, HealthwatchError) as exc:
+        raise CliError(str(exc)) from exc
+    except ConfigError as exc:
+        raise CliError("\n".join(str(p) for p in exc.problems)) from exc
+    except OSError as exc:
+        raise CliError(f"cannot start: {exc.strerror or exc}") from exc
+
+
+def _run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# -- HTTP API client ------------------------------------------------------------------
+
+
+def api_request(args: argparse.Namespace, method: str, path: str) -> Any:
+    """Call the running server's API; return the decoded JSON body."""
+    url = args.api.rstrip("/") + path
+    req = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)
+    token = args.token or os.environ.get("FEDNS_API_TOKEN")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+            return json.loads(resp.read().decode() or "null")
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        try:
+            detail = json.loads(body)
+        except ValueError:
+            detail = body.strip()
+        if isinstance(detail, dict) and detail.get("problems"):
+            raise CliError("\n".join(str(p) for p in detail["problems"])
+                           + f"\n{method} {url}: HTTP {exc.code}") from exc
+        if isinstance(detail, dict) and "error" in detail:
+            detail = detail["error"]
+        raise CliError(f"{method} {url}: HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(f"{method} {url}: cannot reach fedns: {reason}") from exc
+
+
+def _drain_path(cluster: str, service: str | None) -> str:
+    path = "/v1/drains/" + urllib.parse.quote(cluster, safe="")
+    if service:
+        base = service.removeprefix("ingress:")
+        ns, sep, name = base.partition("/")
+        if not sep or not ns or not name or "/" in name:
+            raise CliError(f"service must be NAMESPACE/NAME or ingress:NAMESPACE/NAME, "
+                           f"got {service!r}")
+        path += f"/{urllib.parse.quote(ns, safe='')}/{urllib.parse.quote(name, safe='')}"
+        if base != service:
+            path += "?kind=ingress"
+    return path
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    method = "POST" if args.command == "drain" else "DELETE"
+    api_request(args, method, _drain_path(args.cluster, args.service))
+    what = args.cluster + (f" {args.service}" if args.service else "")
+    print(f"{args.command}ed {what}")
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    if args.pid is not None:
+        try:
+            os.kill(args.pid, signal.SIGHUP)
+        except OSError as exc:
+            raise CliError(f"cannot signal pid {args.pid}: {exc.strerror or exc}") from exc
+        print(f"sent SIGHUP to {args.pid}")
+        return EXIT_OK
+    body = api_request(args, "POST", "/v1/reload")
+    print(f"reloaded: serial {body.get('serial')}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    doc = api_request(args, "GET", "/v1/status")
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(format_status(doc))
+    return EXIT_OK
+
+
+# -- status table ----------------------------------------------------------------------
+
+
+def _yn(v: Any) -> str:
+    return "-" if v is None else ("yes" if v else "no")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["-" if c in (None, "") else str(c) for c in r]
+                                          for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+           for r in cells]
+    return "\n".join(out) + "\n"
+
+
+def format_status(doc: dict[str, Any], now: float | None = None) -> str:
+    """A readable rendering of ``/v1/status``."""
+    now = time.time() if now is None else now
+    snap = doc.get("snapshot") or {}
+    age = snap.get("age_seconds")
+    head = (f"zone {doc.get('zone')}  federation {doc.get('federation')}  "
+            f"ready {_yn(doc.get('ready'))}  serial {snap.get('serial', '-')}  "
+            f"age {'-' if age is None else f'{age:.1f}s'}"
+            + ("  STALE (last-known-good, not yet confirmed)" if doc.get("stale") else ""))
+    parts = [head + "\n"]
+    clusters = doc.get("clusters") or []
+    parts.append("\nCLUSTERS\n")
+    parts.append(table(
+        ["NAME", "REGION", "ZONE", "SOURCE", "SYNCED", "REACHABLE", "DRAINED", "LAST ERROR"],
+        [[c.get("name"), c.get("region"), c.get("zone"), c.get("source"), _yn(c.get("synced")),
+          _yn(c.get("reachable")), _yn(c.get("drained")), c.get("last_error")]
+         for c in clusters]))
+    shards = doc.get("shards") or []
+    parts.append("\nSHARDS\n")
+    parts.append(table(
+        ["SERVICE", "CLUSTER", "ZONE", "ADDRESSES", "READY", "HEALTH", "REASON"],
+        [[s.get("service"), s.get("cluster"), s.get("zone"),
+          ",".join([*s.get("addresses", []), *s.get("hostnames", [])]), s.get("ready"),
+          "healthy" if s.get("healthy") else "UNHEALTHY", s.get("reason")]
+         for s in shards]))
+    drains = doc.get("drains") or {}
+    dc = ", ".join(drains.get("clusters") or []) or "-"
+    ds = ", ".join(drains.get("shards") or []) or "-"
+    parts.append(f"\nDRAINS  clusters: {dc}   shards: {ds}\n")
+    providers = doc.get("providers") or []
+    parts.append("\nPROVIDERS\n")
+    if providers:
+        keys: list[str] = []
+        for p in providers:
+            for k in p:
+                if k not in keys:
+                    keys.append(k)
+        parts.append(table([k.upper() for k in keys],
+                           [[_cell(p.get(k)) for k in keys] for p in providers]))
+    else:
+        parts.append("(none configured)\n")
+    return "".join(parts)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool):
+        return _yn(v)
+    if isinstance(v, dict | list):
+        return json.dumps(v, separators=(",", ":"))
+    return "-" if v is None else str(v)
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    d: Any = argparse.SUPPRESS if suppress else None
+    p.add_argument("--log-format", choices=["text", "json"],
+                   default=d if suppress else "text", help="log line format (default text)")
+    p.add_argument("--log-level", default=d if suppress else "INFO",
+                   type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="minimum level logged (default INFO)")
+
+
+def _api_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api", default=os.environ.get("FEDNS_API", DEFAULT_API),
+                   help=f"HTTP API of the running server (default {DEFAULT_API}, env FEDNS_API)")
+    p.add_argument("--token", default=None,
+                   help="API bearer token (default: env FEDNS_API_TOKEN)")
+    p.add_argument("--timeout", type=float, default=HTTP_TIMEOUT, help="seconds per request")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedns",
+        description="Global DNS / L7 traffic director for services in many Kubernetes clusters.")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common, suppress=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    p = add("serve", cmd_serve, "run the authoritative DNS server, HTTP API and publishers")
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p = add("check", cmd_check, "validate a config file; print every problem")
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p = add("records", cmd_records, "print the zone as it would be served, in zone-file format")
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--locality", default="",
+                   help="view of one client locality, e.g. zone:us-east1-b or region:us-east1 "
+                        "(default: the static view, unknown client)")
+    g.add_argument("--all", action="store_true", help="one view per locality")
+    p.add_argument("--wait", type=float, default=None,
+                   help="seconds to let probes settle (default: from the health settings)")
+    for name, verb in (("drain", "drain"), ("undrain", "undrain")):
+        p = add(name, cmd_drain, f"{verb} a cluster, or one service of it, on a running server")
+        p.add_argument("cluster", help="member cluster name")
+        p.add_argument("service", nargs="?",
+                       help="NAMESPACE/NAME or ingress:NAMESPACE/NAME (default: whole cluster)")
+        _api_args(p)
+    p = add("status", cmd_status, "clusters, shards, health, drains and providers of a server")
+    p.add_argument("--json", action="store_true", help="raw /v1/status JSON")
+    _api_args(p)
+    p = add("reload", cmd_reload, "make a running server reload its config file")
+    p.add_argument("--pid", type=int, default=None, help="send SIGHUP to this pid instead")
+    _api_args(p)
+    p = add("demo", cmd_demo,
+            "run a simulated 3-cluster federation on loopback (DNS :5353, HTTP :8053)")
+    p.add_argument("--dns-port", type=int, default=5353)
+    p.add_argument("--http-port", type=int, default=8053)
+    p.add_argument("--backend-port", type=int, default=8080,
+                   help="port of the simulated load balancers on 127.0.N.1 (0: any free)")
+    p.add_argument("--quiet", action="store_true", help="do not print the walkthrough")
+    _add_plugin_commands(sub)
+    return parser
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken plugin must not break the core CLI
+            log.warning("command_plugin_failed plugin=%s error=%r", ep.name, exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dnsserver.logs import setup
+
+    pre = argparse.ArgumentParser(add_help=False)
+    _common(pre, suppress=False)
+    early, _ = pre.parse_known_args(argv)
+    setup(early.log_format, early.log_level)  # plugin load problems are logged properly
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup(args.log_format, args.log_level)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        rc = func(args)
+    except CliError as exc:
+        print(f"fedns {args.command}: error: {exc}" if "\n" not in str(exc)
+              else f"{exc}\nfedns {args.command}: error", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

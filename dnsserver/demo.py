@@ -1,0 +1,292 @@
+"""``fedns demo``: a whole federation on loopback, no Kubernetes needed.
+
+Three member clusters in three real regions, each with a load-balancer
+backend (an HTTP server on 127.0.N.1 serving ``/`` and ``/healthz``) that the
+engine probes. Clients in 127.0.N.0/24 sit in cluster N's zone, so
+``dig -b 127.0.N.10`` asks as one of them. Failing a backend
+(``POST /demo/clusters/<name>/fail``) makes its probe fail; its clients move
+to the nearest other region by great-circle distance, and come back after
+``/restore``. The config is an ordinary YAML file (written to a temporary
+directory and validated by the normal loader), so SIGHUP reload works too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from config.loader import load
+from dnsserver.app import App
+from dnsserver.http_api import ApiError, Route
+
+log = logging.getLogger("dnsserver.demo")
+
+ZONE = "example.com."
+FEDERATION = "demo"
+SERVICE = "nginx"
+NAMESPACE = "default"
+GLOBAL_NAME = f"{SERVICE}.{NAMESPACE}.{FEDERATION}.svc.{ZONE}"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCluster:
+    name: str
+    region: str
+    zone: str
+    octet: int  # backend 127.0.<octet>.1, clients 127.0.<octet>.0/24
+
+    @property
+    def backend_ip(self) -> str:
+        return f"127.0.{self.octet}.1"
+
+    @property
+    def client_ip(self) -> str:
+        return f"127.0.{self.octet}.10"
+
+    @property
+    def network(self) -> str:
+        return f"127.0.{self.octet}.0/24"
+
+
+# Real coordinates, so distance fallback is visible: us-west1 (Oregon) is
+# nearer to us-east1 (South Carolina) than to europe-west1 (Belgium).
+REGIONS: dict[str, dict[str, Any]] = {
+    "us-east1": {"location": [33.2, -80.0], "zones": ["us-east1-b", "us-east1-c"]},
+    "us-west1": {"location": [45.6, -121.2], "zones": ["us-west1-a"]},
+    "europe-west1": {"location": [50.4, 3.8], "zones": ["europe-west1-b"]},
+}
+
+CLUSTERS: tuple[DemoCluster, ...] = (
+    DemoCluster("us-east", "us-east1", "us-east1-b", 1),
+    DemoCluster("us-west", "us-west1", "us-west1-a", 2),
+    DemoCluster("eu", "europe-west1", "europe-west1-b", 3),
+)
+
+
+def demo_config(*, dns_port: int, http_port: int, backend_ports: dict[str, int],
+                state_dir: str) -> dict[str, Any]:
+    """The demo's config as a plain mapping (dumped to YAML and loaded normally)."""
+    return {
+        "zone": ZONE,
+        "federation": FEDERATION,
+        "ttl": 5,
+        "nameservers": {f"ns1.{ZONE}": ["127.0.0.1"]},
+        "listen": {"dns": [f"127.0.0.1:{dns_port}"], "http": f"127.0.0.1:{http_port}"},
+        "state_dir": state_dir,
+        "regions": REGIONS,
+        "health": {"interval": "500ms", "timeout": "300ms", "rise": 2, "fall": 2},
+        "clusters": [
+            {
+                "name": c.name,
+                "region": c.region,
+                "zone": c.zone,
+                "source": "static",
+                "networks": [c.network],
+                "services": [{
+                    "name": SERVICE,
+                    "namespace": NAMESPACE,
+                    "addresses": [c.backend_ip],
+                    "ready": 2,
+                    "probe": {"http": f"http://{c.backend_ip}:{backend_ports[c.name]}/healthz"},
+                }],
+            }
+            for c in CLUSTERS
+        ],
+        "records": [
+            {"name": "www", "type": "CNAME", "value": GLOBAL_NAME},
+            {"name": "eu.nginx", "type": "CNAME",
+             "value": f"{SERVICE}.{NAMESPACE}.{FEDERATION}.svc.europe-west1.{ZONE}"},
+            {"name": "@", "type": "TXT", "value": '"fedns demo zone"'},
+        ],
+    }
+
+
+class Backend:
+    """One simulated cluster's load balancer.
+
+    ``/`` says which cluster answered; ``/healthz`` is 503 while ``failed``.
+    """
+
+    def __init__(self, cluster: DemoCluster, port: int) -> None:
+        self.cluster = cluster
+        self.failed = False
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        if self._runner is not None:
+            for addr in self._runner.addresses:
+                return int(addr[1])
+        return self._port
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._hello)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.cluster.backend_ip, self._port, reuse_address=True)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _hello(self, request: web.Request) -> web.Response:
+        c = self.cluster
+        return web.Response(text=f"hello from cluster {c.name} ({c.region}/{c.zone})\n")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        if self.failed:
+            return web.Response(text="failed (demo)\n", status=503)
+        return web.Response(text="ok\n")
+
+
+class Demo:
+    """Backends + an ``App`` with ``/demo/clusters/...`` routes; ``run`` serves until Ctrl-C."""
+
+    def __init__(self, *, dns_port: int = 5353, http_port: int = 8053,
+                 backend_port: int = 8080, workdir: str | None = None) -> None:
+        self.dns_port = dns_port
+        self.http_port = http_port
+        self.backends = {c.name: Backend(c, backend_port) for c in CLUSTERS}
+        self._own_tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._own_tmp = tempfile.TemporaryDirectory(prefix="fedns-demo-")
+            workdir = self._own_tmp.name
+        self.workdir = workdir
+        self.app: App | None = None
+
+    async def start(self) -> App:
+        for b in self.backends.values():
+            await b.start()
+        path = os.path.join(self.workdir, "demo.yaml")
+        doc = demo_config(dns_port=self.dns_port, http_port=self.http_port,
+                          backend_ports={n: b.port for n, b in self.backends.items()},
+                          state_dir=os.path.join(self.workdir, "state"))
+        text = "# generated by `fedns demo`\n" + yaml.safe_dump(doc, sort_keys=False)
+        await asyncio.to_thread(_write, path, text)
+        config = await asyncio.to_thread(load, path)
+        self.app = App(config, config_path=path, extra_routes=self.routes())
+        await self.app.start()
+        return self.app
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.stop()
+        for b in self.backends.values():
+            await b.stop()
+        if self._own_tmp is not None:
+            with contextlib.suppress(OSError):
+                self._own_tmp.cleanup()
+
+    async def run(self, *, banner: bool = True) -> None:
+        app = await self.start()
+        try:
+            if banner:
+                print(self.banner(), flush=True)
+            await app.serve_until_stopped()
+        finally:
+            await self.stop()
+
+    # -- demo-only HTTP routes -------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/demo/clusters", self._list, mutating=False),
+            Route("POST", "/demo/clusters/{name}/fail", self._fail),
+            Route("POST", "/demo/clusters/{name}/restore", self._restore),
+        ]
+
+    def _backend(self, request: web.Request) -> Backend:
+        name = request.match_info["name"]
+        b = self.backends.get(name)
+        if b is None:
+            raise ApiError(f"unknown demo cluster {name!r}; try one of "
+                           f"{', '.join(self.backends)}", status=404)
+        return b
+
+    async def _list(self, request: web.Request) -> web.Response:
+        return web.json_response({n: {"backend": f"http://{b.cluster.backend_ip}:{b.port}/",
+                                      "failed": b.failed}
+                                  for n, b in self.backends.items()})
+
+    async def _fail(self, request: web.Request) -> web.Response:
+        b = self._backend(request)
+        b.failed = True
+        log.info("demo_cluster_failed cluster=%s", b.cluster.name)
+        return web.json_response({"cluster": b.cluster.name, "failed": True})
+
+    async def _restore(self, request: web.Request) -> web.Response:
+        b = self._backend(request)
+        b.failed = False
+        log.info("demo_cluster_restored cluster=%s", b.cluster.name)
+        return web.json_response({"cluster": b.cluster.name, "failed": False})
+
+    # -- what to try -------------------------------------------------------------
+
+    def banner(self) -> str:
+        dig = f"dig @127.0.0.1 -p {self.dns_port} +short"
+        api = f"http://127.0.0.1:{self.http_port}"
+        west = self.backends["us-west"].cluster
+        lines = [
+            f"fedns demo: zone {ZONE} federation {FEDERATION}",
+            f"  DNS  127.0.0.1:{self.dns_port} (UDP+TCP)   HTTP {api}   config {self.workdir}",
+            "",
+            "member clusters (service default/nginx in each):",
+        ]
+        for b in self.backends.values():
+            c = b.cluster
+            lines.append(f"  {c.name:8} {c.region + '/' + c.zone:28} backend "
+                         f"http://{c.backend_ip}:{b.port}/   clients {c.network}")
+        lines += [
+            "",
+            "try (-b picks the client's source address, i.e. its location):",
+            f"  {dig} {GLOBAL_NAME} -b {west.client_ip}"
+            f"    # a us-west1 client -> {west.backend_ip}",
+            f"  {dig} {GLOBAL_NAME}"
+            "    # unknown client (127.0.0.1) -> every healthy cluster",
+            f"  {dig} {SERVICE}.{NAMESPACE}.{FEDERATION}.svc.us-east1-c.us-east1.{ZONE}"
+            "    # empty AZ -> CNAME to the region name",
+            f"  {dig} www.{ZONE} -b {CLUSTERS[2].client_ip}    # static CNAME, then geo answer",
+            "",
+            "fail a cluster and watch its clients move to the NEAREST other region"
+            " (us-east1, not europe-west1):",
+            f"  curl -X POST {api}/demo/clusters/us-west/fail",
+            f"  {dig} {GLOBAL_NAME} -b {west.client_ip}"
+            f"    # after ~1.5 s -> {CLUSTERS[0].backend_ip}",
+            f"  curl -X POST {api}/demo/clusters/us-west/restore"
+            f"    # and back to {west.backend_ip}",
+            "or drain it like an operator:",
+            f"  fedns drain us-west --api {api}   ;   fedns undrain us-west --api {api}",
+            f"status: fedns status --api {api}     metrics: curl {api}/metrics",
+            "",
+            "Ctrl-C stops the demo.",
+        ]
+        return "\n".join(lines)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+async def run_demo(*, dns_port: int = 5353, http_port: int = 8053, backend_port: int = 8080,
+                   banner: bool = True) -> None:
+    await Demo(dns_port=dns_port, http_port=http_port, backend_port=backend_port).run(
+        banner=banner)
+
+
+def main_sync(**kwargs: Any) -> int:
+    asyncio.run(run_demo(**kwargs))
+    return 0
