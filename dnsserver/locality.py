@@ -218,10 +218,9 @@ class GeoLocator:
         with self._lock:
             new = self._build(config, database, discovered or {})
             old, self._state = self._state, new
-            c, b = old.counts(), self._base
-            self._base = b + c
-        if isinstance(old.database, GeoDatabase) and old.database is not new.database:
-            old.database.close()
+            self._base = self._base + old.counts()
+        # The old reader is not closed here: a query on another thread may still
+        # hold the old state. It is unmapped when the last reference goes.
 
     def locate(self, address: bytes, source_prefix: int | None) -> tuple[str, int]:
         if source_prefix == 0:
