@@ -85,7 +85,9 @@ class _Heartbeat:
         timeout = (self._options.connect_timeout, self._options.heartbeat_timeout)
         while not self._stop.wait(self._options.heartbeat_interval):
             try:
-                version.get_code(_request_timeout=timeout)
+                response = version.get_code(_request_timeout=timeout, _preload_content=False)
+                response.read()
+                response.release_conn()
             except Exception as e:  # every failure means "not answering"
                 if not self._stop.is_set():
                     self._sink.failed("heartbeat", f"API not answering: {describe(e)}")
@@ -127,7 +129,6 @@ class KubeSource:
         self._synced: set[str] = set()
         self._errors: dict[str, str] = {}  # resource (or "heartbeat") -> current error
         self._client_error: str | None = None
-        self._last_error: str | None = None
         self._contacted = False
         self._last_contact: float | None = None
         self._emit: ReportSink | None = None
@@ -195,7 +196,6 @@ class KubeSource:
                 if self._client_error != str(e):
                     self._log.error("kubeconfig_error error=%r retry_in=%.2fs", str(e), delay)
                 self._client_error = str(e)
-                self._last_error = str(e)
                 self._schedule()
                 await asyncio.sleep(delay)
         self._client_error = None
@@ -252,7 +252,6 @@ class KubeSource:
         if self._stopped:
             return
         self._errors[resource] = error
-        self._last_error = f"{resource}: {error}" if resource != "heartbeat" else error
         self._schedule()
 
     # -- reports ----------------------------------------------------------------------
@@ -265,10 +264,14 @@ class KubeSource:
         problem = self._config_error or self._client_error
         reachable = problem is None and self._contacted and not self._errors
         synced = problem is None and self._synced.issuperset(r.name for r in self._resources)
-        if problem is None and not self._errors:
-            self._last_error = None
+        if problem is None and self._errors:
+            # A stable choice, so that several failing watches do not churn reports.
+            order = ["heartbeat", *(r.name for r in self._resources)]
+            first = min(self._errors, key=lambda k: order.index(k) if k in order else len(order))
+            error = self._errors[first]
+            problem = error if first == "heartbeat" else f"{first}: {error}"
         where = self._state.context.placement
-        return (synced, reachable, problem or self._last_error, where.region, where.zone)
+        return (synced, reachable, problem, where.region, where.zone)
 
     def _flush(self) -> None:
         self._flush_handle = None

@@ -65,7 +65,10 @@ def describe(error: BaseException) -> str:
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
         return describe(error.reason)
     if isinstance(error, urllib3.exceptions.NewConnectionError):
-        return f"cannot connect: {error}"
+        conn = getattr(error, "conn", None)
+        where = f" to {conn.host}:{conn.port}" if conn is not None else ""
+        reason = str(error).rsplit("connection: ", 1)[-1]
+        return f"cannot connect{where}: {reason}"
     return f"{type(error).__name__}: {error}".replace("\n", " ")
 
 
@@ -169,7 +172,9 @@ class Watcher:
                     raise Gone(str(e)) from e
                 raise
             try:
-                body = json.loads(response.data)
+                data = response.data
+                response.release_conn()
+                body = json.loads(data)
             except ValueError as e:
                 raise WatchStatusError(f"list {self.name}: response is not JSON") from e
             if not isinstance(body, dict):
@@ -205,10 +210,12 @@ class Watcher:
         with self._lock:
             self._response = response
         self._sink.contact(self.name)
+        clean = False
         try:
             for line in self._lines(response):
                 if self._handle(line) == "gone":
                     return "gone"
+            clean = not self._stop.is_set()
             return "ended"
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if not self._stop.is_set():
@@ -222,6 +229,8 @@ class Watcher:
         finally:
             with self._lock:
                 self._response = None
+            if not clean:  # unread bytes must not reach the next request on this connection
+                response.close()
             response.release_conn()
 
     def _lines(self, response: Any) -> Iterator[bytes]:

@@ -35,6 +35,19 @@ _API_PATHS = {  # (group, version) -> resources served under it
 }
 
 
+_VERSION = {
+    "major": "1",
+    "minor": "30",
+    "gitVersion": "v1.30.0-fedns-sim",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-01-01T00:00:00Z",
+    "goVersion": "go1.22.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     method: str
@@ -253,10 +266,8 @@ class FakeKubeAPI:
             await self._running.wait()
             if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
                 return web.json_response(_status(401, "Unauthorized", "Unauthorized"), status=401)
-            if request.path == "/version":
-                return web.json_response(
-                    {"major": "1", "minor": "30", "gitVersion": "v1.30.0-fedns-sim"}
-                )
+            if request.path.rstrip("/") == "/version":
+                return web.json_response(_VERSION)
             route = self._route(request.path)
             if route is None:
                 msg = f"the server could not find the requested resource ({request.path})"
