@@ -48,6 +48,8 @@ class Answer:
 def name_to_wire(name: str) -> bytes:
     """Presentation name (absolute, with trailing dot) -> lower-cased wire bytes."""
     labels = [lab.encode("ascii").lower() for lab in name.rstrip(".").split(".") if lab]
+    if any(len(lab) > 63 for lab in labels) or sum(len(lab) + 1 for lab in labels) + 1 > 255:
+        raise ValueError(f"invalid domain name {name!r}")
     return wire.name_wire(labels)
 
 
@@ -89,9 +91,12 @@ class Resolver:
             static.setdefault(name_to_wire(rec.name), {}).setdefault(code, []).append(rec)
         self._static = {n: {t: tuple(rs) for t, rs in per.items()} for n, per in static.items()}
         for name, per_loc in snapshot.geo.items():
-            self._geo[name_to_wire(name)] = {
-                loc: self._by_type(recs) for loc, recs in per_loc.items()
-            }
+            try:
+                wname = name_to_wire(name)
+            except ValueError as exc:
+                log.warning("geo_name_skipped name=%r error=%s", name, exc)
+                continue
+            self._geo[wname] = {loc: self._by_type(recs) for loc, recs in per_loc.items()}
         locs = dict.fromkeys([UNKNOWN, *snapshot.localities])
         for per_loc in snapshot.geo.values():
             locs.update(dict.fromkeys(per_loc))
@@ -120,8 +125,19 @@ class Resolver:
     # -- indexing ------------------------------------------------------------
 
     def _code(self, rec: Record) -> int | None:
+        """The record's type code, or None if it cannot be served (logged)."""
         code = qtype_code(rec.rtype)
-        if code is None or self._rr(rec) is None:
+        try:
+            name_to_wire(rec.name)
+        except ValueError:
+            code = None
+        if code is None:
+            if rec not in self._bad:
+                self._bad.add(rec)
+                log.warning("record_skipped name=%r type=%s error=bad name or type",
+                            rec.name, rec.rtype)
+            return None
+        if self._rr(rec) is None:
             return None
         return code
 

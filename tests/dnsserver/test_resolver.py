@@ -1,0 +1,182 @@
+"""Table-driven resolver tests: {qname, qtype, client, rcode, answer, authority, additional}.
+
+Queries go through the full path (``QueryHandler`` with the fast path off) and
+the fast path; both must agree with the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+from prometheus_client import CollectorRegistry
+
+from dnsserver.handler import QueryHandler
+from dnsserver.server import DnsServer
+from tests.dnsserver import zonefixture as zf
+
+Z = zf.ZONE
+SOA = f"{Z} 60 SOA"
+
+
+@dataclass(frozen=True)
+class Case:
+    qname: str
+    qtype: str
+    rcode: str
+    answer: tuple[str, ...] = ()
+    authority: tuple[str, ...] = ()
+    additional: tuple[str, ...] = ()
+    client: str = "127.0.0.1"
+
+
+CASES = [
+    Case(f"www.{Z}", "A", "NOERROR", (f"www.{Z} 30 A 192.0.2.1",)),
+    Case(f"WwW.ExAmPlE.CoM.", "AAAA", "NOERROR", (f"www.{Z} 30 AAAA 2001:db8::1",)),
+    Case(f"www.{Z}", "MX", "NOERROR", (), (SOA,)),  # NODATA
+    Case(f"www.{Z}", "TYPE4242", "NOERROR", (), (SOA,)),  # unknown type: NODATA
+    Case(f"nope.{Z}", "A", "NXDOMAIN", (), (SOA,)),
+    Case(f"a.b.nope.{Z}", "TXT", "NXDOMAIN", (), (SOA,)),
+    Case(f"ent.{Z}", "A", "NOERROR", (), (SOA,)),  # empty non-terminal
+    Case(f"deep.ent.{Z}", "A", "NOERROR", (f"deep.ent.{Z} 30 A 192.0.2.99",)),
+    Case(Z, "NS", "NOERROR", (f"{Z} 3600 NS ns1.{Z}", f"{Z} 3600 NS ns2.{Z}"), (),
+         (f"ns1.{Z} 3600 A 127.0.0.1", f"ns2.{Z} 3600 AAAA ::1")),
+    Case(Z, "SOA", "NOERROR",
+         (f"{Z} 300 SOA ns1.{Z} hostmaster.{Z} 7 3600 600 86400 60",)),
+    Case(Z, "MX", "NOERROR", (f"{Z} 30 MX 10 mail.{Z}",)),
+    Case(f"txt.{Z}", "TXT", "NOERROR", (f'txt.{Z} 30 TXT "hello world" "second"',)),
+    Case(f"_sip._tcp.{Z}", "SRV", "NOERROR", (f"_sip._tcp.{Z} 30 SRV 10 5 5060 www.{Z}",)),
+    Case(f"caa.{Z}", "CAA", "NOERROR", (f'caa.{Z} 30 CAA 0 issue "letsencrypt.org"',)),
+    # RFC 8482: one RRset for ANY
+    Case(f"www.{Z}", "ANY", "NOERROR", (f"www.{Z} 30 A 192.0.2.1",)),
+    Case(Z, "ANY", "NOERROR", (f"{Z} 3600 NS ns1.{Z}", f"{Z} 3600 NS ns2.{Z}")),
+    # CNAME chains chased inside the zone
+    Case(f"alias.{Z}", "A", "NOERROR", (f"alias.{Z} 30 CNAME www.{Z}", f"www.{Z} 30 A 192.0.2.1")),
+    Case(f"alias.{Z}", "CNAME", "NOERROR", (f"alias.{Z} 30 CNAME www.{Z}",)),
+    Case(f"alias.{Z}", "MX", "NOERROR", (f"alias.{Z} 30 CNAME www.{Z}",), (SOA,)),
+    Case(f"dangling.{Z}", "A", "NXDOMAIN", (f"dangling.{Z} 30 CNAME missing.{Z}",), (SOA,)),
+    Case(f"outside.{Z}", "A", "NOERROR", (f"outside.{Z} 30 CNAME www.example.net.",)),
+    Case(f"loop1.{Z}", "A", "NOERROR",
+         (f"loop1.{Z} 30 CNAME loop2.{Z}", f"loop2.{Z} 30 CNAME loop1.{Z}")),
+    # AZ -> region -> global fallback chains (SPEC section 2)
+    Case(zf.US_AZ, "A", "NOERROR", (f"{zf.US_AZ} 30 A {zf.US_IP}",)),
+    Case(zf.EU_AZ, "A", "NOERROR",
+         (f"{zf.EU_AZ} 30 CNAME {zf.EU_REGION}", f"{zf.EU_REGION} 30 A {zf.EU_IP}")),
+    Case(zf.ASIA_REGION, "A", "NOERROR", (
+        f"{zf.ASIA_REGION} 30 CNAME {zf.GLOBAL}",
+        f"{zf.GLOBAL} 30 A {zf.US_IP}", f"{zf.GLOBAL} 30 A {zf.EU_IP}")),
+    Case(zf.ASIA_REGION, "A", "NOERROR", (
+        f"{zf.ASIA_REGION} 30 CNAME {zf.GLOBAL}", f"{zf.GLOBAL} 30 A {zf.US_IP}"),
+        client="127.0.0.2"),
+    Case(f"eu.nginx.{Z}", "AAAA", "NOERROR",
+         (f"eu.nginx.{Z} 30 CNAME {zf.EU_REGION}", f"{zf.EU_REGION} 30 AAAA {zf.EU_IP6}")),
+    # geo answers per client locality
+    Case(zf.GLOBAL, "A", "NOERROR", (f"{zf.GLOBAL} 30 A {zf.US_IP}",), client="127.0.0.2"),
+    Case(zf.GLOBAL, "A", "NOERROR", (f"{zf.GLOBAL} 30 A {zf.EU_IP}",), client="127.0.0.3"),
+    Case(zf.GLOBAL, "A", "NOERROR",
+         (f"{zf.GLOBAL} 30 A {zf.US_IP}", f"{zf.GLOBAL} 30 A {zf.EU_IP}"), client="127.0.0.9"),
+    Case(zf.GLOBAL, "AAAA", "NOERROR", (), (SOA,), client="127.0.0.2"),
+    Case(f"geoalias.{Z}", "A", "NOERROR",
+         (f"geoalias.{Z} 30 CNAME {zf.GLOBAL}", f"{zf.GLOBAL} 30 A {zf.EU_IP}"),
+         client="127.0.0.3"),
+    # a record with bad rdata is skipped, never served
+    Case(f"bad.{Z}", "A", "NXDOMAIN", (), (SOA,)),
+    # outside the zone
+    Case("www.example.net.", "A", "REFUSED"),
+    Case("com.", "NS", "REFUSED"),
+    Case(".", "NS", "REFUSED"),
+    Case("xexample.com.", "A", "REFUSED"),
+    Case(Z, "AXFR", "REFUSED"),
+    Case(Z, "IXFR", "REFUSED"),
+]
+
+
+def _rrs(section: list[dns.rrset.RRset]) -> list[str]:
+    out = []
+    for rrset in section:
+        for rd in rrset:
+            out.append(f"{str(rrset.name).lower()} {rrset.ttl} "
+                       f"{dns.rdatatype.to_text(rrset.rdtype)} {rd.to_text()}")
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def handlers() -> tuple[QueryHandler, QueryHandler]:
+    fast = DnsServer(zf.config(), zf.locator(), registry=CollectorRegistry())
+    slow = DnsServer(zf.config(), zf.locator(), registry=CollectorRegistry(), fast_path=False)
+    assert fast.update(zf.snapshot()) and slow.update(zf.snapshot())
+    return fast.handler, slow.handler
+
+
+@pytest.mark.parametrize("path", ["fast", "full"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.qname}/{c.qtype}/{c.client}")
+def test_lookup_table(case: Case, path: str, handlers: tuple[QueryHandler, QueryHandler]) -> None:
+    handler = handlers[0] if path == "fast" else handlers[1]
+    query = dns.message.make_query(case.qname, case.qtype)
+    raw = handler.handle(query.to_wire(), case.client, False)
+    assert raw is not None
+    reply = dns.message.from_wire(raw)
+    assert dns.rcode.to_text(reply.rcode()) == case.rcode
+    assert reply.id == query.id
+    assert str(reply.question[0].name) == case.qname  # original letter case echoed
+    assert len(reply.question) == 1
+    assert _rrs(reply.answer) == sorted(
+        f"{r.split()[0]} {' '.join(r.split()[1:])}" for r in case.answer)
+    got_auth = [" ".join(r.split()[:3]) for r in _rrs(reply.authority)]
+    assert got_auth == sorted(case.authority)
+    assert _rrs(reply.additional) == sorted(case.additional)
+    aa = bool(reply.flags & dns.flags.AA)
+    assert aa == (case.rcode in ("NOERROR", "NXDOMAIN"))
+    assert not reply.flags & dns.flags.RA
+    assert reply.flags & dns.flags.RD  # dnspython sets RD; it is copied
+
+
+def test_ecs_scope_only_for_locality_dependent_answers(
+        handlers: tuple[QueryHandler, QueryHandler]) -> None:
+    for handler in handlers:
+        for name, scope in [(zf.GLOBAL, 24), (f"geoalias.{Z}", 24), (f"www.{Z}", 0),
+                            (f"same.{Z}", 0), (f"nope.{Z}", 0), (zf.US_AZ, 0)]:
+            ecs = dns.edns.ECSOption("198.51.100.0", 24)
+            query = dns.message.make_query(name, "A", use_edns=0, options=[ecs])
+            raw = handler.handle(query.to_wire(), "127.0.0.1", False)
+            assert raw is not None
+            reply = dns.message.from_wire(raw)
+            got = [o for o in reply.options if isinstance(o, dns.edns.ECSOption)]
+            assert len(got) == 1, name
+            assert got[0].scopelen == scope, name
+            assert got[0].srclen == 24 and got[0].address == "198.51.100.0"
+        # the ECS address chose the locality: europe-west1-b gets the EU shard
+        ecs = dns.edns.ECSOption("198.51.100.0", 24)
+        query = dns.message.make_query(zf.GLOBAL, "A", use_edns=0, options=[ecs])
+        reply = dns.message.from_wire(handler.handle(query.to_wire(), "127.0.0.2", False) or b"")
+        assert _rrs(reply.answer) == [f"{zf.GLOBAL} 30 A {zf.EU_IP}"]
+
+
+@pytest.mark.parametrize("ecs,src,expect_ip,scope", [
+    (("10.1.2.0", 24), "127.0.0.2", zf.US_IP, 0),  # private ECS: the source decides
+    (("0.0.0.0", 0), "127.0.0.2", None, 0),  # source prefix 0: untailored answer
+    (("203.0.113.0", 24), "127.0.0.3", zf.US_IP, 24),
+    (("2001:db8:1::", 48), "127.0.0.2", zf.EU_IP, 48),
+])
+def test_ecs_address_choice(ecs: tuple[str, int], src: str, expect_ip: str | None, scope: int,
+                            handlers: tuple[QueryHandler, QueryHandler]) -> None:
+    for handler in handlers:
+        option = dns.edns.ECSOption(ecs[0], ecs[1])
+        query = dns.message.make_query(zf.GLOBAL, "A", use_edns=0, options=[option])
+        reply = dns.message.from_wire(handler.handle(query.to_wire(), src, False) or b"")
+        ips = sorted(rd.address for rrset in reply.answer for rd in rrset)
+        assert ips == ([expect_ip] if expect_ip else sorted([zf.US_IP, zf.EU_IP]))
+        got = [o for o in reply.options if isinstance(o, dns.edns.ECSOption)]
+        assert got and got[0].scopelen == scope
+
+
+def test_no_ecs_in_reply_without_ecs_in_query(handlers: tuple[QueryHandler, QueryHandler]) -> None:
+    for handler in handlers:
+        query = dns.message.make_query(zf.GLOBAL, "A", use_edns=0)
+        reply = dns.message.from_wire(handler.handle(query.to_wire(), "127.0.0.2", False) or b"")
+        assert reply.edns == 0 and not reply.options
