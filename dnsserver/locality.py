@@ -223,8 +223,8 @@ class GeoLocator:
         # hold the old state. It is unmapped when the last reference goes.
 
     def locate(self, address: bytes, source_prefix: int | None) -> tuple[str, int]:
-        if source_prefix == 0:
-            return UNTAILORED
+        if source_prefix is not None and source_prefix <= 0:
+            return UNTAILORED  # 0: the client opted out of tailoring (RFC 7871 7.1.2)
         st = self._state
         n = len(address)
         if n == 16 and source_prefix is None and address[:12] == _V4_MAPPED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import random
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,19 @@ def test_malformed_address_length(db_path: str) -> None:
     loc = GeoLocator(_cfg(db_path))
     assert loc.locate(b"\x01\x02\x03", None) == ("", 0)
     assert loc.locate(b"", 24) == ("", 0)
+
+
+def test_never_raises_on_arbitrary_input(db_path: str) -> None:
+    rng = random.Random(3)
+    loc = GeoLocator(_cfg(db_path, clusters=CLUSTERS, networks=GEO_NETWORKS, cache_size=64))
+    for _ in range(3000):
+        address = rng.randbytes(rng.choice([0, 1, 4, 4, 4, 15, 16, 16, 16, 17]))
+        source = rng.choice([None, -1, 0, 1, 8, 24, 32, 56, 64, 128, 200])
+        locality, scope = loc.locate(address, source)
+        assert isinstance(locality, str)
+        assert 0 <= scope <= 8 * len(address)
+        if source is not None:
+            assert scope <= max(source, 0)
 
 
 def test_cluster_local_and_discovered_topology(db_path: str) -> None:
