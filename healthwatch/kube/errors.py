@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from healthwatch.errors import HealthwatchError
 
-class KubeError(Exception):
+
+class KubeError(HealthwatchError):
     """Root of every error raised by ``healthwatch.kube``."""
 
 

@@ -26,6 +26,7 @@ from healthwatch.kube.sim.kubeconfig import KubeconfigEntry, write_kubeconfig
 from healthwatch.kube.sim.store import RESOURCES, Event, Expired, ObjectStore
 
 log = logging.getLogger("healthwatch.kube.sim")
+_IDLE_CHECK = 0.25  # seconds between checks that an idle watch's client is still there
 
 _API_PATHS = {  # (group, version) -> resources served under it
     ("", "v1"): {"services", "nodes"},
@@ -144,13 +145,12 @@ class FakeKubeAPI:
             return
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(
             runner,
             self.host,
             self._port if port is None else port,
-            shutdown_timeout=0.1,
             reuse_address=True,
         )
         await site.start()
@@ -328,6 +328,7 @@ class FakeKubeAPI:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(request.query.get("timeoutSeconds", "1800") or 1800)
         bookmarks = request.query.get("allowWatchBookmarks", "").lower() in ("1", "true")
+        last_write = loop.time()
         try:
             rv_text = request.query.get("resourceVersion", "")
             if rv_text in ("", "0"):  # "any": synthetic ADDED for what exists now
@@ -351,12 +352,22 @@ class FakeKubeAPI:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                wait = min(remaining, self.bookmark_interval or remaining)
+                wait = min(remaining, self.bookmark_interval or remaining, _IDLE_CHECK)
                 try:
                     item = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
-                    if bookmarks and self.bookmark_interval and self._running.is_set():
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        return response  # the client went away
+                    now = loop.time()
+                    if (
+                        bookmarks
+                        and self.bookmark_interval
+                        and self._running.is_set()
+                        and now - last_write >= self.bookmark_interval
+                    ):
                         await response.write(self._bookmark(info.kind, info.api_version, last))
+                        last_write = now
                     continue
                 await self._running.wait()
                 if isinstance(item, Event):
