@@ -75,10 +75,11 @@ class QueryHandler:
     # -- the query -----------------------------------------------------------------
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        """The reply to one query from ``client`` (None: send nothing)."""
         metrics = self.metrics
-        sampled = metrics.sample()
+        metrics.tick += 1
+        sampled = not metrics.tick % metrics.sample_every
         started = time.perf_counter() if sampled else 0.0
-        proto = "tcp" if tcp else "udp"
         try:
             out = self._fast(data, client, tcp) if self.fast_path else None
             if out is None:
@@ -86,7 +87,7 @@ class QueryHandler:
         except Exception:
             out = self._servfail(data)
         if out is not None and sampled:
-            metrics.observe(proto, time.perf_counter() - started, len(out))
+            metrics.observe("tcp" if tcp else "udp", time.perf_counter() - started, len(out))
         return out
 
     def _fast(self, data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -122,9 +123,12 @@ class QueryHandler:
             body = truncated
         out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
                + body[4:12] + data[12:qend] + body[qend:])
+        proto = "tcp" if tcp else "udp"
         if body[2] & 0x02:
-            self.metrics.truncate("tcp" if tcp else "udp")
-        self.metrics.request("tcp" if tcp else "udp", qtype, body[3] & 0x0F, kind)
+            self.metrics.truncate(proto)
+        requests = self.metrics.requests
+        key = (proto, qtype, body[3] & 0x0F, kind)
+        requests[key] = requests.get(key, 0) + 1
         return out
 
     def _slow(self, data: bytes, client: str, tcp: bool) -> bytes | None:

@@ -27,7 +27,7 @@ RCODES: dict[int, str] = {
     16: "BADVERS",
 }
 LOCALITY_KINDS = ("none", "unknown", "zone", "region", "cluster", "other")
-DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "no_snapshot")
+DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "send_failed")
 DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                     0.005, 0.01, 0.025, 0.05, 0.1)
 SIZE_BUCKETS = (64.0, 128.0, 256.0, 512.0, 1024.0, 1232.0, 1500.0, 4096.0, 16384.0, 65535.0)

@@ -26,7 +26,7 @@ from dnsserver.locality import Locator
 from dnsserver.metrics import DnsMetrics
 from dnsserver.resolver import Resolver
 from dnsserver.tcp import TcpLimits, open_tcp
-from dnsserver.udp import open_udp
+from dnsserver.udp import UdpListener, open_udp
 from healthwatch.snapshot import Snapshot
 
 _PORT_RETRIES = 8
@@ -40,7 +40,7 @@ class DnsServer:
         self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)
         self.log = logging.getLogger("dnsserver.server")
         self.addresses: list[tuple[str, int]] = []
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
         self._limits = TcpLimits(total=config.server.tcp_max_connections,
                                  per_client=config.server.tcp_max_per_client)
@@ -76,7 +76,8 @@ class DnsServer:
         try:
             for host, port in self.config.listen.dns:
                 for attempt in range(_PORT_RETRIES):
-                    udp, bound = await open_udp(host, port, handle)
+                    udp = open_udp(host, port, handle, self.metrics.drop)
+                    bound = udp.port
                     try:
                         tcp = await open_tcp(host, bound, handle, self._limits,
                                              server.tcp_idle_timeout, self.metrics.drop)

@@ -66,7 +66,7 @@ class TcpProtocol(asyncio.Protocol):
         self._client = str(peer[0]) if peer else ""
         if not self._limits.admit(self._client):
             self._on_drop("tcp_limit")
-            transport.abort()
+            self._transport.abort()
             return
         self._admitted = True
         self._limits.connections.add(self)

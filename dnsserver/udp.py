@@ -1,4 +1,11 @@
-"""The UDP transport: one datagram in, at most one datagram out."""
+"""The UDP transport: one datagram in, at most one datagram out.
+
+Instead of asyncio's DatagramProtocol (one loop iteration per datagram) the
+listener registers its non-blocking socket with ``loop.add_reader`` and, on
+each readiness event, drains up to ``BATCH`` datagrams with ``recvfrom`` and
+answers each with ``sendto``. A reply that cannot be sent at once (socket
+buffer full) is dropped and counted: the client retries, as with any UDP loss.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +14,78 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any, cast
 
 log = logging.getLogger("dnsserver.udp")
 
 Handle = Callable[[bytes, str, bool], "bytes | None"]
+OnDrop = Callable[[str], None]
 RCVBUF = 4 * 1024 * 1024
+SNDBUF = 4 * 1024 * 1024
+BATCH = 64
+MAX_DATAGRAM = 65535
 
 
-class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, handle: Handle) -> None:
+class UdpListener:
+    """A bound UDP socket served from the running loop until ``close``."""
+
+    def __init__(self, sock: socket.socket, handle: Handle, on_drop: OnDrop) -> None:
+        self.sock = sock
         self._handle = handle
-        self.transport: asyncio.DatagramTransport | None = None
+        self._on_drop = on_drop
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        sendto = self.sock.sendto
+        handle = self._handle
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP errors reported on the socket
+                log.debug("udp_recv_error error=%r", exc)
+                continue
+            out = handle(data, addr[0], False)
+            if out is None:
+                continue
+            try:
+                sendto(out, addr)
+            except (BlockingIOError, InterruptedError):
+                self._on_drop("send_failed")
+            except OSError as exc:
+                log.debug("udp_send_error error=%r", exc)
+                self._on_drop("send_failed")
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.sock.fileno())
+        self._loop = None
+        self.sock.close()
+
+
+def open_udp(host: str, port: int, handle: Handle, on_drop: OnDrop) -> UdpListener:
+    """Bind ``host:port`` (port 0: any free port) and start serving it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        for opt, size in ((socket.SO_RCVBUF, RCVBUF), (socket.SO_SNDBUF, SNDBUF)):
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        out = self._handle(data, addr[0], False)
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp_error error=%r", exc)
-
-
-async def open_udp(host: str, port: int, handle: Handle) -> tuple[asyncio.DatagramTransport, int]:
-    """Bind a UDP endpoint; returns the transport and the bound port."""
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: UdpProtocol(handle), local_addr=(host, port))
-    bound = transport.get_extra_info("sockname")[1]
-    return transport, int(bound)
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    listener = UdpListener(sock, handle, on_drop)
+    listener.start()
+    return listener
