@@ -76,6 +76,10 @@ def _or(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _unique(ctx: Ctx, items: list[tuple[Path, str | None]], what: str) -> None:
     first: dict[str, Path] = {}
     for path, name in items:
@@ -128,7 +132,9 @@ def _regions(root: Node) -> tuple[Region, ...]:
                 if owner != region:
                     ctx.error(cpath, f"{code.upper()} is already claimed by region {owner!r}")
         loc = node.raw("location")
-        lat, lon = loc if isinstance(loc, list) and len(loc) == 2 else (0.0, 0.0)
+        lat = lon = 0.0
+        if isinstance(loc, list) and len(loc) == 2 and all(_is_number(v) for v in loc):
+            lat, lon = float(loc[0]), float(loc[1])
         built.append(
             (
                 Region(
@@ -291,7 +297,10 @@ def _ingress_conflicts(ctx: Ctx, root: Node, records: tuple[StaticRecord, ...]) 
     for cnode in root.nodes("clusters"):
         for inode in cnode.nodes("ingresses"):
             for path, text in inode.texts("hosts"):
-                host = names.absolute(text, ctx.zone, wildcard=True) if ctx.zone else None
+                try:
+                    host = names.absolute(text, ctx.zone, wildcard=True) if ctx.zone else None
+                except ValueError:
+                    continue  # already reported by the ingress builder
                 if host in static:
                     ctx.error(path, f"ingress host {host} is also a static record name")
 
