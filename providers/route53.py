@@ -41,7 +41,7 @@ RETRY_CODES = frozenset({"Throttling", "ThrottlingException", "PriorRequestNotCo
                          "RequestLimitExceeded", "ServiceUnavailable", "InternalError"})
 PERMANENT_CODES = frozenset({"NoSuchHostedZone", "AccessDenied", "AccessDeniedException",
                              "InvalidClientTokenId", "SignatureDoesNotMatch",
-                             "UnrecognizedClientException", "InvalidInput"})
+                             "UnrecognizedClientException"})
 _ESCAPE = re.compile(r"\\(\d{3})")
 
 R53Change = dict[str, Any]
@@ -133,7 +133,9 @@ class Route53Backend:
                 if code in PERMANENT_CODES:
                     raise PermanentError(self.name, f"{op}: {code}: {e}") from e
                 if code not in RETRY_CODES and status < 500:
-                    raise
+                    if op == "change_resource_record_sets":
+                        raise  # the batch was rejected: the caller isolates bad names
+                    raise PermanentError(self.name, f"{op}: {code}: {e}") from e
                 detail = f"{code or status}: {e}"
             except (botocore.exceptions.BotoCoreError, TimeoutError, OSError) as e:
                 if isinstance(e, botocore.exceptions.NoCredentialsError):

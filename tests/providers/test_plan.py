@@ -55,7 +55,8 @@ def test_equal_sets_make_an_empty_plan() -> None:
 
 
 def test_foreign_keys_are_skipped_not_planned() -> None:
-    desired = as_map(rr("a.z.", "TXT", "x"), rr("b.z.", "CNAME", "t.z."), rr("c.z.", "A", "1.1.1.1"))
+    desired = as_map(rr("a.z.", "TXT", "x"), rr("b.z.", "CNAME", "t.z."),
+                     rr("c.z.", "A", "1.1.1.1"))
     foreign = frozenset({("a.z.", "TXT"), ("b.z.", "TXT"), ("c.z.", "CNAME")})
     plan = make_plan("p", desired, {}, foreign)
     assert plan.empty
