@@ -1,0 +1,1 @@
+"""fedns healthwatch package."""
