@@ -9,6 +9,7 @@ log, and fault controls (pause, kill, restart, cut a stream, inject junk).
 
 from __future__ import annotations
 
+from healthwatch.kube.sim.fleet import SimFleet
 from healthwatch.kube.sim.kubeconfig import KubeconfigEntry, write_kubeconfig
 from healthwatch.kube.sim.objects import (
     endpoint_slice,
@@ -26,6 +27,7 @@ __all__ = [
     "KubeconfigEntry",
     "ObjectStore",
     "RequestRecord",
+    "SimFleet",
     "endpoint_slice",
     "ingress",
     "node",

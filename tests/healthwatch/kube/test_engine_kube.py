@@ -1,0 +1,88 @@
+"""The engine with three simulated member clusters publishes the service names."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from config.model import Cluster, Config, Region
+from healthwatch.engine import Engine
+from healthwatch.kube import KubeSource
+from healthwatch.planner import global_name, region_name, zone_name
+from healthwatch.snapshot import Snapshot
+from tests.fakekube import FakeKubeAPI, endpoint_slice, service, write_kubeconfig
+from tests.healthwatch.kube.harness import FAST
+
+PLACES = {"a": ("us-east1", "us-east1-b"), "b": ("europe-west1", "europe-west1-b"),
+          "c": ("asia-east1", "asia-east1-a")}
+
+
+@dataclass
+class Fleet:
+    config: Config
+    apis: dict[str, FakeKubeAPI]
+    engine: Engine
+
+
+@pytest.fixture
+async def fleet(tmp_path: object) -> AsyncIterator[Fleet]:
+    apis = {name: FakeKubeAPI(name=name) for name in PLACES}
+    for api in apis.values():
+        await api.start()
+    path = write_kubeconfig(os.path.join(str(tmp_path), "kubeconfig"),
+                            [api.kubeconfig_entry(f"fed-{n}") for n, api in apis.items()])
+    regions = tuple(
+        Region(r, loc, (z,)) for (r, z), loc in zip(
+            PLACES.values(), [(33.8, -84.4), (50.4, 3.8), (24.0, 121.0)], strict=True))
+    clusters = tuple(
+        Cluster(name=n, region=r, zone=z, source="kubernetes", kubeconfig=path, context=f"fed-{n}")
+        for n, (r, z) in PLACES.items())
+    config = Config(zone="example.com.", federation="fed", regions=regions, clusters=clusters)
+    engine = Engine(config, source_factory=lambda c, cfg: KubeSource(c, cfg, FAST))
+    await engine.start()
+    try:
+        yield Fleet(config, apis, engine)
+    finally:
+        await engine.stop()
+        for api in apis.values():
+            await api.kill()
+
+
+def _values(snap: Snapshot, name: str) -> set[str]:
+    flat = {r.value for r in snap.records if r.name == name}
+    for answer in snap.geo.get(name, {}).values():
+        flat |= {r.value for r in answer if r.rtype in ("A", "AAAA")}
+    return flat
+
+
+async def _published(engine: Engine, cond: object, within: float) -> Snapshot:
+    changed = asyncio.Event()
+    engine.subscribe(lambda _s: changed.set())
+
+    async def loop() -> Snapshot:
+        while not cond(engine.snapshot):  # type: ignore[operator]
+            changed.clear()
+            await changed.wait()
+        return engine.snapshot
+
+    return await asyncio.wait_for(loop(), within)
+
+
+async def test_engine_publishes_global_region_and_az_names_within_a_second(fleet: Fleet) -> None:
+    await _published(fleet.engine, lambda s: fleet.engine.ready, within=5.0)
+    cfg = fleet.config
+    names = (global_name(cfg, "default", "web"),
+             region_name(cfg, "default", "web", "us-east1"),
+             zone_name(cfg, "default", "web", "us-east1", "us-east1-b"))
+    fleet.apis["a"].apply("services", service("web", lb_ips=["192.0.2.10"]))
+    fleet.apis["a"].apply("endpointslices", endpoint_slice("web", ready=2))
+    await _published(fleet.engine, lambda s: all("192.0.2.10" in _values(s, n) for n in names),
+                     within=1.0)
+    # endpoints not ready: the AZ name falls back (CNAME) and stops answering the address
+    fleet.apis["a"].apply("endpointslices", endpoint_slice("web", ready=0, not_ready=2))
+    await _published(fleet.engine, lambda s: "192.0.2.10" not in _values(s, names[2]),
+                     within=1.0)
