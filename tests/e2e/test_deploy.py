@@ -137,8 +137,14 @@ def all_docs() -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path.name}#{i}", doc
 
 
+def fedns_docs() -> Iterator[dict[str, Any]]:
+    """The objects ``kubectl apply -k deploy/`` creates (not member-cluster RBAC)."""
+    for name in kustomization()["resources"]:
+        yield from load_docs(DEPLOY / name)
+
+
 def one(kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [d for _, d in all_docs()
+    found = [d for d in fedns_docs()
              if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
     assert len(found) == 1, f"expected exactly one {kind} {name or ''}, found {len(found)}"
     return found[0]
@@ -375,7 +381,7 @@ def test_rbac_is_read_only_and_bound_to_the_pods_account(deployment: dict[str, A
 
 
 def test_secrets_come_from_secret_objects_not_the_repo(container: dict[str, Any]) -> None:
-    assert not any(d["kind"] == "Secret" for _, d in all_docs())
+    assert not any(d["kind"] == "Secret" for d in fedns_docs())
     env = {e["name"]: e for e in container["env"]}
     assert env["FEDNS_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "fedns-api-token"
     assert "value" not in env["FEDNS_API_TOKEN"]
@@ -401,3 +407,20 @@ def test_configmap_config_is_a_valid_fedns_config(
     for cluster in cfg.clusters:
         if cluster.kubeconfig:
             assert any(cluster.kubeconfig.startswith(m + "/") for m in mounts), cluster
+
+
+def test_container_args_are_a_valid_fedns_command_line(container: dict[str, Any]) -> None:
+    cli = pytest.importorskip("dnsserver.cli", reason="dnsserver.cli not built yet")
+    args = cli.build_parser().parse_args(container["args"])
+    assert args.command == "serve" and args.log_format == "json"
+
+
+def test_pod_user_matches_the_image_user(deployment: dict[str, Any]) -> None:
+    dockerfile = DEPLOY.parent / "Dockerfile"
+    if not dockerfile.is_file():
+        pytest.skip("no Dockerfile")
+    users = re.findall(r"^USER\s+(\S+)", dockerfile.read_text(), re.MULTILINE)
+    assert users, "Dockerfile has no USER"
+    uid = users[-1].split(":")[0]
+    pod_sc = deployment["spec"]["template"]["spec"]["securityContext"]
+    assert uid == str(pod_sc["runAsUser"]), "Deployment runAsUser differs from the image USER"
