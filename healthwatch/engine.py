@@ -102,6 +102,7 @@ class Engine:
         self._dirty = asyncio.Event()
         self._persist_wanted: Snapshot | None = None
         self._persist_event = asyncio.Event()
+        self._write: asyncio.Future[bool] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._started_at = clock()
@@ -161,6 +162,9 @@ class Engine:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, *probe_tasks, return_exceptions=True)
+        if self._write is not None:  # a write in flight finishes first
+            await asyncio.gather(self._write, return_exceptions=True)
+            self._write = None
         if self._persist_wanted is not None:  # flush the newest snapshot
             snap, self._persist_wanted = self._persist_wanted, None
             await asyncio.to_thread(self._store.save_snapshot, snap)
@@ -460,7 +464,10 @@ class Engine:
             self._persist_event.clear()
             snap, self._persist_wanted = self._persist_wanted, None
             if snap is not None:
-                await asyncio.to_thread(self._store.save_snapshot, snap)
+                # shielded: stop() cancels this loop but waits for the write
+                self._write = asyncio.ensure_future(
+                    asyncio.to_thread(self._store.save_snapshot, snap))
+                await asyncio.shield(self._write)
 
     def _check_drain(self, cluster: str, service: str | None) -> None:
         if cluster not in {c.name for c in self._config.clusters}:

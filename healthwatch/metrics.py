@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from healthwatch.hysteresis import PENDING_REASON
 from healthwatch.snapshot import Snapshot
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -74,7 +75,9 @@ class HealthMetrics:
             self.source_synced.remove(name)
         self._clusters = clusters
         if previous is not None:
-            before = {(s.service, s.cluster): s.healthy for s in previous.shards}
+            # a shard leaving "probe pending" is a first verdict, not a transition
+            before = {(s.service, s.cluster): s.healthy for s in previous.shards
+                      if s.reason != PENDING_REASON}
             for s in snap.shards:
                 was = before.get((s.service, s.cluster))
                 if was is not None and was != s.healthy:

@@ -16,7 +16,8 @@ Names (SPEC section 2), for Service ``S`` in namespace ``N``:
 
 A region "has a failover" for a geo name when the name has shards in that
 region but none of them is healthy and the region's clients are sent
-elsewhere; ``Snapshot.failovers`` lists such names.
+elsewhere; ``Snapshot.failovers`` lists such names. Shards whose probe has
+not reported yet (start-up) do not count as failed over.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, replace
 from config.model import Cluster, Config
 from healthwatch.drains import DrainSet
 from healthwatch.geometry import fallback_order
-from healthwatch.hysteresis import judge
+from healthwatch.hysteresis import PENDING_REASON, judge
 from healthwatch.model import ClusterReport, ShardHealth, ShardSpec
 from healthwatch.snapshot import (
     UNKNOWN,
@@ -57,6 +58,7 @@ class _Placed:
     region: str
     zone: str
     healthy: bool
+    pending: bool  # probe configured, no result yet: no verdict to fail over on
     v4: tuple[str, ...]
     v6: tuple[str, ...]
 
@@ -258,6 +260,7 @@ def _place(
                 if ip is not None:
                     (v4 if ip.version == 4 else v6).append(str(ip))
             placed.append(_Placed(spec, region, az, verdict.healthy,
+                                  verdict.reason == PENDING_REASON,
                                   tuple(dict.fromkeys(v4)), tuple(dict.fromkeys(v6))))
             prev = prev_status.get((spec.cluster, spec.service))
             if prev is not None and prev.healthy == verdict.healthy:
@@ -433,7 +436,7 @@ class _Builder:
                         for_region(region) if region else everyone)
             else:
                 out[loc] = everyone
-        homes = {p.region for p in pool if p.region}
+        homes = {p.region for p in pool if p.region and not p.pending}
         failed = any(r not in by_region for r in homes)
         return out, failed
 
