@@ -1,0 +1,238 @@
+"""Start fedns and gdnsd pinned to one CPU; read their CPU time from /proc.
+
+``ServerProc.cpu_seconds()`` is utime + stime of the server and every process
+below it (``fedns serve`` with workers forks; threads are already counted in
+their process's /proc/<pid>/stat), in clock ticks / ``SC_CLK_TCK``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTimes:
+    """One CPU's counters from /proc/stat, in seconds."""
+
+    busy: float  # user + nice + system + irq + softirq
+    idle: float  # idle + iowait
+    steal: float  # taken by the hypervisor for other guests
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.busy - other.busy, self.idle - other.idle,
+                        self.steal - other.steal)
+
+    @property
+    def total(self) -> float:
+        return self.busy + self.idle + self.steal
+
+
+def cpu_times(cpu: int) -> CpuTimes:
+    with open("/proc/stat", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+                return CpuTimes((user + nice + system + irq + softirq) / CLK_TCK,
+                                (idle + iowait) / CLK_TCK, steal / CLK_TCK)
+    raise RuntimeError(f"cpu{cpu} not in /proc/stat")
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime (live processes only) of ``pid`` and its descendants."""
+    kids = _children()
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        todo.extend(kids.get(p, ()))
+    return total / CLK_TCK
+
+
+@dataclass
+class ServerProc:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def pinned(cmd: list[str], cpu: int | None) -> list[str]:
+    return cmd if cpu is None else ["taskset", "-c", str(cpu), *cmd]
+
+
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as f:
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+
+
+def wait_dns(port: int, proc: subprocess.Popen[bytes], name: str, zone: str,
+             timeout: float = 60.0) -> None:
+    """Until the server answers ``zone SOA`` over UDP."""
+    labels = [lab for lab in zone.rstrip(".").split(".") if lab]
+    qname = b"".join(bytes((len(x),)) + x.encode() for x in labels) + b"\x00"
+    query = struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 0) + qname + struct.pack("!HH", 6, 1)
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}")
+            try:
+                s.sendto(query, ("127.0.0.1", port))
+                data = s.recv(4096)
+                if len(data) > 12 and data[3] & 0x0F == 0:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer on port {port} within {timeout}s")
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"fedns serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready within {timeout}s")
+
+
+def fedns_exe() -> str:
+    exe = shutil.which("fedns")
+    if exe is None:
+        raise SystemExit("fedns not on PATH: pip install -e .")
+    return exe
+
+
+def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
+                zone: str) -> ServerProc:
+    cfg = workdir / "fedns.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    listen = config["listen"]
+    assert isinstance(listen, dict)
+    port = int(str(listen["dns"][0]).rsplit(":", 1)[1])
+    http = str(listen["http"])
+    log = workdir / "fedns.log"
+    cmd = pinned([fedns_exe(), "serve", "-c", str(cfg), "--log-level", "WARNING"], cpu)
+    proc = _spawn(cmd, log)
+    server = ServerProc("fedns", proc, port, log)
+    try:
+        wait_http(f"http://{http}/readyz", proc)
+        wait_dns(port, proc, "fedns", zone)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def fedns_zone_text(workdir: Path, config: dict[str, object]) -> str:
+    """``fedns records`` of ``config``: the static view, in zone-file format."""
+    cfg = workdir / "records.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    out = subprocess.run([fedns_exe(), "records", "-c", str(cfg), "--log-level", "ERROR"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout
+
+
+def gdnsd_exe() -> str:
+    exe = shutil.which("gdnsd") or ("/usr/sbin/gdnsd" if os.path.exists("/usr/sbin/gdnsd")
+                                    else None)
+    if exe is None:
+        raise SystemExit("gdnsd not found: apt-get install gdnsd")
+    return exe
+
+
+def start_gdnsd(workdir: Path, zone: str, zone_text: str, port: int,
+                cpu: int | None) -> ServerProc:
+    """gdnsd 3.x in the foreground (``start``), one UDP and one TCP thread."""
+    base = workdir / "gdnsd"
+    for sub in ("zones", "run", "state"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    (base / "config").write_text(
+        "options => {\n"
+        f'  listen => [ "127.0.0.1:{port}" ]\n'
+        "  udp_threads => 1\n"
+        "  tcp_threads => 1\n"
+        f"  run_dir => {base / 'run'}\n"
+        f"  state_dir => {base / 'state'}\n"
+        "}\n")
+    (base / "zones" / zone.rstrip(".")).write_text(zone_text)
+    log = workdir / "gdnsd.log"
+    proc = _spawn(pinned([gdnsd_exe(), "-c", str(base), "start"], cpu), log)
+    server = ServerProc("gdnsd", proc, port, log)
+    try:
+        wait_dns(port, proc, "gdnsd", zone)
+    except Exception:
+        server.stop()
+        raise
+    return server
