@@ -1,0 +1,139 @@
+"""A small fake of the Cloud DNS v1 REST API for tests (http.server in a thread).
+
+managedZones get; rrsets list with pageToken; changes create (atomic: a
+deletion must match an existing set exactly → 412, an addition must not
+exist → 409) and get.  ``fail_next`` injects status codes; ``before_change``
+runs before the next change is applied (to make a delete stale).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Key = tuple[str, str]
+
+
+class FakeCloudDns:
+    def __init__(self, project: str, zone: str, dns_name: str, page_size: int = 7) -> None:
+        self.project, self.zone, self.dns_name = project, zone, dns_name
+        self.page_size = page_size
+        self.rrsets: dict[Key, dict[str, Any]] = {}
+        self.changes: list[dict[str, Any]] = []
+        self.fail_next: list[int] = []
+        self.before_change: Callable[[], None] | None = None
+        self.lock = threading.Lock()
+        self.list_calls = 0
+        self.add({"name": dns_name, "type": "SOA", "ttl": 21600,
+                  "rrdatas": ["ns-cloud-a1.googledomains.com. hostmaster 1 21600 3600 259200 300"]})
+        self.add({"name": dns_name, "type": "NS", "ttl": 21600,
+                  "rrdatas": ["ns-cloud-a1.googledomains.com."]})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, rs: dict[str, Any]) -> None:
+        self.rrsets[(rs["name"], rs["type"])] = {"kind": "dns#resourceRecordSet", **rs}
+
+    def _apply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if self.before_change is not None:
+                hook, self.before_change = self.before_change, None
+                hook()
+            new = dict(self.rrsets)
+            for d in body.get("deletions", []):
+                key = (d["name"], d["type"])
+                have = new.get(key)
+                if have is None or int(have.get("ttl", 0)) != int(d["ttl"]) or \
+                        sorted(have.get("rrdatas", [])) != sorted(d["rrdatas"]):
+                    return 412, _err(412, "conditionNotMet", f"stale deletion {key}")
+                del new[key]
+            for a in body.get("additions", []):
+                key = (a["name"], a["type"])
+                if key in new:
+                    return 409, _err(409, "alreadyExists", f"{key} exists")
+                if a["type"] == "A" and not all(re.fullmatch(r"[\d.]+", v) for v in a["rrdatas"]):
+                    return 400, _err(400, "invalid", f"bad rdata in {key}")
+                new[key] = {"kind": "dns#resourceRecordSet", **a, "ttl": int(a["ttl"])}
+            self.rrsets = new
+            change = {"kind": "dns#change", "id": str(len(self.changes) + 1), "status": "done",
+                      **body}
+            self.changes.append(change)
+            return 200, change
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+        base = f"/dns/v1/projects/{fake.project}/managedZones/{fake.zone}"
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _injected(self) -> bool:
+                if fake.fail_next:
+                    code = fake.fail_next.pop(0)
+                    self._send(code, _err(code, "injected", "injected failure"))
+                    return True
+                return False
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+                if self._injected():
+                    return
+                if path == base:
+                    self._send(200, {"kind": "dns#managedZone", "name": fake.zone,
+                                     "dnsName": fake.dns_name})
+                elif path == base + "/rrsets":
+                    fake.list_calls += 1
+                    with fake.lock:
+                        items = [fake.rrsets[k] for k in sorted(fake.rrsets)]
+                    start = int(params.get("pageToken", "0"))
+                    page = items[start:start + fake.page_size]
+                    body: dict[str, Any] = {"kind": "dns#resourceRecordSetsListResponse",
+                                            "rrsets": page}
+                    if start + fake.page_size < len(items):
+                        body["nextPageToken"] = str(start + fake.page_size)
+                    self._send(200, body)
+                elif path.startswith(base + "/changes/"):
+                    cid = path.rsplit("/", 1)[-1]
+                    found = [c for c in fake.changes if c["id"] == cid]
+                    self._send(200 if found else 404, found[0] if found else _err(404, "nf", cid))
+                else:
+                    self._send(404, _err(404, "notFound", path))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if self._injected():
+                    return
+                if self.path.partition("?")[0] != base + "/changes":
+                    self._send(404, _err(404, "notFound", self.path))
+                    return
+                code, out = fake._apply(body)
+                self._send(code, out)
+
+        return Handler
+
+
+def _err(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message,
+                      "errors": [{"reason": reason, "message": message}]}}
