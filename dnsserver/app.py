@@ -33,6 +33,7 @@ from dnsserver.locality import GeoLocator, LocatorMetrics, build_locator
 from dnsserver.server import DnsServer
 from healthwatch.engine import Engine
 from healthwatch.errors import HealthwatchError, UnknownClusterError
+from healthwatch.hysteresis import PENDING_REASON
 from healthwatch.interfaces import Publisher
 from healthwatch.snapshot import Snapshot
 
@@ -102,8 +103,10 @@ class App:
         await self.engine.start()
         await self.http.start()
         self._started = True
-        log.info("started zone=%s clusters=%d publishers=%d",
-                 self.config.zone, len(self.config.clusters), len(self.publishers))
+        log.info("started zone=%s dns=%s http=%s:%d clusters=%d publishers=%d",
+                 self.config.zone, ",".join(f"{h}:{p}" for h, p in self.dns.addresses),
+                 self.config.listen.http[0], self.http.port, len(self.config.clusters),
+                 len(self.publishers))
 
     async def stop(self) -> None:
         """Stop in reverse order; every part is stopped even if one fails."""
@@ -198,7 +201,14 @@ class App:
 
     @property
     def ready(self) -> bool:
-        return self.engine.ready
+        """Every source has synced once and every probe has a first verdict.
+
+        Before a shard's first probe result it counts as down, so answers
+        given earlier could send clients away from a healthy nearby cluster.
+        """
+        if not self.engine.ready:
+            return False
+        return not any(s.reason == PENDING_REASON for s in self.engine.snapshot.shards)
 
     @property
     def api_token(self) -> str | None:

@@ -41,7 +41,14 @@ EXIT_USAGE = 2
 
 
 class CliError(Exception):
-    """A failure to report on stderr and exit non-zero; never a traceback."""
+    """A failure to report on stderr and exit non-zero; never a traceback.
+
+    ``details`` (e.g. every config problem) are printed first, one per line.
+    """
+
+    def __init__(self, message: str, details: Sequence[str] = ()) -> None:
+        self.details = tuple(details)
+        super().__init__(message)
 
 
 # -- config ----------------------------------------------------------------------
@@ -56,8 +63,8 @@ def load_config(path: str) -> Config:
     except ConfigError as exc:
         lines = [str(p) for p in exc.problems] or [str(exc)]
         n = len(lines)
-        lines.append(f"{path}: {n} problem{'s' if n != 1 else ''}; config rejected")
-        raise CliError("\n".join(lines)) from exc
+        raise CliError(f"{path}: {n} problem{'s' if n != 1 else ''}; config rejected",
+                       lines) from exc
     except OSError as exc:
         raise CliError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
 
@@ -160,7 +167,7 @@ def _serve(coro: Any) -> None:
     except (DnsServerError, HealthwatchError) as exc:
         raise CliError(str(exc)) from exc
     except ConfigError as exc:
-        raise CliError("\n".join(str(p) for p in exc.problems)) from exc
+        raise CliError("config rejected", [str(p) for p in exc.problems]) from exc
     except OSError as exc:
         raise CliError(f"cannot start: {exc.strerror or exc}") from exc
 
@@ -189,8 +196,8 @@ def api_request(args: argparse.Namespace, method: str, path: str) -> Any:
         except ValueError:
             detail = body.strip()
         if isinstance(detail, dict) and detail.get("problems"):
-            raise CliError("\n".join(str(p) for p in detail["problems"])
-                           + f"\n{method} {url}: HTTP {exc.code}") from exc
+            raise CliError(f"{method} {url}: HTTP {exc.code}: rejected",
+                           [str(p) for p in detail["problems"]]) from exc
         if isinstance(detail, dict) and "error" in detail:
             detail = detail["error"]
         raise CliError(f"{method} {url}: HTTP {exc.code}: {detail}") from exc
@@ -407,8 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc = func(args)
     except CliError as exc:
-        print(f"fedns {args.command}: error: {exc}" if "\n" not in str(exc)
-              else f"{exc}\nfedns {args.command}: error", file=sys.stderr)
+        for line in exc.details:
+            print(line, file=sys.stderr)
+        print(f"fedns {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
         return 130

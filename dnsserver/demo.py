@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -179,6 +180,9 @@ class Demo:
         config = await asyncio.to_thread(load, path)
         self.app = App(config, config_path=path, extra_routes=self.routes())
         await self.app.start()
+        if self.app.dns.addresses:  # the real ports when 0 was asked for
+            self.dns_port = self.app.dns.addresses[0][1]
+        self.http_port = self.app.http.port
         return self.app
 
     async def stop(self) -> None:
@@ -217,31 +221,53 @@ class Demo:
         return b
 
     async def _list(self, request: web.Request) -> web.Response:
-        return web.json_response({n: {"backend": f"http://{b.cluster.backend_ip}:{b.port}/",
-                                      "failed": b.failed}
-                                  for n, b in self.backends.items()})
+        return _json({n: {"backend": f"http://{b.cluster.backend_ip}:{b.port}/",
+                          "failed": b.failed}
+                      for n, b in self.backends.items()})
 
     async def _fail(self, request: web.Request) -> web.Response:
         b = self._backend(request)
         b.failed = True
         log.info("demo_cluster_failed cluster=%s", b.cluster.name)
-        return web.json_response({"cluster": b.cluster.name, "failed": True})
+        return _json({"cluster": b.cluster.name, "failed": True})
 
     async def _restore(self, request: web.Request) -> web.Response:
         b = self._backend(request)
         b.failed = False
         log.info("demo_cluster_restored cluster=%s", b.cluster.name)
-        return web.json_response({"cluster": b.cluster.name, "failed": False})
+        return _json({"cluster": b.cluster.name, "failed": False})
 
     # -- what to try -------------------------------------------------------------
 
-    def banner(self) -> str:
+    def commands(self) -> list[tuple[str, str]]:
+        """The walkthrough as (command, what to expect); tests run these."""
         dig = f"dig @127.0.0.1 -p {self.dns_port} +short"
         api = f"http://127.0.0.1:{self.http_port}"
-        west = self.backends["us-west"].cluster
+        east, west, eu = CLUSTERS
+        svc = f"{SERVICE}.{NAMESPACE}.{FEDERATION}.svc"
+        return [
+            (f"{dig} {GLOBAL_NAME} -b {west.client_ip}", f"a us-west1 client -> {west.backend_ip}"),
+            (f"{dig} {GLOBAL_NAME}", "unknown client (127.0.0.1) -> every healthy cluster"),
+            (f"{dig} {svc}.us-east1-c.us-east1.{ZONE}", "empty AZ -> CNAME to the region name"),
+            (f"{dig} www.{ZONE} -b {eu.client_ip}", "static CNAME, then the geo answer"),
+            ("", "fail a cluster: its clients move to the NEAREST other region "
+                 "(us-east1, not europe-west1)"),
+            (f"curl -X POST {api}/demo/clusters/us-west/fail", "its /healthz now says 503"),
+            (f"{dig} {GLOBAL_NAME} -b {west.client_ip}", f"after ~1.5 s -> {east.backend_ip}"),
+            (f"curl -X POST {api}/demo/clusters/us-west/restore",
+             f"and back to {west.backend_ip}"),
+            ("", "or drain it like an operator"),
+            (f"fedns drain us-west --api {api}", "persisted in the state dir"),
+            (f"fedns undrain us-west --api {api}", ""),
+            (f"fedns status --api {api}", "clusters, shards, health and why"),
+            (f"curl {api}/metrics", "Prometheus metrics"),
+        ]
+
+    def banner(self) -> str:
+        api = f"http://127.0.0.1:{self.http_port}"
         lines = [
             f"fedns demo: zone {ZONE} federation {FEDERATION}",
-            f"  DNS  127.0.0.1:{self.dns_port} (UDP+TCP)   HTTP {api}   config {self.workdir}",
+            f"  DNS 127.0.0.1:{self.dns_port} (UDP+TCP)   HTTP {api}   files {self.workdir}",
             "",
             "member clusters (service default/nginx in each):",
         ]
@@ -249,31 +275,20 @@ class Demo:
             c = b.cluster
             lines.append(f"  {c.name:8} {c.region + '/' + c.zone:28} backend "
                          f"http://{c.backend_ip}:{b.port}/   clients {c.network}")
-        lines += [
-            "",
-            "try (-b picks the client's source address, i.e. its location):",
-            f"  {dig} {GLOBAL_NAME} -b {west.client_ip}"
-            f"    # a us-west1 client -> {west.backend_ip}",
-            f"  {dig} {GLOBAL_NAME}"
-            "    # unknown client (127.0.0.1) -> every healthy cluster",
-            f"  {dig} {SERVICE}.{NAMESPACE}.{FEDERATION}.svc.us-east1-c.us-east1.{ZONE}"
-            "    # empty AZ -> CNAME to the region name",
-            f"  {dig} www.{ZONE} -b {CLUSTERS[2].client_ip}    # static CNAME, then geo answer",
-            "",
-            "fail a cluster and watch its clients move to the NEAREST other region"
-            " (us-east1, not europe-west1):",
-            f"  curl -X POST {api}/demo/clusters/us-west/fail",
-            f"  {dig} {GLOBAL_NAME} -b {west.client_ip}"
-            f"    # after ~1.5 s -> {CLUSTERS[0].backend_ip}",
-            f"  curl -X POST {api}/demo/clusters/us-west/restore"
-            f"    # and back to {west.backend_ip}",
-            "or drain it like an operator:",
-            f"  fedns drain us-west --api {api}   ;   fedns undrain us-west --api {api}",
-            f"status: fedns status --api {api}     metrics: curl {api}/metrics",
-            "",
-            "Ctrl-C stops the demo.",
-        ]
+        lines += ["", "try (-b sets the client's source address, i.e. where it is):"]
+        cmds = self.commands()
+        width = max(len(c) for c, _ in cmds)
+        for cmd, note in cmds:
+            if not cmd:
+                lines.append(f"{note}:")
+            else:
+                lines.append(f"  {cmd.ljust(width)}  # {note}" if note else f"  {cmd}")
+        lines += ["", "Ctrl-C stops the demo."]
         return "\n".join(lines)
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, dumps=lambda o: json.dumps(o) + "\n")
 
 
 def _write(path: str, text: str) -> None:
