@@ -24,16 +24,25 @@ from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config.model import Cluster, Config, Region  # noqa: E402
-from healthwatch.engine import Engine  # noqa: E402
-from healthwatch.kube import KubeOptions, KubeSource  # noqa: E402
-from healthwatch.kube.sim import FakeKubeAPI, ObjectStore, endpoint_slice, service  # noqa: E402
-from healthwatch.kube.sim import write_kubeconfig  # noqa: E402
-from healthwatch.model import ClusterReport  # noqa: E402
-from healthwatch.planner import zone_name  # noqa: E402
+from config.model import Cluster, Config, Region
+from healthwatch.engine import Engine
+from healthwatch.kube import KubeOptions, KubeSource
+from healthwatch.kube.sim import (
+    FakeKubeAPI,
+    ObjectStore,
+    endpoint_slice,
+    service,
+    write_kubeconfig,
+)
+from healthwatch.model import ClusterReport
+from healthwatch.planner import zone_name
 
-PLACES = [("us-east1", "us-east1-b", (33.8, -84.4)), ("europe-west1", "europe-west1-b", (50.4, 3.8)),
-          ("asia-east1", "asia-east1-a", (24.0, 121.0)), ("us-west1", "us-west1-a", (45.6, -121.2))]
+PLACES = [
+    ("us-east1", "us-east1-b", (33.8, -84.4)),
+    ("europe-west1", "europe-west1-b", (50.4, 3.8)),
+    ("asia-east1", "asia-east1-a", (24.0, 121.0)),
+    ("us-west1", "us-west1-a", (45.6, -121.2)),
+]
 
 
 def rss_mb() -> float:
