@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Memory and rebuild time of a large Snapshot (issue 5, item 5).
+
+    python bench/snapshot_scale.py [--services 10000] [--regions 5] [--zones 3]
+                                   [--shards 3] [--max-keys N] [--json out.json]
+
+Builds a federation of ``--services`` services with the real planner
+(``healthwatch.planner.plan``), each service on ``--shards`` clusters in
+different regions, ``--regions`` x ``--zones`` AZs with one static cluster per AZ
+(defaults: 5 x 3 = 15 AZ + 5 region localities = 20, plus "unknown"), every
+shard with a TCP probe reported up. Names: 3 levels per service (AZ, region,
+global). Then serves the Snapshot the way ``fedns serve`` does
+(``DnsServer.update``: ``Resolver`` + ``AnswerTable``), and flips one probe
+to down and serves the new Snapshot. Prints plan time, build time (split into
+resolver and answer table), RSS after each step (VmRSS) and peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config.model import Cluster, Config, Region, Server, TcpProbe
+from dnsserver import answers
+from dnsserver.answers import AnswerTable
+from dnsserver.locality import NullLocator
+from dnsserver.resolver import Resolver
+from dnsserver.server import DnsServer
+from healthwatch.drains import DrainSet
+from healthwatch.model import ClusterReport, ShardHealth, ShardSpec
+from healthwatch.planner import plan
+
+T = TypeVar("T")
+
+
+def status_kb(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_mb() -> float:
+    return status_kb("VmRSS") / 1024
+
+
+def peak_mb() -> float:
+    return status_kb("VmHWM") / 1024
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def federation(services: int, n_regions: int, n_zones: int,
+               shards: int) -> tuple[Config, dict[str, ClusterReport], dict[tuple[str, str, str, str], ShardHealth]]:  # noqa: E501
+    regions = []
+    clusters = []
+    for r in range(n_regions):
+        name = f"region{r}"
+        zones = tuple(f"{name}-{chr(ord('a') + z)}" for z in range(n_zones))
+        regions.append(Region(name, (-60 + 120 * r / max(1, n_regions - 1), -170 + 67 * r),
+                              zones=zones))
+        clusters += [Cluster(f"c{r}-{z}", name, zones[z]) for z in range(n_zones)]
+    config = Config(zone="scale.example.", federation="fed", regions=tuple(regions),
+                    clusters=tuple(clusters), server=Server())
+    per_cluster: dict[str, list[ShardSpec]] = {c.name: [] for c in clusters}
+    health: dict[tuple[str, str, str, str], ShardHealth] = {}
+    n = len(clusters)
+    for i in range(services):
+        for k in range(shards):
+            # spread shards over different regions: step by n_zones clusters
+            c = clusters[(i + k * n_zones + (i // n_regions) % n_zones) % n]
+            ip = 0x0A000000 + i * shards + k + 1
+            spec = ShardSpec(c.name, "service", f"ns{i % 50}", f"svc{i}",
+                             addresses=(f"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}."
+                                        f"{ip & 255}",),
+                             ready=2, probe=TcpProbe("127.0.0.1", 1))
+            per_cluster[c.name].append(spec)
+            health[spec.key] = ShardHealth(True, "probe ok", True, 1.0)
+    reports = {name: ClusterReport(name, tuple(specs), last_contact=1.0)
+               for name, specs in per_cluster.items()}
+    return config, reports, health
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--services", type=int, default=10_000)
+    ap.add_argument("--regions", type=int, default=5)
+    ap.add_argument("--zones", type=int, default=3, help="AZs per region")
+    ap.add_argument("--shards", type=int, default=3, help="clusters per service")
+    ap.add_argument("--max-keys", type=int, default=answers.DEFAULT_MAX_KEYS,
+                    help="AnswerTable key bound (default: the server's)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time Resolver and AnswerTable.build apart (a third build)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    answers.DEFAULT_MAX_KEYS = args.max_keys  # what DnsServer.update builds with
+    fig: dict[str, object] = {"args": vars(args) | {"json": str(args.json)}}
+
+    def say(key: str, value: float, unit: str, note: str = "") -> None:
+        fig[key] = value
+        print(f"{key:<34} {value:12.1f} {unit:<3} {note}", flush=True)
+
+    say("rss_start", rss_mb(), "MB")
+    (config, reports, health), t = timed(
+        lambda: federation(args.services, args.regions, args.zones, args.shards))
+    say("inputs_seconds", t, "s")
+    say("rss_inputs", rss_mb(), "MB")
+    snap, t = timed(lambda: plan(config, reports, health, DrainSet(), 1, 1000.0))
+    localities = len(snap.localities)
+    names = sum(1 for _ in snap.names())
+    print(f"snapshot: {len(snap.records)} records, {len(snap.geo)} geo names x "
+          f"{localities} localities, {names} names, {len(snap.shards)} shards")
+    fig.update(records=len(snap.records), geo_names=len(snap.geo), localities=localities,
+               names=names, shards=len(snap.shards))
+    say("plan_seconds", t, "s")
+    say("rss_snapshot", rss_mb(), "MB")
+
+    server = DnsServer(config, NullLocator(), registry=None)
+    ok, t = timed(lambda: server.update(snap))
+    assert ok, "initial snapshot rejected"
+    state = server.handler.state
+    assert state is not None
+    st = state.table.stats
+    print(f"answer table: {st.keys} keys, {st.entries} entries, {st.per_locality_keys} "
+          f"per-locality keys, complete={st.complete}")
+    fig.update(table_keys=st.keys, table_entries=st.entries, table_complete=st.complete)
+    say("serve_first_seconds", t, "s", "(DnsServer.update: Resolver + AnswerTable)")
+    say("table_build_seconds", st.build_seconds, "s")
+    say("table_us_per_key", st.build_seconds / max(1, st.keys) * 1e6, "us")
+    gc.collect()
+    say("rss_serving", rss_mb(), "MB", "(snapshot + resolver + answer table)")
+    say("peak_rss_so_far", peak_mb(), "MB")
+
+    # one health change: the first shard's probe goes down
+    key = next(iter(health))
+    changed = dict(health)
+    changed[key] = ShardHealth(False, "probe failed: connection refused x2", False, 2.0)
+    snap2, t = timed(lambda: plan(config, reports, changed, DrainSet(), 2, 1001.0,
+                                  previous=snap))
+    say("replan_seconds", t, "s", "(one probe down)")
+    ok, t = timed(lambda: server.update(snap2))
+    assert ok, "second snapshot rejected"
+    say("serve_change_seconds", t, "s", "(target < 0.050 s)")
+    say("cpu_seconds_total", time.process_time(), "s", "(this process, all steps)")
+    say("peak_rss", peak_mb(), "MB", "(old and new table alive during the swap; < 500)")
+    if args.breakdown:
+        resolver, t = timed(lambda: Resolver(snap2, config.server))
+        say("resolver_seconds", t, "s")
+        _, t = timed(lambda: AnswerTable.build(resolver))
+        say("answer_table_seconds", t, "s")
+    say("publish_after_change_seconds", fig["replan_seconds"] + fig["serve_change_seconds"],  # type: ignore[operator]
+        "s", "(plan + serve)")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(fig, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
