@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import platform
 import signal
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Info
 
 from config.errors import ConfigError
 from config.loader import load
@@ -57,6 +58,16 @@ def load_publishers(config: Config, registry: CollectorRegistry) -> list[Publish
     return out
 
 
+def register_build_info(registry: CollectorRegistry) -> None:
+    """``fedns_build_info{version, python} 1``: which build each replica runs."""
+    try:
+        version = importlib.metadata.version("fedns")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    info = Info("fedns_build", "fedns version and Python of this process.", registry=registry)
+    info.info({"version": version, "python": platform.python_version()})
+
+
 class App:
     """Everything ``fedns serve`` runs, with one ``start``/``stop``."""
 
@@ -72,6 +83,7 @@ class App:
         self.config = config
         self.config_path = config_path
         self.registry = registry if registry is not None else CollectorRegistry()
+        register_build_info(self.registry)
         self.engine = Engine(config, registry=self.registry, state_dir=config.state_dir)
         self._locator_metrics = LocatorMetrics(self.registry)
         self.locator: GeoLocator = build_locator(config, metrics=self._locator_metrics)
