@@ -28,7 +28,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from config.model import Cluster, Config, Probe
-from healthwatch.drains import Drains
+from healthwatch.drains import Drains, DrainSet
 from healthwatch.errors import HealthwatchError, InvalidDrainError, UnknownClusterError
 from healthwatch.hysteresis import ProbeState
 from healthwatch.interfaces import Source
@@ -399,33 +399,54 @@ class Engine:
             except TimeoutError:
                 pass
             await asyncio.sleep(COALESCE)
-            self._replan()
+            await self._replan_off_loop()
 
-    def _replan(self) -> None:
-        """Plan from the current state; publish only if something changed."""
+    def _plan_inputs(self) -> tuple[Any, ...] | None:
+        """Clear the dirty flag and capture what a plan needs (None: keep the stale one)."""
         self._dirty.clear()
         now = self._clock()
         if self._running:
+            grace = self._config.health.cluster_grace
             for c in self._config.clusters:
                 if (c.name not in self._synced and c.name not in self._declared
-                        and now >= self._started_at + self._config.health.cluster_grace):
+                        and now >= self._started_at + grace):
                     self._declared.add(c.name)
-                    log.warning("source_declared_unreachable cluster=%s grace=%gs",
-                                c.name, self._config.health.cluster_grace)
+                    log.warning("source_declared_unreachable cluster=%s grace=%gs", c.name, grace)
         prev = self._snapshot
         if prev.stale and not self.ready:
-            return  # keep serving last-known-good until every source reported
+            return None  # keep serving last-known-good until every source reported
         health: dict[ShardKey, ShardHealth] = {
             key: run.state.health() for key, run in self._probes.items()
             if run.state.up is not None
         }
-        try:
-            cand = plan(self._config, self._reports, health, self._drains.current,
-                        prev.serial, now, previous=prev)
-        except Exception:
-            log.exception("plan_failed serial=%d action=keep_old_snapshot", prev.serial)
+        return (self._config, dict(self._reports), health, self._drains.current,
+                prev.serial, now, prev)
+
+    def _replan(self) -> None:
+        """Plan now, on the loop (drains, reloads); publish only if something changed."""
+        inputs = self._plan_inputs()
+        if inputs is not None:
+            self._finish(inputs, _safe_plan(*inputs))
+
+    async def _replan_off_loop(self) -> None:
+        """Plan in a worker thread so a large plan never stalls the event loop.
+
+        ``plan`` is pure, so it only needs the captured inputs; if anything was
+        published meanwhile (a drain), the result is dropped and planned again.
+        """
+        inputs = self._plan_inputs()
+        if inputs is None:
             return
-        if not prev.stale and _same(cand, prev):
+        cand = await asyncio.to_thread(_safe_plan, *inputs)
+        if self._snapshot is not inputs[-1]:
+            self._mark_dirty()
+            return
+        self._finish(inputs, cand)
+
+    def _finish(self, inputs: tuple[Any, ...], cand: Snapshot | None) -> None:
+        prev: Snapshot = inputs[-1]
+        now: float = inputs[-2]
+        if cand is None or (not prev.stale and _same(cand, prev)):
             return
         self._publish(with_serial(cand, next_serial(prev.serial, now)))
 
@@ -478,6 +499,16 @@ class Engine:
             if not sep or not ns or not name or "/" in name:
                 raise InvalidDrainError(service=service,
                                         why="expected namespace/name or ingress:namespace/name")
+
+
+def _safe_plan(config: Config, reports: dict[str, ClusterReport],
+               health: dict[ShardKey, ShardHealth], drains: DrainSet, serial: int,
+               now: float, prev: Snapshot) -> Snapshot | None:
+    try:
+        return plan(config, reports, health, drains, serial, now, previous=prev)
+    except Exception:
+        log.exception("plan_failed serial=%d action=keep_old_snapshot", serial)
+        return None
 
 
 def _same(a: Snapshot, b: Snapshot) -> bool:

@@ -22,9 +22,10 @@ not reported yet (start-up) do not count as failed over.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from config.model import Cluster, Config
@@ -148,17 +149,18 @@ def plan(
 
     geo: dict[str, dict[str, tuple[Record, ...]]] = {}
     failovers: set[str] = set()
-    for (ns, name), pool in sorted(services.items()):
+    for (ns, name), shards in sorted(services.items()):
         gname = global_name(config, ns, name)
+        pool = _Pool(gname, shards)
         records.extend(builder.local_records(ns, name, pool, gname))
         geo[gname], failed = builder.geo_answers(gname, pool, localities)
         if failed:
             failovers.add(gname)
-    for host, pool in sorted(hosts.items()):
+    for host, shards in sorted(hosts.items()):
         if host in geo:  # an Ingress host equal to a service's global name: merge
-            pool = pool + [p for (ns, n), ps in services.items()
-                           if global_name(config, ns, n) == host for p in ps]
-        geo[host], failed = builder.geo_answers(host, pool, localities)
+            shards = shards + [p for (ns, n), ps in services.items()
+                               if global_name(config, ns, n) == host for p in ps]
+        geo[host], failed = builder.geo_answers(host, _Pool(host, shards), localities)
         if failed:
             failovers.add(host)
 
@@ -167,7 +169,7 @@ def plan(
         generated_at=now,
         zone=zone,
         ttl=ttl,
-        records=tuple(sorted(set(records))),
+        records=tuple(sorted(set(records), key=_record_key)),
         geo=geo,
         localities=tuple(localities),
         shards=shard_status,
@@ -210,11 +212,29 @@ def with_serial(snapshot: Snapshot, serial: int, generated_at: float | None = No
                    generated_at=snapshot.generated_at if generated_at is None else generated_at)
 
 
+def _record_key(r: Record) -> tuple[str, str, int, str]:
+    return (r.name, r.rtype, r.ttl, r.value)
+
+
 def _parse_ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(addr.strip())
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ip_info(addr: str) -> tuple[int, int, str] | None:
+    """``(version, integer value, canonical text)`` of an address literal, or None.
+
+    Cached: the same addresses are parsed on every plan.
+    """
+    ip = _parse_ip(addr)
+    return None if ip is None else (ip.version, int(ip), str(ip))
+
+
+def _ip_key(addr: str) -> tuple[int, int, str]:
+    return _ip_info(addr) or (0, 0, addr)
 
 
 def _place(
@@ -256,9 +276,9 @@ def _place(
             v4: list[str] = []
             v6: list[str] = []
             for a in spec.addresses:
-                ip = _parse_ip(a)
-                if ip is not None:
-                    (v4 if ip.version == 4 else v6).append(str(ip))
+                info = _ip_info(a)
+                if info is not None:
+                    (v4 if info[0] == 4 else v6).append(info[2])
             placed.append(_Placed(spec, region, az, verdict.healthy,
                                   verdict.reason == PENDING_REASON,
                                   tuple(dict.fromkeys(v4)), tuple(dict.fromkeys(v6))))
@@ -305,8 +325,27 @@ def _localities(config: Config,
     return regions, zones
 
 
+Values = tuple[tuple[str, str], ...]  # ((rtype, rdata), ...) of one answer
+
+
+class _Pool:
+    """The shards behind one name, grouped once for every lookup."""
+
+    __slots__ = ("all", "by_region", "by_zone", "healthy", "seed")
+
+    def __init__(self, seed: str, shards: list[_Placed]) -> None:
+        self.seed = seed  # rendezvous-hash seed: one per service, so its names agree
+        self.all = shards
+        self.healthy = [p for p in shards if p.healthy]
+        self.by_region: dict[str, list[_Placed]] = {}
+        self.by_zone: dict[str, list[_Placed]] = {}
+        for p in self.healthy:
+            self.by_region.setdefault(p.region, []).append(p)
+            self.by_zone.setdefault(p.zone, []).append(p)
+
+
 class _Builder:
-    """Builds answers for one plan; interns identical answer tuples."""
+    """Builds answers for one plan; identical answers for one name share a tuple."""
 
     def __init__(self, config: Config, regions: list[str],
                  zones: list[tuple[str, str]]) -> None:
@@ -317,7 +356,8 @@ class _Builder:
         self.zones = zones
         self.zone_region = dict(zones)
         self._chains: dict[str, tuple[str, ...]] = {}
-        self._intern: dict[tuple[Record, ...], tuple[Record, ...]] = {}
+        self._values: dict[tuple[str, tuple[int, ...]], Values] = {}
+        self._answers: dict[tuple[str, Values], tuple[Record, ...]] = {}
 
     def chain(self, region: str) -> tuple[str, ...]:
         """``region`` then its fallback order (configured, then by distance)."""
@@ -329,73 +369,76 @@ class _Builder:
             self._chains[region] = c
         return c
 
-    def answer(self, name: str, shards: Iterable[_Placed]) -> tuple[Record, ...]:
+    def answer(self, name: str, seed: str, shards: list[_Placed]) -> tuple[Record, ...]:
         """A/AAAA of the shards' addresses (at most max_answers per type), or
         a CNAME to a load-balancer hostname when no shard has an IP."""
+        key = (seed, tuple(id(s) for s in shards))
+        vals = self._values.get(key)
+        if vals is None:
+            vals = self._select(seed, shards)
+            self._values[key] = vals
+        return self.records(name, vals)
+
+    def records(self, name: str, vals: Values) -> tuple[Record, ...]:
+        key = (name, vals)
+        got = self._answers.get(key)
+        if got is None:
+            got = tuple(Record(name, t, self.ttl, v) for t, v in vals)
+            self._answers[key] = got
+        return got
+
+    def _select(self, seed: str, shards: list[_Placed]) -> Values:
         v4: dict[str, None] = {}
         v6: dict[str, None] = {}
-        hostnames: set[str] = set()
         for s in shards:
             v4.update(dict.fromkeys(s.v4))
             v6.update(dict.fromkeys(s.v6))
-            hostnames.update(_absolute(h) for h in s.spec.hostnames)
-        recs: list[Record] = []
         if v4 or v6:
-            recs.extend(Record(name, "A", self.ttl, a) for a in self._choose(name, list(v4)))
-            recs.extend(Record(name, "AAAA", self.ttl, a) for a in self._choose(name, list(v6)))
-        elif hostnames:
-            recs.append(Record(name, "CNAME", self.ttl, min(hostnames)))
-        return self._keep(tuple(recs))
+            return (tuple(("A", a) for a in self._choose(seed, list(v4)))
+                    + tuple(("AAAA", a) for a in self._choose(seed, list(v6))))
+        hostnames = {_absolute(h) for s in shards for h in s.spec.hostnames}
+        return (("CNAME", min(hostnames)),) if hostnames else ()
 
-    def cname(self, name: str, target: str) -> tuple[Record, ...]:
-        return self._keep((Record(name, "CNAME", self.ttl, target),))
-
-    def _keep(self, ans: tuple[Record, ...]) -> tuple[Record, ...]:
-        return self._intern.setdefault(ans, ans)
-
-    def _choose(self, name: str, addrs: list[str]) -> list[str]:
+    def _choose(self, seed: str, addrs: list[str]) -> list[str]:
         """A stable choice of at most max_answers addresses: rendezvous hashing
-        on (name, address), so one more or one less shard moves few answers."""
+        on (seed, address), so one more or one less shard moves few answers."""
         if len(addrs) > self.max_answers:
             addrs = sorted(addrs, key=lambda a: hashlib.blake2b(
-                f"{name}|{a}".encode(), digest_size=8).digest())[: self.max_answers]
-        return sorted(addrs, key=lambda a: ipaddress.ip_address(a))
+                f"{seed}|{a}".encode(), digest_size=8).digest())[: self.max_answers]
+        return sorted(addrs, key=_ip_key)
 
     # -- per service -----------------------------------------------------------
 
-    def local_records(self, ns: str, name: str, pool: list[_Placed],
-                      gname: str) -> list[Record]:
+    def local_records(self, ns: str, name: str, pool: _Pool, gname: str) -> list[Record]:
         """The AZ-level and region-level names of one service."""
         out: list[Record] = []
         for region in self.regions:
             rname = region_name(self.config, ns, name, region)
-            healthy = [p for p in pool if p.healthy and p.region == region]
-            out.extend(self.answer(rname, healthy) if healthy else self.cname(rname, gname))
+            healthy = pool.by_region.get(region)
+            out.extend(self.answer(rname, pool.seed, healthy) if healthy
+                       else self.records(rname, (("CNAME", gname),)))
         for az, region in self.zones:
             zname = zone_name(self.config, ns, name, region, az)
-            healthy = [p for p in pool if p.healthy and p.zone == az]
+            healthy = pool.by_zone.get(az)
             target = region_name(self.config, ns, name, region)
-            out.extend(self.answer(zname, healthy) if healthy else self.cname(zname, target))
+            out.extend(self.answer(zname, pool.seed, healthy) if healthy
+                       else self.records(zname, (("CNAME", target),)))
         return out
 
-    def geo_answers(self, name: str, pool: list[_Placed],
+    def geo_answers(self, name: str, pool: _Pool,
                     localities: Sequence[str]) -> tuple[dict[str, tuple[Record, ...]], bool]:
         """One answer per locality for a geo-aware name, and whether some
         region with shards of this name is failed over elsewhere."""
-        healthy = [p for p in pool if p.healthy]
-        if not healthy:
+        seed = pool.seed
+        if not pool.healthy:
             if self.config.health.when_all_unhealthy == "nxdomain":
                 fixed: tuple[Record, ...] = ()
             else:
-                fixed = self.answer(name, pool)
-            return {loc: fixed for loc in localities}, False
+                fixed = self.answer(name, seed, pool.all)
+            return dict.fromkeys(localities, fixed), False
 
-        by_region: dict[str, list[_Placed]] = {}
-        by_zone: dict[str, list[_Placed]] = {}
-        for p in healthy:
-            by_region.setdefault(p.region, []).append(p)
-            by_zone.setdefault(p.zone, []).append(p)
-        everyone = self.answer(name, healthy)
+        by_region, by_zone = pool.by_region, pool.by_zone
+        everyone = self.answer(name, seed, pool.healthy)
         region_answers: dict[str, tuple[Record, ...]] = {}
 
         def for_region(region: str) -> tuple[Record, ...]:
@@ -404,14 +447,14 @@ class _Builder:
                 ans = everyone
                 for r in self.chain(region):
                     if r in by_region:
-                        ans = self.answer(name, by_region[r])
+                        ans = self.answer(name, seed, by_region[r])
                         break
                 region_answers[region] = ans
             return ans
 
         def for_zone(az: str, region: str) -> tuple[Record, ...]:
             if az in by_zone:
-                return self.answer(name, by_zone[az])
+                return self.answer(name, seed, by_zone[az])
             return for_region(region) if region else everyone
 
         out: dict[str, tuple[Record, ...]] = {}
@@ -424,24 +467,23 @@ class _Builder:
             elif kind == "zone":
                 out[loc] = for_zone(value, self.zone_region.get(value, ""))
             elif kind == "cluster":
-                mine = [p for p in healthy if p.spec.cluster == value and p.spec.cluster_ip]
-                if mine:
-                    ips = [_parse_ip(p.spec.cluster_ip or "") for p in mine]
-                    out[loc] = self._keep(tuple(sorted(
-                        Record(name, "A" if ip.version == 4 else "AAAA", self.ttl, str(ip))
-                        for ip in ips if ip is not None)))
+                mine = [p for p in pool.healthy if p.spec.cluster == value and p.spec.cluster_ip]
+                infos = sorted(filter(None, (_ip_info(p.spec.cluster_ip or "") for p in mine)))
+                if infos:
+                    out[loc] = self.records(name, tuple(
+                        ("A" if i[0] == 4 else "AAAA", i[2]) for i in infos))
                 else:
-                    az, region = self._cluster_home(value, pool)
+                    az, region = self._cluster_home(value, pool.all)
                     out[loc] = for_zone(az, region) if az else (
                         for_region(region) if region else everyone)
             else:
                 out[loc] = everyone
-        homes = {p.region for p in pool if p.region and not p.pending}
+        homes = {p.region for p in pool.all if p.region and not p.pending}
         failed = any(r not in by_region for r in homes)
         return out, failed
 
-    def _cluster_home(self, cluster: str, pool: list[_Placed]) -> tuple[str, str]:
-        for p in pool:
+    def _cluster_home(self, cluster: str, shards: list[_Placed]) -> tuple[str, str]:
+        for p in shards:
             if p.spec.cluster == cluster:
                 return p.zone, p.region
         for c in self.config.clusters:
