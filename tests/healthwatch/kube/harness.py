@@ -21,7 +21,7 @@ FAST = KubeOptions(
     backoff_base=0.05,
     backoff_cap=0.2,
     heartbeat_interval=0.1,
-    heartbeat_timeout=0.3,
+    heartbeat_timeout=1.0,
     coalesce=0.002,
 )
 
