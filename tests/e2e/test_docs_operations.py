@@ -207,3 +207,19 @@ def test_line_pattern() -> None:
     assert line_pattern("a ... b ... c").fullmatch("a  x   b c")
     assert line_pattern("Name:\tx").fullmatch("Name:   x")
     assert not line_pattern("status: NOERROR").fullmatch("status: NXDOMAIN")
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+@pytest.mark.parametrize(("marker", "check"), [("groups:", "rules"),
+                                               ("scrape_configs:", "config")])
+def test_prometheus_snippets_pass_promtool(
+    tmp_path: Path, marker: str, check: str
+) -> None:
+    [snippet] = [b for b in blocks("yaml") if b.startswith(marker)]
+    path = tmp_path / f"{check}.yml"
+    path.write_text(snippet)
+    proc = subprocess.run(["promtool", "check", check, str(path)], capture_output=True,
+                          text=True, timeout=30)
+    if "field kubernetes_sd_configs not found" in proc.stdout + proc.stderr:
+        pytest.skip("this promtool is built without Kubernetes service discovery (Debian)")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
