@@ -78,26 +78,22 @@ class AnswerTable:
             if len(table) + 3 * len(COMMON_QTYPES) > max_keys:
                 complete = False
                 break
-            labels = wire_to_labels(name)
+            bodies = _Bodies(resolver, name)
             for qtype in sorted(resolver.types_at(name) | set(COMMON_QTYPES)):
                 question = name + qtype.to_bytes(2, "big") + b"\x00\x01"
                 first = resolver.lookup(name, qtype, "")
                 if not first.depends:
-                    body = resolver.pack_body(labels, qtype, wire.C_IN, first)
+                    body = bodies.pack(first, qtype)
                     for v in _VARIANTS:
                         table[(name, qtype, wire.C_IN, v)] = _entry(first, body, question, opts[v])
                         entries += 1
                     continue
                 per_loc_keys += 3
-                by_answer: dict[Answer, bytes] = {}
-                packed: bytes | None
                 maps: dict[int, dict[str, Entry]] = {v: {} for v in _VARIANTS}
                 made: dict[tuple[int, Answer], Entry] = {}
                 for loc in resolver.localities:
                     ans = first if loc == "" else resolver.lookup(name, qtype, loc)
-                    packed = by_answer.get(ans)
-                    if packed is None:
-                        packed = by_answer[ans] = resolver.pack_body(labels, qtype, wire.C_IN, ans)
+                    packed = bodies.pack(ans, qtype)
                     for v in _VARIANTS:
                         entry = made.get((v, ans))
                         if entry is None:
@@ -118,6 +114,27 @@ class AnswerTable:
         if not complete:
             log.warning("answer_table_bounded keys=%d max_keys=%d", len(table), max_keys)
         return cls(table, stats)
+
+
+class _Bodies:
+    """Packed bodies for one name: one dnslib pack per distinct ``Answer``.
+
+    The same sections under another qtype differ only in the question's qtype
+    bytes (compression pointers never point into them), so those are patched.
+    """
+
+    def __init__(self, resolver: Resolver, name: bytes) -> None:
+        self.resolver = resolver
+        self.labels = wire_to_labels(name)
+        self.qtype_at = 12 + len(name)
+        self.bodies: dict[Answer, bytes] = {}
+
+    def pack(self, ans: Answer, qtype: int) -> bytes:
+        body = self.bodies.get(ans)
+        if body is None:
+            body = self.bodies[ans] = self.resolver.pack_body(self.labels, qtype, wire.C_IN, ans)
+        at = self.qtype_at
+        return body[:at] + qtype.to_bytes(2, "big") + body[at + 2:]
 
 
 def _entry(ans: Answer, body: bytes, question: bytes, opt: bytes | None) -> Entry:

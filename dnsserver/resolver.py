@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dnslib import QTYPE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from config.model import Server
 from dnsserver import wire
@@ -32,6 +32,8 @@ from healthwatch.snapshot import UNKNOWN, Record, Snapshot
 
 log = logging.getLogger("dnsserver.resolver")
 
+# rdata types built directly (RR.fromZone's zone lexer is ~6x slower)
+_SIMPLE = {"A": A, "AAAA": AAAA, "CNAME": CNAME, "NS": NS, "PTR": PTR}
 MAX_CHAIN = 8  # CNAME hops chased inside the zone
 _VARIES_MEMO_MAX = 65536
 
@@ -154,7 +156,12 @@ class Resolver:
         if rr is not None or rec in self._bad:
             return rr
         try:
-            rr = RR.fromZone(f"{rec.name} {rec.ttl} IN {rec.rtype} {rec.value}")[0]
+            maker = _SIMPLE.get(rec.rtype)
+            if maker is not None:
+                rr = RR(DNSLabel(rec.name), QTYPE.reverse[rec.rtype], ttl=rec.ttl,
+                        rdata=maker(rec.value))
+            else:
+                rr = RR.fromZone(f"{rec.name} {rec.ttl} IN {rec.rtype} {rec.value}")[0]
         except Exception as exc:  # dnslib raises many types on bad rdata
             self._bad.add(rec)
             log.warning("record_skipped name=%s type=%s error=%r", rec.name, rec.rtype, exc)
