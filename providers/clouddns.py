@@ -102,7 +102,12 @@ class CloudDnsBackend:
         return self._conn().api_request(method=method, path=path, timeout=self.timeout, **kw)
 
     async def _call(self, op: str, method: str, path: str, **kw: Any) -> Any:
-        """One API call in a thread; 429/5xx and network errors retried here."""
+        """One API call in a thread; 429/5xx and network errors retried here.
+
+        A change whose fate is unknown (timeout, 5xx) is not resent: the
+        syncer re-reads and re-plans instead.
+        """
+        write = method == "POST"
         for attempt in range(self.attempts):
             try:
                 return await asyncio.wait_for(
@@ -117,7 +122,11 @@ class CloudDnsBackend:
             except (gexc.TooManyRequests, gexc.ServerError) as e:
                 detail = f"{e.code} {e.message}"
                 kind = "throttled" if e.code == 429 else "transient"
+                if write and e.code != 429:
+                    raise TransientError(self.name, op, detail) from e
             except (requests.exceptions.RequestException, TimeoutError, OSError) as e:
+                if write:
+                    raise TransientError(self.name, op, repr(e)) from e
                 detail, kind = repr(e), "transient"
             self.on_retry(kind)
             if attempt + 1 < self.attempts:

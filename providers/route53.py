@@ -118,7 +118,13 @@ class Route53Backend:
     # -- calls ---------------------------------------------------------------
 
     async def _call(self, op: str, **kwargs: Any) -> Any:
-        """One API call in a thread, paced, with throttling retried here."""
+        """One API call in a thread, paced, with throttling retried here.
+
+        Throttled requests did not run and are resent; a write that failed in
+        a way that leaves its fate unknown (timeout, 5xx) is not resent: the
+        syncer re-reads and re-plans instead.
+        """
+        write = op == "change_resource_record_sets"
         for attempt in range(self.attempts):
             wait = self._limiter.delay(time.monotonic())
             if wait > 0:
@@ -137,9 +143,13 @@ class Route53Backend:
                         raise  # the batch was rejected: the caller isolates bad names
                     raise PermanentError(self.name, f"{op}: {code}: {e}") from e
                 detail = f"{code or status}: {e}"
+                if write and code not in RETRY_CODES:  # a 5xx write may have landed
+                    raise TransientError(self.name, op, detail) from e
             except (botocore.exceptions.BotoCoreError, TimeoutError, OSError) as e:
                 if isinstance(e, botocore.exceptions.NoCredentialsError):
                     raise PermanentError(self.name, f"{op}: {e}") from e
+                if write:  # the batch may have landed: let the syncer re-read, re-plan
+                    raise TransientError(self.name, op, repr(e)) from e
                 detail = repr(e)
             self.on_retry("throttled" if "Throttl" in detail or "Prior" in detail
                           else "transient")

@@ -49,7 +49,7 @@ def raw_client(moto_url: str) -> Any:
 
 def make(moto_url: str, zone_id: str, **kw: Any) -> tuple[Syncer, Route53Backend, ProviderMetrics]:
     p = provider("route53", hosted_zone_id=zone_id, endpoint_url=moto_url,
-                 requests_per_second=100.0, backoff=0.01, timeout=5.0, **kw)
+                 requests_per_second=100.0, backoff=0.01, timeout=30.0, **kw)
     backend = Route53Backend(p)
     metrics = ProviderMetrics(None)
     return Syncer(backend, p, desired_records(config(p), p), metrics, backoff=0.01), backend, \
