@@ -21,7 +21,7 @@ LogFormat = Literal["text", "json"]
 _FIELD = re.compile(r'([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 _SECRET_KEY = re.compile(r"(token|password|passwd|secret|authorization|api[_-]?key)", re.I)
 _SECRET_FIELD = re.compile(
-    r'(?P<key>[A-Za-z_][\w.-]*(?:token|password|passwd|secret|authorization|api[_-]?key)'
+    r'(?P<key>(?<![\w.-])[\w.-]*(?:token|password|passwd|secret|authorization|api[_-]?key)'
     r'[\w.-]*)=(?P<val>"(?:[^"\\]|\\.)*"|\S*)',
     re.I,
 )
