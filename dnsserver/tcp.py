@@ -58,6 +58,7 @@ class TcpProtocol(asyncio.Protocol):
         self._admitted = False
         self._transport: asyncio.Transport | None = None
         self._last = 0.0
+        self._partial_since = 0.0  # when the oldest incomplete frame began (0: none)
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -74,7 +75,10 @@ class TcpProtocol(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(self._idle, self._check_idle)
 
     def _check_idle(self) -> None:
-        left = self._last + self._idle - time.monotonic()
+        now = time.monotonic()
+        left = self._last + self._idle - now
+        if self._partial_since:  # a frame dripped in byte by byte must still finish in time
+            left = min(left, self._partial_since + self._idle - now)
         if left > 0:
             self._timer = asyncio.get_running_loop().call_later(left, self._check_idle)
             return
@@ -99,12 +103,15 @@ class TcpProtocol(asyncio.Protocol):
                 return
             if len(buf) < 2 + size:
                 break
+            self._partial_since = 0.0
             msg = bytes(buf[2:2 + size])
             del buf[:2 + size]
             reply = self._handle(msg, self._client, True)
             if reply is not None:
                 out.append(len(reply).to_bytes(2, "big"))
                 out.append(reply)
+        if buf and not self._partial_since:
+            self._partial_since = self._last
         self._flush(out)
 
     def _flush(self, out: list[bytes]) -> None:

@@ -37,7 +37,7 @@ class Case:
 
 CASES = [
     Case(f"www.{Z}", "A", "NOERROR", (f"www.{Z} 30 A 192.0.2.1",)),
-    Case(f"WwW.ExAmPlE.CoM.", "AAAA", "NOERROR", (f"www.{Z} 30 AAAA 2001:db8::1",)),
+    Case("WwW.ExAmPlE.CoM.", "AAAA", "NOERROR", (f"www.{Z} 30 AAAA 2001:db8::1",)),
     Case(f"www.{Z}", "MX", "NOERROR", (), (SOA,)),  # NODATA
     Case(f"www.{Z}", "TYPE4242", "NOERROR", (), (SOA,)),  # unknown type: NODATA
     Case(f"nope.{Z}", "A", "NXDOMAIN", (), (SOA,)),

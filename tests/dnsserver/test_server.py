@@ -48,7 +48,7 @@ async def udp(r: Running, q: dns.message.Message, source: str | None = None) -> 
     return await dns.asyncquery.udp(q, "127.0.0.1", port=r.port, source=source, timeout=2)
 
 
-async def raw_udp(r: Running, data: bytes, timeout: float = 0.3) -> bytes | None:
+async def raw_udp(r: Running, data: bytes, wait: float = 0.3) -> bytes | None:
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
@@ -56,7 +56,7 @@ async def raw_udp(r: Running, data: bytes, timeout: float = 0.3) -> bytes | None
         sock.connect(("127.0.0.1", r.port))
         await loop.sock_sendall(sock, data)
         try:
-            return await asyncio.wait_for(loop.sock_recv(sock, 65535), timeout)
+            return await asyncio.wait_for(loop.sock_recv(sock, 65535), wait)
         except TimeoutError:
             return None
     finally:
@@ -194,7 +194,8 @@ RFC8906 = [
     ("plain-noerror", ["+norec", "+noedns", "soa"], {"flags": "qr aa"}),
     ("unknown-type", ["+norec", "+noedns", "type1000"],
      {"status": "NOERROR", "an": "0", "ns": "1"}),
-    ("cd-flag", ["+norec", "+noedns", "+cdflag", "soa"], {"status": "NOERROR", "flags": "qr aa cd"}),
+    ("cd-flag", ["+norec", "+noedns", "+cdflag", "soa"],
+     {"status": "NOERROR", "flags": "qr aa cd"}),
     ("ad-flag", ["+norec", "+noedns", "+adflag", "soa"], {"status": "NOERROR", "flags": "qr aa"}),
     ("z-flag", ["+norec", "+noedns", "+zflag", "soa"], {"status": "NOERROR", "flags": "qr aa"}),
     ("unknown-opcode", ["+noedns", "+noadflag", "+norec", "+header-only", "+opcode=15"],
@@ -223,8 +224,10 @@ RFC8906 = [
 async def test_rfc8906_section8(case: tuple[str, list[str], dict[str, str]],
                                 running: Running) -> None:
     _, args, expected = case
-    text = await dig(running, *args[:-1], *([] if "+header-only" in args else [Z]), args[-1]) \
-        if "+header-only" not in args else await dig(running, *args)
+    if "+header-only" in args:
+        text = await dig(running, *args)
+    else:  # the last argument is the query type; the zone apex is the name
+        text = await dig(running, *args[:-1], Z, args[-1])
     fields = _dig_fields(text)
     for key, value in expected.items():
         assert fields.get(key) == value, (key, text)
@@ -234,7 +237,7 @@ async def test_payload_512_gets_small_answer_or_tc(running: Running) -> None:
     for name in (Z, f"big.{Z}"):
         q = dns.message.make_query(name, "ANY" if name == Z else "A", use_edns=0, payload=512,
                                    want_dnssec=True)
-        data = await raw_udp(running, q.to_wire(), timeout=2)
+        data = await raw_udp(running, q.to_wire(), wait=2)
         assert data is not None and len(data) <= 512
         reply = dns.message.from_wire(data)
         assert reply.answer or reply.flags & dns.flags.TC
@@ -308,7 +311,7 @@ MALFORMED = [
 @pytest.mark.parametrize("case", MALFORMED, ids=lambda c: c[0])
 async def test_malformed_packets(case: tuple[str, bytes, str | None], running: Running) -> None:
     _, packet, expected = case
-    data = await raw_udp(running, packet, timeout=0.3 if expected is None else 2)
+    data = await raw_udp(running, packet, wait=0.3 if expected is None else 2)
     if expected is None:
         assert data is None
     else:
@@ -340,3 +343,51 @@ async def test_unexpected_exception_becomes_servfail(running: Running) -> None:
     assert running.server.metrics.errors == 1
     reply = await udp(running, dns.message.make_query(f"www.{Z}", "A"))  # static: unaffected
     assert reply.rcode() == dns.rcode.NOERROR
+
+
+async def test_tcp_zero_length_frame_and_slow_drip(running: Running) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    writer.write(b"\x00\x00")  # zero-length frame: the connection is closed
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    # a frame dripped one byte at a time never completes: closed after the idle timeout
+    q = dns.message.make_query(f"www.{Z}", "A").to_wire()
+    frame = struct.pack("!H", len(q)) + q
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    closed = False
+    for byte in frame[:-1]:
+        try:
+            writer.write(bytes((byte,)))
+            if await asyncio.wait_for(reader.read(1), 0.1) == b"":
+                closed = True
+                break
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            closed = True
+            break
+    assert closed and loop.time() - started < 2.0
+    writer.close()
+
+
+async def test_notify_allowed_and_tcp_total_limit() -> None:
+    import ipaddress
+
+    server = DnsServer(zf.config(notify_allow=(ipaddress.ip_network("127.0.0.0/8"),),
+                                 tcp_max_connections=2), zf.locator(), registry=None)
+    assert server.update(zf.snapshot())
+    await server.start()
+    try:
+        port = server.addresses[0][1]
+        notify = dns.message.make_query(Z, "SOA")
+        notify.set_opcode(dns.opcode.NOTIFY)
+        reply = await dns.asyncquery.udp(notify, "127.0.0.1", port=port, timeout=2)
+        assert reply.rcode() == dns.rcode.NOERROR and reply.opcode() == dns.opcode.NOTIFY
+        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        assert await asyncio.wait_for(conns[2][0].read(), 2) == b""  # over the total of 2
+        for _, writer in conns:
+            writer.close()
+    finally:
+        await server.stop()
