@@ -173,6 +173,14 @@ def _serve(coro: Any) -> None:
 
 
 def _run_async(coro: Any) -> Any:
+    """Run on asyncio; FEDNS_LOOP=uvloop picks uvloop when installed (extra ``fast``)."""
+    if os.environ.get("FEDNS_LOOP", "asyncio") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coro)
     return asyncio.run(coro)
 
 
