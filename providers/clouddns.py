@@ -24,6 +24,7 @@ import google.api_core.exceptions as gexc
 import google.auth.exceptions
 import requests.exceptions
 from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import dns
 
 from config.model import Provider
@@ -88,9 +89,16 @@ class CloudDnsBackend:
         if self._client is None:
             opts = ClientOptions(api_endpoint=str(self.endpoint_url)) \
                 if self.endpoint_url else None
-            # credentials None: Application Default Credentials
-            self._client = dns.Client(project=self.project, credentials=self._credentials,
-                                      client_options=opts)
+            # credentials None: Application Default Credentials; an emulator
+            # endpoint without them is spoken to anonymously
+            try:
+                self._client = dns.Client(project=self.project, credentials=self._credentials,
+                                          client_options=opts)
+            except google.auth.exceptions.DefaultCredentialsError:
+                if not self.endpoint_url:
+                    raise
+                self._client = dns.Client(project=self.project, client_options=opts,
+                                          credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
         return self._client._connection
 
     async def close(self) -> None:
