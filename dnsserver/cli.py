@@ -153,7 +153,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dnsserver.demo import run_demo
 
     _serve(run_demo(dns_port=args.dns_port, http_port=args.http_port,
-                    backend_port=args.backend_port, banner=not args.quiet))
+                    backend_port=args.backend_port, banner=not args.quiet,
+                    kubernetes=not args.static))
     return EXIT_OK
 
 
@@ -392,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8053)
     p.add_argument("--backend-port", type=int, default=8080,
                    help="port of the simulated load balancers on 127.0.N.1 (0: any free)")
+    p.add_argument("--static", action="store_true",
+                   help="static member clusters instead of simulated Kubernetes API servers")
     p.add_argument("--quiet", action="store_true", help="do not print the walkthrough")
     _add_plugin_commands(sub)
     return parser

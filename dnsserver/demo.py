@@ -1,9 +1,13 @@
 """``fedns demo``: a whole federation on loopback, no Kubernetes needed.
 
-Three member clusters in three real regions, each with a load-balancer
-backend (an HTTP server on 127.0.N.1 serving ``/`` and ``/healthz``) that the
-engine probes. Clients in 127.0.N.0/24 sit in cluster N's zone, so
-``dig -b 127.0.N.10`` asks as one of them. Failing a backend
+Three member clusters in three real regions. Each is a simulated Kubernetes
+API server (``healthwatch.kube.sim``: list+watch of Nodes, Services and
+EndpointSlices, reached through a generated kubeconfig) whose federated
+Service ``default/nginx`` has a load balancer on 127.0.N.1: an HTTP server
+serving ``/`` and ``/healthz`` that the engine probes (``fedns.io/probe``
+annotation). ``--static`` declares the same shards as ``source: static``.
+Clients in 127.0.N.0/24 sit in cluster N's zone, so ``dig -b 127.0.N.10``
+asks as one of them. Failing a backend
 (``POST /demo/clusters/<name>/fail``) makes its probe fail; its clients move
 to the nearest other region by great-circle distance, and come back after
 ``/restore``. The config is an ordinary YAML file (written to a temporary
@@ -27,6 +31,7 @@ from aiohttp import web
 from config.loader import load
 from dnsserver.app import App
 from dnsserver.http_api import ApiError, Route
+from healthwatch.kube.sim import SimFleet
 
 log = logging.getLogger("dnsserver.demo")
 
@@ -72,9 +77,36 @@ CLUSTERS: tuple[DemoCluster, ...] = (
 )
 
 
+def _static_cluster(c: DemoCluster, backend_port: int) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "region": c.region,
+        "zone": c.zone,
+        "source": "static",
+        "networks": [c.network],
+        "services": [{
+            "name": SERVICE,
+            "namespace": NAMESPACE,
+            "addresses": [c.backend_ip],
+            "ready": 2,
+            "probe": {"http": f"http://{c.backend_ip}:{backend_port}/healthz"},
+        }],
+    }
+
+
+def _kube_cluster(c: DemoCluster, source: dict[str, Any]) -> dict[str, Any]:
+    return {"name": c.name, "region": c.region, "zone": c.zone, **source,
+            "networks": [c.network]}
+
+
 def demo_config(*, dns_port: int, http_port: int, backend_ports: dict[str, int],
-                state_dir: str) -> dict[str, Any]:
-    """The demo's config as a plain mapping (dumped to YAML and loaded normally)."""
+                state_dir: str, kube: dict[str, dict[str, Any]] | None = None
+                ) -> dict[str, Any]:
+    """The demo's config as a plain mapping (dumped to YAML and loaded normally).
+
+    ``kube`` maps a cluster to its ``source: kubernetes`` keys (simulated
+    API servers); without it every cluster is ``source: static``.
+    """
     return {
         "zone": ZONE,
         "federation": FEDERATION,
@@ -85,20 +117,8 @@ def demo_config(*, dns_port: int, http_port: int, backend_ports: dict[str, int],
         "regions": REGIONS,
         "health": {"interval": "500ms", "timeout": "300ms", "rise": 2, "fall": 2},
         "clusters": [
-            {
-                "name": c.name,
-                "region": c.region,
-                "zone": c.zone,
-                "source": "static",
-                "networks": [c.network],
-                "services": [{
-                    "name": SERVICE,
-                    "namespace": NAMESPACE,
-                    "addresses": [c.backend_ip],
-                    "ready": 2,
-                    "probe": {"http": f"http://{c.backend_ip}:{backend_ports[c.name]}/healthz"},
-                }],
-            }
+            _kube_cluster(c, kube[c.name]) if kube is not None
+            else _static_cluster(c, backend_ports[c.name])
             for c in CLUSTERS
         ],
         "records": [
@@ -157,9 +177,12 @@ class Demo:
     """Backends + an ``App`` with ``/demo/clusters/...`` routes; ``run`` serves until Ctrl-C."""
 
     def __init__(self, *, dns_port: int = 5353, http_port: int = 8053,
-                 backend_port: int = 8080, workdir: str | None = None) -> None:
+                 backend_port: int = 8080, workdir: str | None = None,
+                 kubernetes: bool = True) -> None:
         self.dns_port = dns_port
         self.http_port = http_port
+        self.kubernetes = kubernetes
+        self.fleet: SimFleet | None = None
         self.backends = {c.name: Backend(c, backend_port) for c in CLUSTERS}
         self._own_tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
@@ -171,10 +194,11 @@ class Demo:
     async def start(self) -> App:
         for b in self.backends.values():
             await b.start()
+        kube = await self._start_fleet() if self.kubernetes else None
         path = os.path.join(self.workdir, "demo.yaml")
         doc = demo_config(dns_port=self.dns_port, http_port=self.http_port,
                           backend_ports={n: b.port for n, b in self.backends.items()},
-                          state_dir=os.path.join(self.workdir, "state"))
+                          state_dir=os.path.join(self.workdir, "state"), kube=kube)
         text = "# generated by `fedns demo`\n" + yaml.safe_dump(doc, sort_keys=False)
         await asyncio.to_thread(_write, path, text)
         config = await asyncio.to_thread(load, path)
@@ -185,9 +209,22 @@ class Demo:
         self.http_port = self.app.http.port
         return self.app
 
+    async def _start_fleet(self) -> dict[str, dict[str, Any]]:
+        """One simulated API server per cluster, each running default/nginx."""
+        self.fleet = SimFleet(self.workdir)
+        await self.fleet.start([c.name for c in CLUSTERS])
+        for c in CLUSTERS:
+            self.fleet.add_node(c.name, f"{c.name}-node-1", region=c.region, zone=c.zone)
+            port = self.backends[c.name].port
+            self.fleet.publish_service(c.name, SERVICE, NAMESPACE, lb_ip=c.backend_ip, ready=2,
+                                       port=port, probe=f"http://:{port}/healthz")
+        return {c.name: self.fleet.cluster_config(c.name) for c in CLUSTERS}
+
     async def stop(self) -> None:
         if self.app is not None:
             await self.app.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         for b in self.backends.values():
             await b.stop()
         if self._own_tmp is not None:
@@ -265,8 +302,10 @@ class Demo:
 
     def banner(self) -> str:
         api = f"http://127.0.0.1:{self.http_port}"
+        kind = ("simulated Kubernetes API servers, kubeconfig "
+                f"{self.fleet.kubeconfig}" if self.fleet is not None else "static sources")
         lines = [
-            f"fedns demo: zone {ZONE} federation {FEDERATION}",
+            f"fedns demo: zone {ZONE} federation {FEDERATION} ({kind})",
             f"  DNS 127.0.0.1:{self.dns_port} (UDP+TCP)   HTTP {api}   files {self.workdir}",
             "",
             "member clusters (service default/nginx in each):",
@@ -297,11 +336,6 @@ def _write(path: str, text: str) -> None:
 
 
 async def run_demo(*, dns_port: int = 5353, http_port: int = 8053, backend_port: int = 8080,
-                   banner: bool = True) -> None:
-    await Demo(dns_port=dns_port, http_port=http_port, backend_port=backend_port).run(
-        banner=banner)
-
-
-def main_sync(**kwargs: Any) -> int:
-    asyncio.run(run_demo(**kwargs))
-    return 0
+                   banner: bool = True, kubernetes: bool = True) -> None:
+    await Demo(dns_port=dns_port, http_port=http_port, backend_port=backend_port,
+               kubernetes=kubernetes).run(banner=banner)

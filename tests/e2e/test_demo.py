@@ -79,7 +79,9 @@ def test_fail_moves_clients_to_the_nearest_region_and_restore_brings_them_back(
     eventually(lambda: run(base), lambda a: a == ["127.0.1.1"], timeout=10, interval=0.05)
     took = time.monotonic() - started
     assert took <= bound, f"failover took {took:.2f}s > {bound}s"
-    west = next(s for s in status(demo.api)["shards"] if s["cluster"] == "us-west")
+    doc = status(demo.api)
+    assert {c["source"] for c in doc["clusters"]} == {"kubernetes"}
+    west = next(s for s in doc["shards"] if s["cluster"] == "us-west")
     assert west["healthy"] is False and "probe" in west["reason"]
 
     started = time.monotonic()
@@ -99,3 +101,20 @@ def test_drain_through_the_cli_in_the_demo(demo: Fedns) -> None:
     assert status(demo.api)["drains"]["clusters"] == ["us-west"]
     assert run_fedns("undrain", "us-west", "--api", demo.api).returncode == 0
     eventually(lambda: run(base), lambda a: a == ["127.0.2.1"], timeout=5)
+
+
+def test_static_demo_answers_too() -> None:
+    if DIG is None:
+        pytest.skip("dig is not installed")
+    proc = Fedns("demo", "--static", "--quiet", "--dns-port", "0", "--http-port", "0",
+                 "--backend-port", "0")
+    try:
+        proc.wait_started()
+        proc.wait_ready()
+        proc.wait_healthy()
+        assert "Ctrl-C" not in proc.output  # --quiet
+        assert {c["source"] for c in status(proc.api)["clusters"]} == {"static"}
+        base = ["dig", "@127.0.0.1", "-p", str(proc.dns_port), "+short", GLOBAL]
+        assert run([*base, "-b", "127.0.3.10"]) == ["127.0.3.1"]
+    finally:
+        assert proc.stop() == 0, proc.output
