@@ -5,20 +5,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from config.model import Cluster, Config
 from healthwatch.errors import SourceUnavailableError
+from healthwatch.hostnames import ResolvingSource
 from healthwatch.interfaces import Source
 from healthwatch.static_source import StaticSource
 
 
-def make_source(cluster: Cluster, config: Config) -> Source:
+def make_source(cluster: Cluster, config: Config, *,
+                registry: CollectorRegistry | None = None) -> Source:
     """Build the Source for ``cluster``.
 
+    Sources that may report LB hostnames are wrapped in a ``ResolvingSource``
+    (SPEC §2); ``registry`` (a CollectorRegistry) gets the kube metrics.
     ``kubernetes`` sources live in ``healthwatch.kube`` and are imported only
     when a cluster uses them (the kubernetes client is heavy to import).
     """
     if cluster.source == "static":
-        return StaticSource(cluster, config)
+        static = StaticSource(cluster, config)
+        named = (any(s.hostnames for s in cluster.services)
+                 or any(i.hostnames for i in cluster.ingresses))
+        return ResolvingSource(static) if named else static
     if cluster.source == "kubernetes":
         try:
             kube: Any = importlib.import_module("healthwatch.kube")
@@ -33,7 +42,8 @@ def make_source(cluster: Cluster, config: Config) -> Source:
             raise SourceUnavailableError(
                 cluster=cluster.name, source="kubernetes",
                 why="healthwatch.kube has no make_kube_source()")
-        source: Source = factory(cluster, config)
-        return source
+        extra = {"registry": registry} if registry is not None else {}
+        source: Source = factory(cluster, config, **extra)
+        return ResolvingSource(source)
     raise SourceUnavailableError(cluster=cluster.name, source=str(cluster.source),
                                  why="unknown source type")

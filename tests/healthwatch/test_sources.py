@@ -9,6 +9,7 @@ import pytest
 
 from config.model import Cluster, HttpProbe, StaticIngress, StaticService, TcpProbe
 from healthwatch.errors import SourceUnavailableError
+from healthwatch.hostnames import ResolvingSource
 from healthwatch.interfaces import ReportSink
 from healthwatch.model import ClusterReport
 from healthwatch.sources import make_source
@@ -54,7 +55,11 @@ def test_default_probe_kinds() -> None:
 
 
 def test_factory_static() -> None:
-    assert isinstance(make_source(CLUSTER, make_config()), StaticSource)
+    # CLUSTER has an LB hostname: its static source is wrapped to resolve it
+    src = make_source(CLUSTER, make_config())
+    assert isinstance(src, ResolvingSource) and isinstance(src.inner, StaticSource)
+    plain = Cluster("us", "us-east1", "us-east1-b", services=(CLUSTER.services[0],))
+    assert isinstance(make_source(plain, make_config()), StaticSource)
 
 
 def test_factory_kubernetes_missing_package_is_a_clear_error(
