@@ -20,7 +20,6 @@ it is never echoed.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from dnsserver.errors import DropPacket, MalformedQuery
@@ -74,12 +73,6 @@ MAX_UDP = 65535
 V_PLAIN = 0
 V_EDNS = 1
 V_EDNS_DO = 2
-
-_PRIVATE = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
-    "100.64.0.0/10", "0.0.0.0/8", "fc00::/7", "::1/128", "fe80::/10", "::/128",
-))
-
 
 @dataclass(frozen=True, slots=True)
 class Ecs:
@@ -206,9 +199,19 @@ def parse_ecs(raw: bytes) -> Ecs:
     if source % 8 and addr[-1] & (0xFF >> (source % 8)):
         raise ValueError("ecs address has bits beyond the source prefix")
     padded = addr + bytes(width - len(addr))
-    ip = ipaddress.ip_address(padded)
-    private = source > 0 and any(ip in net for net in _PRIVATE if net.version == ip.version)
-    return Ecs(family, source, bytes(raw), padded, private)
+    return Ecs(family, source, bytes(raw), padded, source > 0 and is_private(padded))
+
+
+def is_private(address: bytes) -> bool:
+    """RFC 1918/6598/4193, loopback, link-local and unspecified addresses."""
+    a = address[0]
+    if len(address) == 4:
+        b = address[1]
+        return (a in (0, 10, 127) or (a == 172 and 16 <= b <= 31) or (a == 192 and b == 168)
+                or (a == 169 and b == 254) or (a == 100 and 64 <= b <= 127))
+    if a & 0xFE == 0xFC or (a == 0xFE and address[1] & 0xC0 == 0x80):
+        return True
+    return address[:15] == bytes(15) and address[15] in (0, 1)
 
 
 # -- the full parser ---------------------------------------------------------

@@ -159,3 +159,23 @@ def test_update_swaps_atomically_and_bad_snapshot_keeps_old() -> None:
     object.__setattr__(broken, "zone", "x" * 64 + ".com.")
     assert not server.update(broken)
     assert server.serial == 8
+
+
+PRIVATE_NETS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
+                "169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "fc00::/7", "::1/128",
+                "fe80::/10", "::/128"]
+
+
+def test_is_private_matches_the_rfc_ranges() -> None:
+    import ipaddress
+
+    nets = [ipaddress.ip_network(n) for n in PRIVATE_NETS]
+    rng = random.Random(7)
+    samples = [ipaddress.ip_address(rng.getrandbits(32)) for _ in range(3000)]
+    samples += [ipaddress.ip_address(rng.getrandbits(128)) for _ in range(1000)]
+    samples += [net.network_address for net in nets] + [net.broadcast_address for net in nets]
+    samples += [ipaddress.ip_address(x) for x in ("172.15.255.255", "172.32.0.0", "100.63.1.1",
+                                                   "100.128.0.0", "fec0::1", "::2", "fe7f::1")]
+    for ip in samples:
+        want = any(ip.version == n.version and ip in n for n in nets)
+        assert wire.is_private(ip.packed) == want, ip
