@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
+from prometheus_client import CollectorRegistry
 
 from config.model import Cluster, Config
 from healthwatch.interfaces import ReportSink
@@ -25,6 +26,7 @@ from healthwatch.kube.backoff import Backoff
 from healthwatch.kube.client import load_client
 from healthwatch.kube.errors import KubeconfigError, KubeError
 from healthwatch.kube.facts import Facts
+from healthwatch.kube.metrics import ClusterMetrics, kube_metrics
 from healthwatch.kube.options import KubeOptions
 from healthwatch.kube.resources import Resource, resources
 from healthwatch.kube.state import ClusterState
@@ -105,6 +107,7 @@ class KubeSource:
         options: KubeOptions | None = None,
         *,
         client_factory: ClientFactory = load_client,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.cluster = cluster.name
         self._spec = cluster
@@ -138,6 +141,10 @@ class KubeSource:
         self._status: Status | None = None
         self._report: ClusterReport | None = None
         self._stopped = False
+        self._metrics: ClusterMetrics | None = None
+        if registry is not None:
+            self._metrics = kube_metrics(registry).cluster(cluster.name)
+            self._metrics.prepare([r.name for r in self._resources])
 
     # -- Source ----------------------------------------------------------------
 
@@ -169,6 +176,8 @@ class KubeSource:
         if self._api is not None:
             api, self._api = self._api, None
             await asyncio.to_thread(api.close)
+        if self._metrics is not None:
+            self._metrics.remove()
 
     # -- introspection (status pages, tests) --------------------------------------
 
@@ -209,6 +218,7 @@ class KubeSource:
                 sink,
                 self._options,
                 logging.getLogger(f"healthwatch.kube[{self.cluster}].{resource.name}"),
+                self._metrics,
             )
             self._watchers.append(watcher)
             watcher.start()
@@ -221,6 +231,8 @@ class KubeSource:
     def _touch(self, resource: str) -> None:
         self._contacted = True
         self._last_contact = time.time()
+        if self._metrics is not None:
+            self._metrics.contact(self._last_contact)
         if self._errors.pop(resource, None) is not None:
             self._log.info("recovered resource=%s", resource)
 

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from healthwatch.kube.backoff import Backoff
 from healthwatch.kube.errors import KubeError, ObjectError
 from healthwatch.kube.facts import Facts
+from healthwatch.kube.metrics import ClusterMetrics
 from healthwatch.kube.options import KubeOptions
 from healthwatch.kube.resources import ListCall, Resource
 
@@ -82,8 +83,10 @@ class Watcher:
         sink: WatchSink,
         options: KubeOptions,
         log: logging.Logger,
+        metrics: ClusterMetrics | None = None,
     ) -> None:
         self._resource = resource
+        self._metrics = metrics
         self._api = api
         self._sink = sink
         self._options = options
@@ -94,6 +97,7 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self.resource_version: str | None = None
         self.lists = 0  # successful full lists (initial + relists)
+        self.watches = 0  # watch requests made (the first one and every restart)
 
     @property
     def name(self) -> str:
@@ -194,11 +198,16 @@ class Watcher:
         if not isinstance(rv, str) or not rv:
             raise WatchStatusError(f"list {self.name}: no resourceVersion in the response")
         self.resource_version = rv
+        if self.lists and self._metrics is not None:
+            self._metrics.relisted(self.name)
         self.lists += 1
         self._log.info("listed resource=%s items=%d resource_version=%s", self.name, len(items), rv)
         self._sink.listed(self.name, items, rv)
 
     def _watch(self, call: ListCall) -> Literal["gone", "ended", "broken"]:
+        self.watches += 1
+        if self.watches > 1 and self._metrics is not None:
+            self._metrics.watch_restarted(self.name)
         response = call(
             watch=True,
             resource_version=self.resource_version,
@@ -258,11 +267,14 @@ class Watcher:
             self._log.warning(
                 "malformed_event resource=%s line=%r", self.name, line[:_LOG_SNIPPET]
             )
+            self._count("malformed")
             return "ok"
         if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
             self._log.warning("malformed_event resource=%s line=%r", self.name, line[:_LOG_SNIPPET])
+            self._count("malformed")
             return "ok"
         kind = event.get("type")
+        self._count(kind if isinstance(kind, str) else "unknown")
         obj: dict[str, Any] = event["object"]
         if kind == "ERROR":
             if obj.get("code") == 410:
@@ -281,8 +293,13 @@ class Watcher:
             facts = self._resource.digest(obj)
         except ObjectError as e:
             self._log.warning("malformed_object resource=%s error=%r", self.name, str(e))
+            self._count("malformed")
         else:
             self._sink.changed(self.name, kind, facts)
         if isinstance(rv, str) and rv:
             self.resource_version = rv
         return "ok"
+
+    def _count(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.event(self.name, kind)

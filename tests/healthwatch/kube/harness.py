@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from config.model import Cluster, Config, Federation
 from healthwatch.kube import KubeOptions, KubeSource
 from healthwatch.model import ClusterReport, ShardSpec
@@ -38,7 +40,8 @@ class Harness:
         self.source: KubeSource | None = None
         self._changed = asyncio.Event()
 
-    async def start(self, *, options: KubeOptions = FAST, **overrides: Any) -> KubeSource:
+    async def start(self, *, options: KubeOptions = FAST,
+                    registry: CollectorRegistry | None = None, **overrides: Any) -> KubeSource:
         await self.api.start()
         path = self.api.write_kubeconfig(os.path.join(self.tmp, f"{self.name}.kubeconfig"),
                                          f"fed-{self.name}")
@@ -53,7 +56,8 @@ class Harness:
         kw.update(self.cluster_kw)
         kw.update(overrides)
         cluster = Cluster(**kw)
-        self.source = KubeSource(cluster, replace(CONFIG, clusters=(cluster,)), options)
+        self.source = KubeSource(cluster, replace(CONFIG, clusters=(cluster,)), options,
+                                 registry=registry)
         await self.source.start(self._emit)
         return self.source
 

@@ -1,0 +1,112 @@
+"""Prometheus metrics of the Kubernetes sources, per member cluster.
+
+One ``KubeMetrics`` per registry, shared by every cluster's source
+(``kube_metrics(registry)``); each source counts through its ``ClusterMetrics``
+(labels bound to its cluster). Counters are thread-safe, so watcher threads
+count directly. Labels are bounded: configured clusters, the resources fedns
+watches, and a fixed set of event types.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+
+
+class KubeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.watch_restarts = Counter(
+            "fedns_kube_watch_restarts_total",
+            "Watches started again after the previous one ended, broke or failed",
+            ["cluster", "resource"], registry=registry)
+        self.relists = Counter(
+            "fedns_kube_relists_total",
+            "Full lists after the first one (410 Gone or a failed list)",
+            ["cluster", "resource"], registry=registry)
+        self.events = Counter(
+            "fedns_kube_events_total",
+            "Watch events received, by type (malformed: unparseable lines or objects)",
+            ["cluster", "resource", "type"], registry=registry)
+        self.last_contact = Gauge(
+            "fedns_kube_last_contact_timestamp_seconds",
+            "Unix time of the last successful contact with the cluster's API server",
+            ["cluster"], registry=registry)
+
+    def cluster(self, name: str) -> ClusterMetrics:
+        return ClusterMetrics(self, name)
+
+
+class ClusterMetrics:
+    """The metrics of one cluster's source."""
+
+    def __init__(self, metrics: KubeMetrics, cluster: str) -> None:
+        self._m = metrics
+        self.cluster = cluster
+        self._lock = threading.Lock()
+        self._series: set[tuple[str, ...]] = set()  # (resource,) or (resource, type)
+
+    def watch_restarted(self, resource: str) -> None:
+        self._m.watch_restarts.labels(self.cluster, resource).inc()
+        self._note((resource,))
+
+    def relisted(self, resource: str) -> None:
+        self._m.relists.labels(self.cluster, resource).inc()
+        self._note((resource,))
+
+    def event(self, resource: str, kind: str) -> None:
+        kind = kind if kind in EVENT_TYPES or kind == "malformed" else "unknown"
+        self._m.events.labels(self.cluster, resource, kind).inc()
+        self._note((resource, kind))
+
+    def contact(self, unix_time: float) -> None:
+        self._m.last_contact.labels(self.cluster).set(unix_time)
+
+    def prepare(self, resources: list[str]) -> None:
+        """Create the zero-valued counters so that rates exist before the first event."""
+        for r in resources:
+            self._m.watch_restarts.labels(self.cluster, r)
+            self._m.relists.labels(self.cluster, r)
+            self._note((r,))
+
+    def remove(self) -> None:
+        """Drop this cluster's series (its source stopped)."""
+        with self._lock:
+            series, self._series = self._series, set()
+        for key in series:
+            if len(key) == 1:
+                _drop(self._m.watch_restarts, self.cluster, key[0])
+                _drop(self._m.relists, self.cluster, key[0])
+            else:
+                _drop(self._m.events, self.cluster, *key)
+        _drop(self._m.last_contact, self.cluster)
+
+    def _note(self, key: tuple[str, ...]) -> None:
+        if key not in self._series:
+            with self._lock:
+                self._series.add(key)
+
+
+def _drop(metric: Counter | Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, KubeMetrics] = (
+    weakref.WeakKeyDictionary())
+_BY_REGISTRY_LOCK = threading.Lock()
+
+
+def kube_metrics(registry: CollectorRegistry) -> KubeMetrics:
+    """The ``KubeMetrics`` registered on ``registry`` (created on first use), so
+    that every cluster's source can share one registry."""
+    with _BY_REGISTRY_LOCK:
+        got = _BY_REGISTRY.get(registry)
+        if got is None:
+            got = KubeMetrics(registry)
+            _BY_REGISTRY[registry] = got
+        return got
