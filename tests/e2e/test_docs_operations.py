@@ -133,7 +133,7 @@ def demo() -> Iterator[tuple[int, int]]:
          "--http-port", str(http_port), "--backend-port", "0", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while not ready(f"http://127.0.0.1:{http_port}/readyz"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 out = proc.stdout.read().decode(errors="replace") if proc.poll() else ""
