@@ -4,7 +4,8 @@
 new Snapshot from the engine goes to the DNS server (an atomic swap of the
 precomputed answers) and to every publisher (which only records it).
 Publishers come from the ``fedns.publishers`` entry points, so dnsserver
-never imports providers.
+never imports providers; they get Snapshots only once the engine is ready
+(every source reported), so a start never publishes a partial view.
 
 Reload (SIGHUP or ``POST /v1/reload``): the file is loaded and validated in
 full first; an invalid config is rejected with every problem logged and the
@@ -98,6 +99,7 @@ class App:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
+        self._serving_ready = False
         self.loaded_at = time.time()
         self.last_reload: dict[str, Any] | None = None
 
@@ -186,6 +188,12 @@ class App:
             self.dns.update(snap)
         except Exception:
             log.exception("dns_update_failed serial=%d", snap.serial)
+        if self.engine.ready:
+            self._serving_ready = True
+        else:
+            # Until every source has reported, a Snapshot lacks shards that exist:
+            # external DNS keeps what it has rather than losing records.
+            return
         for pub in self.publishers:
             try:
                 pub.publish(snap)
@@ -217,8 +225,9 @@ class App:
 
         Before a shard's first probe result it counts as down, so answers
         given earlier could send clients away from a healthy nearby cluster.
+        ``_serving_ready``: the DNS server got a Snapshot planned after that.
         """
-        if not self.engine.ready:
+        if not (self.engine.ready and self._serving_ready):
             return False
         return not any(s.reason == PENDING_REASON for s in self.engine.snapshot.shards)
 
