@@ -100,6 +100,7 @@ class App:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._serving_ready = False
+        self._stopped = False
         self.loaded_at = time.time()
         self.last_reload: dict[str, Any] | None = None
 
@@ -123,7 +124,10 @@ class App:
                  len(self.publishers))
 
     async def stop(self) -> None:
-        """Stop in reverse order; every part is stopped even if one fails."""
+        """Stop in reverse order; every part is stopped even if one fails. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         for step in (self.http.stop, self.engine.stop, self.dns.stop,

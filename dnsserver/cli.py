@@ -170,7 +170,7 @@ def _serve(coro: Any) -> None:
     except ConfigError as exc:
         raise CliError("config rejected", [str(p) for p in exc.problems]) from exc
     except OSError as exc:
-        raise CliError(f"cannot start: {exc.strerror or exc}") from exc
+        raise CliError(f"cannot start: {exc}") from exc
 
 
 def _run_async(coro: Any) -> Any:

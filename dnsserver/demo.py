@@ -232,8 +232,8 @@ class Demo:
                 self._own_tmp.cleanup()
 
     async def run(self, *, banner: bool = True) -> None:
-        app = await self.start()
         try:
+            app = await self.start()
             if banner:
                 print(self.banner(), flush=True)
             await app.serve_until_stopped()
