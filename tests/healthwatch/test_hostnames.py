@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -10,13 +11,19 @@ from typing import cast
 import pytest
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
+from config.model import Cluster
 from healthwatch.drains import DrainSet
+from healthwatch.engine import Engine
 from healthwatch.hostnames import HostnameResolver, ResolverOptions, ResolvingSource
 from healthwatch.interfaces import ReportSink
+from healthwatch.kube import KubeSource
 from healthwatch.model import ClusterReport, ShardSpec
 from healthwatch.planner import plan
 from healthwatch.snapshot import UNKNOWN
+from tests.fakekube import FakeKubeAPI, endpoint_slice, write_kubeconfig
+from tests.fakekube import service as kube_service
 from tests.healthwatch.helpers import gname, make_config, reports, rname, svc
+from tests.healthwatch.kube.harness import FAST
 
 ELB = "elb-1.example.net"
 
@@ -239,3 +246,52 @@ async def test_mixed_ip_and_hostname_shards_merge_into_one_a_answer(
         await use.stop()
         await resolver.stop()
     assert zone.queries.count((ELB, "A")) == 1
+
+
+async def test_kube_hostname_lb_merges_with_an_ip_cluster_through_the_engine(
+        dns_server: tuple[Zone, int], tmp_path: object) -> None:
+    """Fake member clusters -> KubeSource -> ResolvingSource -> Engine -> Snapshot."""
+    zone, port = dns_server
+    apis = {name: FakeKubeAPI(name=name) for name in ("a", "b")}
+    for api in apis.values():
+        await api.start()
+    path = write_kubeconfig(os.path.join(str(tmp_path), "kubeconfig"),
+                            [api.kubeconfig_entry(f"fed-{n}") for n, api in apis.items()])
+    clusters = (
+        Cluster("a", "us-east1", "us-east1-b", source="kubernetes", kubeconfig=path,
+                context="fed-a"),
+        Cluster("b", "europe-west1", "europe-west1-b", source="kubernetes", kubeconfig=path,
+                context="fed-b"))
+    config = make_config(clusters=clusters)
+    resolver = HostnameResolver(options(port))
+    await resolver.start()
+    engine = Engine(config, source_factory=lambda c, cfg: ResolvingSource(
+        KubeSource(c, cfg, FAST), resolver))
+    apis["a"].apply("services", kube_service("web", lb_hostnames=[ELB]))
+    apis["a"].apply("endpointslices", endpoint_slice("web", ready=1))
+    apis["b"].apply("services", kube_service("web", lb_ips=["192.0.2.2"]))
+    apis["b"].apply("endpointslices", endpoint_slice("web", ready=1))
+    changed = asyncio.Event()
+    engine.subscribe(lambda _s: changed.set())
+
+    async def published(want: set[tuple[str, str]]) -> None:
+        while {(r.rtype, r.value)
+               for r in engine.snapshot.geo_answer(gname("web"), UNKNOWN) or ()} != want:
+            changed.clear()
+            await changed.wait()
+
+    await engine.start()
+    try:
+        await asyncio.wait_for(published({("A", "192.0.2.2"), ("A", "192.0.2.50")}), 5.0)
+        assert [(r.rtype, r.value) for r in engine.snapshot.records
+                if r.name == rname("us-east1", "web")] == [("A", "192.0.2.50")]
+        zone.a[ELB] = ["192.0.2.51"]  # the ELB moves: the answer follows after the TTL
+        await asyncio.wait_for(published({("A", "192.0.2.2"), ("A", "192.0.2.51")}), 5.0)
+        zone.a.pop(ELB)  # NXDOMAIN now, and cluster b loses its service:
+        apis["b"].delete("services", "default", "web")  # only the hostname is left
+        await asyncio.wait_for(published({("CNAME", ELB + ".")}), 5.0)
+    finally:
+        await engine.stop()
+        await resolver.stop()
+        for api in apis.values():
+            await api.kill()
