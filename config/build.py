@@ -355,6 +355,7 @@ def _server(root: Node) -> Server:
             node.integer("rrl_responses_per_second"), d.rrl_responses_per_second
         ),
         rrl_slip=_or(node.integer("rrl_slip"), d.rrl_slip),
+        rrl_window=_or(node.duration("rrl_window"), d.rrl_window),
         workers=_or(node.integer("workers"), d.workers),
     )
 

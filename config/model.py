@@ -175,6 +175,7 @@ class Server:
     transfer_allow: tuple[Network, ...] = ()
     rrl_responses_per_second: int = 0  # 0 disables response-rate limiting
     rrl_slip: int = 2
+    rrl_window: float = 15.0  # seconds a flooding account stays limited after it stops
     workers: int = 1
 
 
