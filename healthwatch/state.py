@@ -56,6 +56,8 @@ def read_json(path: str) -> Any:
         return None
     except OSError as exc:
         raise StateError(path=path, why=str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise StateError(path=path, why=f"corrupt (not UTF-8): {exc}") from exc
     try:
         return json.loads(text)
     except ValueError as exc:
