@@ -413,8 +413,11 @@ class Engine:
                     self._declared.add(c.name)
                     log.warning("source_declared_unreachable cluster=%s grace=%gs", c.name, grace)
         prev = self._snapshot
-        if prev.stale and not self.ready:
-            return None  # keep serving last-known-good until every source reported
+        if prev.stale and (not self.ready or not self._synced):
+            # keep serving last-known-good until every source reported and at
+            # least one really synced: all declared unreachable is no reason
+            # to replace the persisted zone with an empty one
+            return None
         health: dict[ShardKey, ShardHealth] = {
             key: run.state.health() for key, run in self._probes.items()
             if run.state.up is not None
