@@ -336,6 +336,9 @@ class ResolvingSource:
                 self._held = asyncio.get_running_loop().call_later(
                     self.resolver.options.settle, self._release)
             return
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         self._forward()
 
     def _pending(self, report: ClusterReport) -> bool:
