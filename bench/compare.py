@@ -277,6 +277,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ecs-rounds", type=int, default=3, help="0: skip the ECS-vs-plain test")
     ap.add_argument("--servers", default="gdnsd,fedns", help="subset of gdnsd,fedns")
     ap.add_argument("--workers", type=int, default=1, help="fedns server.workers")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
+                    help="fedns event loop (FEDNS_LOOP)")
     ap.add_argument("--no-geoip", action="store_true",
                     help="no MMDB: ECS prefixes locate to 'unknown' (all healthy shards)")
     ap.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -298,8 +300,19 @@ def machine() -> dict[str, object]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(repo), *a], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
     return {"nproc": os.cpu_count(), "cpu_model": model, "python": sys.version.split()[0],
-            "kernel": os.uname().release}
+            "kernel": os.uname().release, "commit": git("rev-parse", "--short", "HEAD"),
+            "dirty": git("status", "--short", "--", "dnsserver").replace("\n", "; "),
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append(procs.start_gdnsd(tmp, bd.ZONE, zone_text, procs.free_port(),
                                                  srv_cpu))
             if "fedns" in opts.servers:
-                servers.append(procs.start_fedns(tmp, config, srv_cpu, bd.ZONE))
+                servers.append(procs.start_fedns(tmp, config, srv_cpu, bd.ZONE, opts.loop))
             for s in servers:
                 say(f"{s.name} pid {s.pid} port {s.port}")
             raw, rows = run_all(servers, files, opts, pargs, srv_cpu, say)

@@ -124,9 +124,11 @@ def pinned(cmd: list[str], cpu: int | None) -> list[str]:
     return cmd if cpu is None else ["taskset", "-c", str(cpu), *cmd]
 
 
-def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(cmd: list[str], log: Path,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as f:
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                env=None if env is None else {**os.environ, **env})
 
 
 def wait_dns(port: int, proc: subprocess.Popen[bytes], name: str, zone: str,
@@ -175,7 +177,8 @@ def fedns_exe() -> str:
 
 
 def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
-                zone: str) -> ServerProc:
+                zone: str, loop: str = "asyncio") -> ServerProc:
+    """``fedns serve``; ``loop`` goes to FEDNS_LOOP (asyncio or uvloop)."""
     cfg = workdir / "fedns.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     listen = config["listen"]
@@ -184,7 +187,7 @@ def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
     http = str(listen["http"])
     log = workdir / "fedns.log"
     cmd = pinned([fedns_exe(), "serve", "-c", str(cfg), "--log-level", "WARNING"], cpu)
-    proc = _spawn(cmd, log)
+    proc = _spawn(cmd, log, {"FEDNS_LOOP": loop})
     server = ServerProc("fedns", proc, port, log)
     try:
         wait_http(f"http://{http}/readyz", proc)
