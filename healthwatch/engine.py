@@ -18,6 +18,8 @@ and served, marked stale, after a restart until every source has reported
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import random
 import time
@@ -106,6 +108,11 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._started_at = clock()
+        if any(c.source == "kubernetes" for c in config.clusters):
+            # the kubernetes client takes seconds to import; done here, before
+            # anyone serves DNS, it cannot freeze the loop that answers queries
+            with contextlib.suppress(ImportError):
+                importlib.import_module("healthwatch.kube")
         now = clock()
         stale = self._store.load_snapshot(config.zone)
         if stale is not None:
@@ -113,6 +120,10 @@ class Engine:
             self._snapshot = stale
         else:
             self._snapshot = plan(config, {}, {}, self._drains.current, int(now), now)
+        if self._metrics is not None:  # served from now on, before any publish
+            self._metrics.snapshot_serial.set(self._snapshot.serial)
+            self._metrics.snapshot_timestamp.set(self._snapshot.generated_at)
+            self._metrics.snapshot_stale.set(1 if self._snapshot.stale else 0)
 
     # -- public API --------------------------------------------------------------
 
