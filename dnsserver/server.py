@@ -25,6 +25,7 @@ from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.locality import Locator
 from dnsserver.metrics import DnsMetrics
 from dnsserver.resolver import Resolver
+from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
 from dnsserver.udp import UdpListener, open_udp
 from healthwatch.snapshot import Snapshot
@@ -38,6 +39,7 @@ class DnsServer:
         self.config = config
         self.metrics = DnsMetrics(registry)
         self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)
+        self.rrl = make_rrl(config.server, registry)  # UDP response-rate limiting
         self.log = logging.getLogger("dnsserver.server")
         self.addresses: list[tuple[str, int]] = []
         self._udp: list[UdpListener] = []
@@ -72,11 +74,12 @@ class DnsServer:
 
     async def start(self) -> None:
         handle = self.handler.handle
+        udp_handle = self.rrl.wrap(handle) if self.rrl is not None else handle
         server = self.config.server
         try:
             for host, port in self.config.listen.dns:
                 for attempt in range(_PORT_RETRIES):
-                    udp = open_udp(host, port, handle, self.metrics.drop)
+                    udp = open_udp(host, port, udp_handle, self.metrics.drop)
                     bound = udp.port
                     try:
                         tcp = await open_tcp(host, bound, handle, self._limits,
