@@ -6,6 +6,7 @@ every problem; the caller raises if any were found.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from typing import TypeVar
@@ -22,6 +23,7 @@ from config.model import (
     Region,
     Server,
     StaticRecord,
+    TsigKey,
 )
 from config.node import Ctx, Node
 from config.records import canonical
@@ -351,6 +353,7 @@ def _server(root: Node) -> Server:
         version=node.text("version"),
         notify_allow=networks(node, "notify_allow"),
         transfer_allow=networks(node, "transfer_allow"),
+        transfer_tsig=_tsig_key(node),
         rrl_responses_per_second=_or(
             node.integer("rrl_responses_per_second"), d.rrl_responses_per_second
         ),
@@ -358,6 +361,28 @@ def _server(root: Node) -> Server:
         rrl_window=_or(node.duration("rrl_window"), d.rrl_window),
         workers=_or(node.integer("workers"), d.workers),
     )
+
+
+def _tsig_key(server: Node) -> TsigKey | None:
+    node = server.node("transfer_tsig")
+    if node is None:
+        return None
+    name = checked(node, node.at("name"), node.text("name") or "", names.absolute)
+    secret = node.text("secret") or ""
+    m = _ENV.match(secret.strip())
+    if m is not None:
+        secret = os.environ.get(m[1], "")
+        if not secret:
+            node.ctx.error(node.at("secret"), f"environment variable {m[1]} is not set or empty")
+            return None
+    try:
+        ok = bool(base64.b64decode(secret.strip(), validate=True))
+    except ValueError:
+        ok = False
+    if not ok:
+        node.ctx.error(node.at("secret"), "must be a non-empty base64 string (the key is hidden)")
+        return None
+    return TsigKey(name, secret.strip()) if name else None
 
 
 def _admin_email(root: Node) -> str:

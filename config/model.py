@@ -161,6 +161,14 @@ class Provider:
 
 
 @dataclass(frozen=True, slots=True)
+class TsigKey:
+    """An HMAC-SHA256 TSIG key (RFC 8945) that zone transfers must be signed with."""
+
+    name: str  # absolute key name
+    secret: str = field(repr=False)  # base64
+
+
+@dataclass(frozen=True, slots=True)
 class Server:
     """Protocol knobs of the authoritative server."""
 
@@ -173,6 +181,7 @@ class Server:
     version: str | None = None  # answer version.bind in class CH
     notify_allow: tuple[Network, ...] = ()
     transfer_allow: tuple[Network, ...] = ()
+    transfer_tsig: TsigKey | None = None  # when set, AXFR/IXFR must be TSIG-signed
     rrl_responses_per_second: int = 0  # 0 disables response-rate limiting
     rrl_slip: int = 2
     rrl_window: float = 15.0  # seconds a flooding account stays limited after it stops

@@ -28,6 +28,7 @@ from dnsserver.resolver import Resolver
 from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
 from dnsserver.udp import UdpListener, open_udp
+from dnsserver.xfr import make_xfr
 from healthwatch.snapshot import Snapshot
 
 _PORT_RETRIES = 8
@@ -40,6 +41,8 @@ class DnsServer:
         self.metrics = DnsMetrics(registry)
         self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)
         self.rrl = make_rrl(config.server, registry)  # UDP response-rate limiting
+        self.xfr = make_xfr(config.server, lambda: (
+            s.resolver.snapshot if (s := self.handler.state) is not None else None), registry)
         self.log = logging.getLogger("dnsserver.server")
         self.addresses: list[tuple[str, int]] = []
         self._udp: list[UdpListener] = []
@@ -83,7 +86,8 @@ class DnsServer:
                     bound = udp.port
                     try:
                         tcp = await open_tcp(host, bound, handle, self._limits,
-                                             server.tcp_idle_timeout, self.metrics.drop)
+                                             server.tcp_idle_timeout, self.metrics.drop,
+                                             self.xfr.frames)
                     except OSError as exc:
                         udp.close()
                         if port != 0 or attempt == _PORT_RETRIES - 1:

@@ -18,6 +18,7 @@ log = logging.getLogger("dnsserver.tcp")
 
 Handle = Callable[[bytes, str, bool], "bytes | None"]
 OnDrop = Callable[[str], None]
+Xfr = Callable[[bytes, str], "list[bytes] | None"]  # zone transfer replies, None: not one
 
 
 class TcpLimits:
@@ -48,8 +49,9 @@ class TcpLimits:
 
 class TcpProtocol(asyncio.Protocol):
     def __init__(self, handle: Handle, limits: TcpLimits, idle_timeout: float,
-                 on_drop: OnDrop) -> None:
+                 on_drop: OnDrop, xfr: Xfr | None = None) -> None:
         self._handle = handle
+        self._xfr = xfr
         self._limits = limits
         self._idle = idle_timeout
         self._on_drop = on_drop
@@ -106,6 +108,11 @@ class TcpProtocol(asyncio.Protocol):
             self._partial_since = 0.0
             msg = bytes(buf[2:2 + size])
             del buf[:2 + size]
+            frames = self._xfr(msg, self._client) if self._xfr is not None else None
+            if frames is not None:  # AXFR/IXFR: several messages
+                for frame in frames:
+                    out += (len(frame).to_bytes(2, "big"), frame)
+                continue
             reply = self._handle(msg, self._client, True)
             if reply is not None:
                 out.append(len(reply).to_bytes(2, "big"))
@@ -149,8 +156,8 @@ class TcpProtocol(asyncio.Protocol):
 
 
 async def open_tcp(host: str, port: int, handle: Handle, limits: TcpLimits,
-                   idle_timeout: float, on_drop: OnDrop) -> asyncio.Server:
+                   idle_timeout: float, on_drop: OnDrop, xfr: Xfr | None = None) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: TcpProtocol(handle, limits, idle_timeout, on_drop), host, port,
+        lambda: TcpProtocol(handle, limits, idle_timeout, on_drop, xfr), host, port,
         reuse_address=True, backlog=512)

@@ -1,0 +1,305 @@
+"""Zone transfers (AXFR, and IXFR answered as AXFR) over TCP, by policy.
+
+``XfrResponder.frames(data, client)`` returns None for anything that is not
+an AXFR/IXFR query (the caller answers it as usual) and otherwise the list of
+reply messages to send on the TCP connection:
+
+- REFUSED unless the client address is in ``server.transfer_allow``;
+- when ``server.transfer_tsig`` is set, the query must carry a valid TSIG
+  (HMAC-SHA256) with that key: unsigned -> REFUSED, a bad key, signature or
+  time -> NOTAUTH; every reply to a verified query is signed (RFC 8945,
+  multi-message chaining);
+- REFUSED for a name other than the zone apex or a class other than IN;
+- otherwise the zone as served to a client of unknown locality (the static
+  view, ``Snapshot.static_view``): SOA first, every other record, SOA last,
+  in messages of at most ``MESSAGE_SIZE`` bytes. IXFR gets the same full
+  transfer (RFC 1995 section 4 allows it: we keep no history).
+
+Over UDP the resolver refuses AXFR/IXFR; this module is only called for TCP.
+Record bytes are built once per Snapshot and reused for every transfer.
+Uses dnspython (TSIG and rdata encoding); transfers are rare and allow-listed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import struct
+import time
+from collections.abc import Callable, Iterator
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
+import dns.tsig
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from config.model import Server
+from healthwatch.snapshot import Record, Snapshot
+
+log = logging.getLogger("dnsserver.xfr")
+
+T_SOA = 6
+T_TSIG = 250
+T_IXFR = 251
+T_AXFR = 252
+REFUSED = 5
+NOTAUTH = 9
+SERVFAIL = 2
+MESSAGE_SIZE = 16384  # record bytes per message (TSIG adds its own on top)
+FUDGE = 300
+RESULTS = ("ok", "refused", "unsigned", "notauth", "servfail")
+
+SnapshotSource = Callable[[], "Snapshot | None"]
+Frames = Callable[[bytes, str], "list[bytes] | None"]
+
+
+def xfr_qtype(data: bytes) -> int:
+    """AXFR/IXFR code of a plain query (QR=0, opcode QUERY, one question), else 0."""
+    if len(data) < 17 or data[2] & 0xF8 or data[4:6] != b"\x00\x01":
+        return 0
+    i = 12
+    n = len(data)
+    while i < n and data[i]:
+        if data[i] & 0xC0:
+            return 0
+        i += 1 + data[i]
+    if i + 3 > n:
+        return 0
+    qtype = (data[i + 1] << 8) | data[i + 2]
+    return qtype if qtype in (T_AXFR, T_IXFR) else 0
+
+
+def make_key(name: str, secret: str) -> dns.tsig.Key:
+    """An HMAC-SHA256 TSIG key; ``secret`` is base64. Raises ValueError."""
+    try:
+        raw = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("TSIG secret is not valid base64") from exc
+    if not raw:
+        raise ValueError("TSIG secret is empty")
+    try:
+        key_name = dns.name.from_text(name)
+    except dns.exception.DNSException as exc:
+        raise ValueError(f"bad TSIG key name {name!r}: {exc}") from exc
+    return dns.tsig.Key(key_name, raw, dns.tsig.HMAC_SHA256)
+
+
+def _rr_wire(rec: Record) -> bytes | None:
+    """One record, uncompressed wire format; None if it cannot be encoded."""
+    try:
+        rtype = dns.rdatatype.from_text(rec.rtype)
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, rtype, rec.value)
+        owner = dns.name.from_text(rec.name).to_wire()
+        body = rdata.to_wire()
+    except Exception:  # dnspython raises many types on bad rdata
+        return None
+    assert owner is not None and body is not None
+    return owner + struct.pack("!HHIH", rtype, 1, rec.ttl, len(body)) + body
+
+
+class ZoneImage:
+    """The static view of one Snapshot as message bodies: (record count, bytes)."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.serial = snapshot.serial
+        self.zone = snapshot.zone
+        soa: bytes | None = None
+        rest: list[bytes] = []
+        seen: set[Record] = set()
+        skipped = 0
+        for rec in snapshot.static_view():
+            if rec in seen:
+                continue
+            seen.add(rec)
+            wire = _rr_wire(rec)
+            if wire is None:
+                skipped += 1
+                continue
+            if rec.rtype == "SOA" and rec.name == snapshot.zone:
+                soa = soa or wire
+            else:
+                rest.append(wire)
+        self.soa = soa
+        self.skipped = skipped
+        self.bodies: list[tuple[int, bytes]] = []
+        if soa is None:
+            return
+        count, size = 0, 0
+        parts: list[bytes] = []
+        for wire in (soa, *rest, soa):
+            if parts and size + len(wire) > MESSAGE_SIZE:
+                self.bodies.append((count, b"".join(parts)))
+                count, size = 0, 0
+                parts = []
+            parts.append(wire)
+            count += 1
+            size += len(wire)
+        self.bodies.append((count, b"".join(parts)))
+
+    @property
+    def records(self) -> int:
+        return sum(count for count, _ in self.bodies)
+
+
+class XfrResponder(Collector):
+    """Answers AXFR/IXFR queries on TCP; see the module doc."""
+
+    def __init__(self, server: Server, snapshot: SnapshotSource, *,
+                 tsig_key: dns.tsig.Key | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.allow = server.transfer_allow
+        self.snapshot = snapshot
+        self.key = tsig_key
+        self.keyring = {tsig_key.name: tsig_key} if tsig_key is not None else None
+        self.results: dict[str, int] = dict.fromkeys(RESULTS, 0)
+        self._image: ZoneImage | None = None
+        self._image_of: Snapshot | None = None
+        if registry is not None:
+            registry.register(self)
+
+    # -- the query ---------------------------------------------------------------
+
+    def frames(self, data: bytes, client: str) -> list[bytes] | None:
+        """Reply messages for an AXFR/IXFR query; None for any other query."""
+        if not xfr_qtype(data):
+            return None
+        try:
+            return self._transfer(data, client)
+        except Exception:
+            log.exception("xfr_failed client=%s", client)
+            self._count("servfail")
+            return [_error(data, SERVFAIL)]
+
+    def _transfer(self, data: bytes, client: str) -> list[bytes]:
+        if not self._allowed(client):
+            return self._refuse(data, client, "refused", REFUSED)
+        try:
+            msg = dns.message.from_wire(data, keyring=self.keyring, ignore_trailing=False)
+        except (dns.message.UnknownTSIGKey, dns.tsig.PeerError, dns.tsig.BadSignature,
+                dns.tsig.BadTime, dns.tsig.BadAlgorithm) as exc:
+            log.warning("xfr_notauth client=%s error=%s", client, type(exc).__name__)
+            return self._refuse(data, client, "notauth", NOTAUTH)
+        except dns.exception.DNSException:
+            return self._refuse(data, client, "refused", REFUSED)
+        if self.key is not None and not msg.had_tsig:
+            return self._refuse(data, client, "unsigned", REFUSED)
+        request_mac = msg.mac if msg.had_tsig else None
+        question = _question(data)
+        q = msg.question[0] if msg.question else None
+        snapshot = self.snapshot()
+        if (q is None or q.rdclass != dns.rdataclass.IN or snapshot is None
+                or q.name != dns.name.from_text(snapshot.zone)):
+            rcode = SERVFAIL if snapshot is None and q is not None else REFUSED
+            self._count("servfail" if rcode == SERVFAIL else "refused")
+            return [self._sign(_error(data, rcode), request_mac, None)[0]]
+        image = self._image_for(snapshot)
+        if image.soa is None:
+            self._count("servfail")
+            return [self._sign(_error(data, SERVFAIL), request_mac, None)[0]]
+        qid = data[:2]
+        flags = bytes((0x84, 0x00))  # QR, AA, opcode QUERY, NOERROR (RD not copied)
+        out: list[bytes] = []
+        ctx: object = None
+        for index, (count, body) in enumerate(image.bodies):
+            qd = b"\x00\x01" if index == 0 else b"\x00\x00"
+            head = qid + flags + qd + struct.pack("!HHH", count, 0, 0)
+            wire = head + (question if index == 0 else b"") + body
+            wire, ctx = self._sign(wire, request_mac, ctx)
+            out.append(wire)
+        self._count("ok")
+        log.info("xfr_sent client=%s type=%s serial=%d records=%d messages=%d signed=%s",
+                 client, "AXFR" if xfr_qtype(data) == T_AXFR else "IXFR", image.serial,
+                 image.records, len(out), request_mac is not None)
+        return out
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _allowed(self, client: str) -> bool:
+        if not self.allow:
+            return False
+        try:
+            ip = ipaddress.ip_address(client.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self.allow)
+
+    def _refuse(self, data: bytes, client: str, result: str, rcode: int) -> list[bytes]:
+        self._count(result)
+        log.info("xfr_refused client=%s reason=%s", client, result)
+        return [_error(data, rcode)]
+
+    def _count(self, result: str) -> None:
+        self.results[result] += 1
+
+    def _image_for(self, snapshot: Snapshot) -> ZoneImage:
+        if self._image is None or self._image_of is not snapshot:
+            self._image = ZoneImage(snapshot)
+            self._image_of = snapshot
+            if self._image.skipped:
+                log.warning("xfr_records_skipped serial=%d count=%d", snapshot.serial,
+                            self._image.skipped)
+        return self._image
+
+    def _sign(self, wire: bytes, request_mac: bytes | None, ctx: object
+              ) -> tuple[bytes, object]:
+        """``wire`` with a TSIG record appended (if the query was signed)."""
+        key = self.key
+        if key is None or request_mac is None:
+            return wire, None
+        template = dns.rdtypes.ANY.TSIG.TSIG(
+            dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, FUDGE, b"",
+            (wire[0] << 8) | wire[1], 0, b"")  # type: ignore[no-untyped-call]
+        tsig, ctx = dns.tsig.sign(wire, key, template, int(time.time()), request_mac,
+                                  ctx, True)  # type: ignore[no-untyped-call]
+        rdata = tsig.to_wire()
+        owner = key.name.to_wire()
+        assert rdata is not None and owner is not None
+        arcount = ((wire[10] << 8) | wire[11]) + 1
+        signed = (wire[:10] + arcount.to_bytes(2, "big") + wire[12:] + owner
+                  + struct.pack("!HHIH", T_TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata)
+        return signed, ctx
+
+    # -- metrics ---------------------------------------------------------------------
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        fam = CounterMetricFamily("fedns_dns_xfr", "Zone transfer (AXFR/IXFR) requests",
+                                  labels=["result"])
+        for result, n in self.results.items():
+            fam.add_metric([result], float(n))
+        yield fam
+
+
+def _question(data: bytes) -> bytes:
+    """The question bytes of a query ``xfr_qtype`` accepted."""
+    i = 12
+    while data[i]:
+        i += 1 + data[i]
+    return data[12:i + 5]
+
+
+def _error(data: bytes, rcode: int) -> bytes:
+    """A reply with ``rcode`` and the query's question, no records."""
+    flags = bytes((0x80 | (data[2] & 0x79), rcode))  # QR, opcode, RD kept
+    return data[:2] + flags + b"\x00\x01\x00\x00\x00\x00\x00\x00" + _question(data)
+
+
+def make_xfr(server: Server, snapshot: SnapshotSource,
+             registry: CollectorRegistry | None) -> XfrResponder:
+    """The responder ``server`` configures (refusing everyone by default)."""
+    tsig = server.transfer_tsig
+    key = make_key(tsig.name, tsig.secret) if tsig is not None else None
+    return XfrResponder(server, snapshot, tsig_key=key, registry=registry)
