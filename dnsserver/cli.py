@@ -35,6 +35,8 @@ COMMANDS_GROUP = "fedns.commands"
 DEFAULT_API = "http://127.0.0.1:8053"
 HTTP_TIMEOUT = 10.0
 
+LONG_RUNNING = ("serve", "demo")  # commands whose INFO events are the point
+
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
@@ -334,9 +336,9 @@ def _common(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     d: Any = argparse.SUPPRESS if suppress else None
     p.add_argument("--log-format", choices=["text", "json"],
                    default=d if suppress else "text", help="log line format (default text)")
-    p.add_argument("--log-level", default=d if suppress else "INFO",
+    p.add_argument("--log-level", default=d,
                    type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="minimum level logged (default INFO)")
+                   help="minimum level logged (default INFO for serve/demo, else WARNING)")
 
 
 def _api_args(p: argparse.ArgumentParser) -> None:
@@ -414,9 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     _common(pre, suppress=False)
     early, _ = pre.parse_known_args(argv)
-    setup(early.log_format, early.log_level)  # plugin load problems are logged properly
+    setup(early.log_format, early.log_level or "WARNING")  # plugin problems are logged
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.log_level is None:
+        args.log_level = "INFO" if args.command in LONG_RUNNING else "WARNING"
     setup(args.log_format, args.log_level)
     func = getattr(args, "func", None)
     if func is None:
