@@ -187,6 +187,11 @@ class HttpApi:
         ns = request.match_info.get("namespace")
         name = request.match_info.get("name")
         service = f"{ns}/{name}" if ns and name else None
+        kind = request.query.get("kind", "service")
+        if kind not in ("service", "ingress"):
+            raise ApiError(f"kind must be service or ingress, got {kind!r}")
+        if service is not None and kind == "ingress":
+            service = f"ingress:{service}"
         if request.method == "POST":
             await self._control.drain(cluster, service)
             action = "drained"
