@@ -292,7 +292,16 @@ class App:
         self.config = new
         self.dns.config = new  # protocol knobs take effect with the next table build
         before = self.engine.snapshot.serial
-        await self.engine.reload(new)
+        try:
+            await self.engine.reload(new)
+        except Exception as exc:  # not expected: the config was validated
+            log.exception("reload_failed path=%s action=restore_old_config", self.config_path)
+            self.config = self.dns.config = old
+            with contextlib.suppress(Exception):
+                self.locator.reload(old, discovered=self._discovered)
+                await self.engine.reload(old)
+            self.last_reload = {"at": time.time(), "ok": False, "problems": [repr(exc)]}
+            return ReloadResult(False, (f"engine: {exc!r}",))
         if self.engine.snapshot.serial == before:
             self.dns.update(self.engine.snapshot)
         if self._with_publishers and new.providers != old.providers:
@@ -311,8 +320,9 @@ class App:
         self.publishers = load_publishers(self.config, self.registry)
         for pub in self.publishers:
             await pub.start()
-        for pub in self.publishers:
-            pub.publish(self.engine.snapshot)
+        if self.engine.ready:
+            for pub in self.publishers:
+                pub.publish(self.engine.snapshot)
 
     def status(self) -> dict[str, Any]:
         """The ``/v1/status`` document."""
