@@ -1,144 +1,217 @@
 """AnswerTable: precomputed wire replies for the fast path.
 
-Built once per Snapshot (never per query) by running the full resolver for
-every key, so a precomputed reply is byte-identical to what the full path
-produces. Keys are ``(qname lower-cased wire bytes, qtype, qclass, variant)``
-where ``variant`` is ``wire.V_PLAIN`` (no EDNS), ``wire.V_EDNS`` or
-``wire.V_EDNS_DO``. A value is either an ``Entry`` (the same reply for every
-client) or a ``dict`` locality -> ``Entry`` (the answer differs by locality;
-the ``""`` key is the unknown/fallback locality). Names whose answers do not
-depend on locality share one entry across all localities, so only geo names
-(and names whose CNAME chain reaches one) cost per-locality space.
+Built from a ``Resolver`` (never per query) by running the full resolver for
+every name, so a precomputed reply is byte-identical to what the full path
+produces. Two levels: ``names[qname] -> {qtype: Value}`` with ``qname`` the
+lower-cased wire name; a name's dict is replaced whole, so a query sees all of
+a name's old answers or all of its new ones.
 
-The size class of the brief is realised per entry: ``Entry.full`` is the whole
-reply and ``Entry.truncated`` the TC=1 reply; the fast path picks the
-truncated one when the full one (plus ECS) exceeds the client's limit.
+A ``Value`` is
 
-An ``Entry``'s bytes carry ID 0, RD=0 and CD=0; with EDNS the OPT record is
-last and has no options, so ECS is appended by patching its RDLENGTH.
+- ``bytes``: a positive reply (ID 0, RD=0, CD=0, no OPT; QR, AA and the rcode
+  set) whose question the fast path replaces with the client's bytes and to
+  which it appends the OPT record (with ECS) of the query's EDNS variant;
+- ``NODATA`` (an int): the negative reply, made per query from the
+  Resolver's SOA blob (``Resolver.negative_authority``), so an SOA serial
+  change never touches the table;
+- a ``dict`` locality -> one of the above, when the answer differs by client
+  locality (``""`` is the unknown/fallback locality).
+
+A qtype missing from a name's dict means NODATA, unless the dict has the
+``CHASE`` key (the name owns a CNAME: other qtypes follow it; full path). A
+name missing from ``names`` means NXDOMAIN when the table is ``complete`` and
+the name is in the zone. Answers that are not plain (a CNAME chain that ends
+in NXDOMAIN/NODATA carries the SOA) are left out and take the full path.
+
+``derive`` rebuilds only the names whose records changed (plus the names
+whose CNAME chains or glue reach them, and the apex), copying the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dnsserver import wire
-from dnsserver.resolver import Answer, Resolver, wire_to_labels
+from dnsserver.resolver import Answer, Resolver, name_to_wire, wire_to_labels
 
 log = logging.getLogger("dnsserver.answers")
 
 # qtypes precomputed for every name besides the types it has
-COMMON_QTYPES = (wire.T_A, wire.T_AAAA, wire.T_HTTPS, wire.T_ANY, wire.T_CNAME, wire.T_TXT)
-DEFAULT_MAX_KEYS = 2_000_000
-_VARIANTS = (wire.V_PLAIN, wire.V_EDNS, wire.V_EDNS_DO)
+COMMON_QTYPES = (wire.T_ANY,)
+CHASE_QTYPES = (wire.T_A, wire.T_AAAA, wire.T_HTTPS, wire.T_TXT, wire.T_ANY)
+DEFAULT_MAX_KEYS = 4_000_000
+NODATA = 0
+CHASE = -1
 
-Entry = tuple[bytes, bytes]  # (full reply, truncated reply)
+Entry = bytes | int
 Value = Entry | dict[str, Entry]
-Key = tuple[bytes, int, int, int]
+Types = dict[int, Value]
+_EMPTY: Types = {}
 
 
 @dataclass(frozen=True, slots=True)
 class TableStats:
-    keys: int
-    entries: int
+    keys: int  # (name, qtype) values
+    entries: int  # distinct reply byte strings
     per_locality_keys: int
     complete: bool  # False when the key bound stopped the build
     build_seconds: float
+    names: int = 0
+    rebuilt_names: int = 0  # names built by this table (all of them for a full build)
 
 
 class AnswerTable:
-    """Immutable mapping Key -> Value (read by the fast path with ``get``)."""
+    """Immutable: ``names`` (read by the fast path) plus what ``derive`` needs."""
 
-    __slots__ = ("get", "stats")
+    __slots__ = ("complete", "deps", "names", "rdeps", "stats")
 
-    def __init__(self, table: dict[Key, Value], stats: TableStats) -> None:
-        self.get = table.get
+    def __init__(self, names: dict[bytes, Types], stats: TableStats,
+                 deps: dict[bytes, frozenset[bytes]], rdeps: dict[bytes, frozenset[bytes]]
+                 ) -> None:
+        self.names = names
         self.stats = stats
+        self.complete = stats.complete
+        self.deps = deps  # name -> other names its answers contain records of
+        self.rdeps = rdeps  # the inverse: name -> names whose answers contain it
+
+    def get(self, qname: bytes, qtype: int) -> Value | None:
+        """The stored value for (qname, qtype), None if not stored (tests, tools)."""
+        types = self.names.get(qname)
+        return None if types is None else types.get(qtype)
 
     @classmethod
     def empty(cls) -> AnswerTable:
-        return cls({}, TableStats(0, 0, 0, True, 0.0))
+        return cls({}, TableStats(0, 0, 0, False, 0.0), {}, {})
 
     @classmethod
     def build(cls, resolver: Resolver, *, max_keys: int = DEFAULT_MAX_KEYS) -> AnswerTable:
         started = time.perf_counter()
-        table: dict[Key, Value] = {}
-        entries = 0
-        per_loc_keys = 0
+        b = _Builder(resolver)
+        names: dict[bytes, Types] = {}
         complete = True
-        edns_size = resolver.server.edns_udp_size
-        opts = {
-            wire.V_PLAIN: None,
-            wire.V_EDNS: wire.opt_record(edns_size, do=False),
-            wire.V_EDNS_DO: wire.opt_record(edns_size, do=True),
-        }
         for name in resolver.names():
-            if len(table) + 3 * len(COMMON_QTYPES) > max_keys:
+            if b.keys >= max_keys:
                 complete = False
                 break
-            bodies = _Bodies(resolver, name)
-            for qtype in sorted(resolver.types_at(name) | set(COMMON_QTYPES)):
-                question = name + qtype.to_bytes(2, "big") + b"\x00\x01"
-                first = resolver.lookup(name, qtype, "")
-                if not first.depends:
-                    body = bodies.pack(first, qtype)
-                    for v in _VARIANTS:
-                        table[(name, qtype, wire.C_IN, v)] = _entry(first, body, question, opts[v])
-                        entries += 1
-                    continue
-                per_loc_keys += 3
-                maps: dict[int, dict[str, Entry]] = {v: {} for v in _VARIANTS}
-                made: dict[tuple[int, Answer], Entry] = {}
-                for loc in resolver.localities:
-                    ans = first if loc == "" else resolver.lookup(name, qtype, loc)
-                    packed = bodies.pack(ans, qtype)
-                    for v in _VARIANTS:
-                        entry = made.get((v, ans))
-                        if entry is None:
-                            entry = made[(v, ans)] = _entry(ans, packed, question, opts[v])
-                            entries += 1
-                        maps[v][loc] = entry
-                for v in _VARIANTS:
-                    table[(name, qtype, wire.C_IN, v)] = maps[v]
-        # CoreDNS's upstream health probe (". IN NS", RD=1) and its cousins: fast REFUSED
-        for qtype in (wire.T_NS, wire.T_SOA, wire.T_A):
-            question = b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
-            for v in _VARIANTS:
-                flags = wire.reply_flags(0, rcode=wire.REFUSED, aa=False)
-                reply = wire.short_reply(0, flags, question, opts[v])
-                table[(b"\x00", qtype, wire.C_IN, v)] = (reply, reply)
-        stats = TableStats(len(table), entries, per_loc_keys, complete,
-                           time.perf_counter() - started)
+            names[name] = b.name(name)
+        rdeps = _invert(b.deps)
+        stats = b.stats(len(names), complete, time.perf_counter() - started, len(names))
         if not complete:
-            log.warning("answer_table_bounded keys=%d max_keys=%d", len(table), max_keys)
-        return cls(table, stats)
+            log.warning("answer_table_bounded keys=%d max_keys=%d", b.keys, max_keys)
+        return cls(names, stats, b.deps, rdeps)
+
+    def derive(self, resolver: Resolver, changed: Iterable[bytes]) -> AnswerTable:
+        """The table for ``resolver`` (derived from this table's resolver with
+        ``Resolver.derive`` and the same name set), rebuilding ``changed``
+        names, the apex and every name whose answers include them."""
+        started = time.perf_counter()
+        todo = {resolver.zone, *changed}
+        for name in list(todo):
+            todo.update(self.rdeps.get(name, ()))
+        b = _Builder(resolver)
+        names = dict(self.names)
+        deps = dict(self.deps)
+        for name in todo:
+            if name not in names:
+                continue  # beyond the key bound of an incomplete table
+            deps.pop(name, None)
+            names[name] = b.name(name)
+        deps.update(b.deps)
+        rdeps = self.rdeps
+        if any(name in self.deps or name in b.deps for name in todo):
+            rdeps = _invert(deps)
+        stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(todo))
+        return AnswerTable(names, stats, deps, rdeps)
 
 
-class _Bodies:
-    """Packed bodies for one name: one dnslib pack per distinct ``Answer``.
+def _invert(deps: dict[bytes, frozenset[bytes]]) -> dict[bytes, frozenset[bytes]]:
+    out: dict[bytes, set[bytes]] = {}
+    for name, targets in deps.items():
+        for t in targets:
+            out.setdefault(t, set()).add(name)
+    return {t: frozenset(s) for t, s in out.items()}
 
-    The same sections under another qtype differ only in the question's qtype
-    bytes (compression pointers never point into them), so those are patched.
-    """
 
-    def __init__(self, resolver: Resolver, name: bytes) -> None:
+class _Builder:
+    """Builds one name's ``Types`` at a time; counts for ``TableStats``."""
+
+    def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
-        self.labels = wire_to_labels(name)
-        self.qtype_at = 12 + len(name)
-        self.bodies: dict[Answer, bytes] = {}
+        self.keys = 0
+        self.entries = 0
+        self.per_loc = 0
+        self.deps: dict[bytes, frozenset[bytes]] = {}
+        self._wire_names: dict[str, bytes] = {}
 
-    def pack(self, ans: Answer, qtype: int) -> bytes:
-        body = self.bodies.get(ans)
-        if body is None:
-            body = self.bodies[ans] = self.resolver.pack_body(self.labels, qtype, wire.C_IN, ans)
-        at = self.qtype_at
-        return body[:at] + qtype.to_bytes(2, "big") + body[at + 2:]
+    def stats(self, names: int, complete: bool, seconds: float, rebuilt: int) -> TableStats:
+        return TableStats(self.keys, self.entries, self.per_loc, complete, seconds, names,
+                          rebuilt)
+
+    def name(self, name: bytes) -> Types:
+        r = self.resolver
+        types_at = r.types_at(name)
+        if not types_at:
+            return _EMPTY  # empty non-terminal (or nothing servable): NODATA for all
+        chase = wire.T_CNAME in types_at
+        qtypes = types_at | set(CHASE_QTYPES if chase else COMMON_QTYPES)
+        out: Types = {CHASE: NODATA} if chase else {}
+        bodies: dict[Answer, Entry | None] = {}
+        labels = wire_to_labels(name)
+        deps: set[bytes] = set()
+
+        def encode(ans: Answer, qtype: int) -> Entry | None:
+            if ans in bodies:
+                return bodies[ans]
+            for rec in (*ans.answer, *ans.additional):
+                if rec.name != presentation:
+                    deps.add(self._wire(rec.name))
+            entry: Entry | None
+            if r.negative_body(ans, len(name)) is not None:
+                entry = NODATA if ans.rcode == wire.NOERROR else None
+            elif ans.authority:
+                entry = None  # CNAME chain ending negative: carries the SOA
+            else:
+                body = r.pack_body(labels, qtype, wire.C_IN, ans)
+                flags = wire.reply_flags(0, rcode=ans.rcode, aa=True)
+                entry = flags.to_bytes(2, "big").join((body[:2], body[4:]))
+                self.entries += 1
+            bodies[ans] = entry
+            return entry
+
+        presentation = _presentation(labels)
+        for qtype in sorted(qtypes):
+            first = r.lookup(name, qtype, "")
+            if not first.depends:
+                entry = encode(first, qtype)
+                if entry is not None:
+                    out[qtype] = entry
+                    self.keys += 1
+                continue
+            per: dict[str, Entry] = {}
+            for loc in r.localities:
+                ans = first if loc == "" else r.lookup(name, qtype, loc)
+                e = encode(ans, qtype)
+                if e is None:
+                    break
+                per[loc] = e
+            else:
+                out[qtype] = per
+                self.keys += 1
+                self.per_loc += 1
+        deps.discard(name)
+        if deps:
+            self.deps[name] = frozenset(deps)
+        return out
+
+    def _wire(self, name: str) -> bytes:
+        w = self._wire_names.get(name)
+        if w is None:
+            w = self._wire_names[name] = name_to_wire(name)
+        return w
 
 
-def _entry(ans: Answer, body: bytes, question: bytes, opt: bytes | None) -> Entry:
-    flags = wire.reply_flags(0, rcode=ans.rcode, aa=True)
-    full = wire.assemble(0, flags, question, body, opt)
-    truncated = wire.short_reply(0, flags | wire.TC, question, opt)
-    return full, truncated
+def _presentation(labels: tuple[bytes, ...]) -> str:
+    return "".join(lab.decode("ascii", "replace") + "." for lab in labels) or "."

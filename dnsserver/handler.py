@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from config.model import Server
 from dnsserver import wire
-from dnsserver.answers import AnswerTable
+from dnsserver.answers import CHASE, NODATA, AnswerTable, Value
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import DnsMetrics, locality_kind
@@ -25,6 +25,9 @@ from dnsserver.resolver import Resolver
 log = logging.getLogger("dnsserver.handler")
 
 TCP_LIMIT = wire.MAX_UDP
+# qtypes the fast path leaves to the full path (transfers, meta types)
+_FULL_PATH_QTYPES = frozenset((wire.T_OPT, wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
+                               wire.T_MAILB))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,14 @@ class ServingState:
     resolver: Resolver
     table: AnswerTable
     serial: int
+    udp_max: int = 1232  # max(512, server.edns_udp_size)
+    opt_heads: tuple[bytes, bytes, bytes] = (b"", b"", b"")  # OPT up to RDLENGTH per variant
+
+    @classmethod
+    def make(cls, resolver: Resolver, table: AnswerTable, serial: int) -> ServingState:
+        size = resolver.server.edns_udp_size
+        heads = (b"", wire.opt_record(size, do=False)[:-2], wire.opt_record(size, do=True)[:-2])
+        return cls(resolver, table, serial, max(512, size), heads)
 
 
 def packed_address(ip: str) -> bytes:
@@ -55,6 +66,7 @@ class QueryHandler:
         self.fast_path = fast_path
         self.state: ServingState | None = None
         self._logged_error = False
+        self._kinds: dict[str, str] = {}
 
     def swap(self, state: ServingState) -> None:
         self.state = state
@@ -98,38 +110,106 @@ class QueryHandler:
         if fq is None:
             return None
         qname, qtype, qclass, qend, variant, limit, ecs = fq
-        value = state.table.get((qname, qtype, qclass, variant))
-        if value is None:
+        if qclass != wire.C_IN or qtype in _FULL_PATH_QTYPES:
             return None
-        if type(value) is dict:
-            loc, scope = self.locate(ecs, client)
-            entry = value.get(loc) or value[""]
-            kind = locality_kind(loc)
+        table = state.table
+        types = table.names.get(qname)
+        aa = 0x04
+        if types is None:
+            if not table.complete:
+                return None
+            if state.resolver.in_zone(qname):
+                value: Value = wire.NXDOMAIN
+            else:
+                value, aa = wire.REFUSED, 0  # REFUSED: no AA, no SOA
         else:
-            entry = value  # type: ignore[assignment]
-            scope = 0
+            found = types.get(qtype)
+            if found is None:
+                if CHASE in types:
+                    return None
+                value = NODATA
+            else:
+                value = found
+        scope = 0
+        if type(value) is dict:
+            loc, scope = self._locate_fast(ecs, client)
+            entry = value.get(loc)
+            value = value[""] if entry is None else entry
+            kind = self._kinds.get(loc) or self._kind(loc)
+        else:
             kind = "none"
-        full, truncated = entry
         if tcp:
             limit = TCP_LIMIT
-        if ecs is not None:
-            option = wire.ecs_option(ecs, scope)
-            head = len(option).to_bytes(2, "big") + option
-            fits = len(full) + len(option) <= limit
-            body = (full if fits else truncated)[:-2] + head
-        elif len(full) <= limit:
-            body = full
+        elif limit > state.udp_max:
+            limit = state.udp_max
+        if variant:
+            opt = state.opt_heads[variant]
+            if ecs is None:
+                opt += b"\x00\x00"
+            else:
+                opt += ((len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08"
+                        + len(ecs).to_bytes(2, "big") + ecs[:3] + bytes((scope,)) + ecs[4:])
         else:
-            body = truncated
-        out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
-               + body[4:12] + data[12:qend] + body[qend:])
+            opt = b""
+        if type(value) is bytes:
+            body = value
+            rcode = body[3] & 0x0F
+            if len(body) + len(opt) > limit:
+                out = self._truncated(data, qend, body[2], body[3], opt)
+            elif variant:
+                out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
+                       + body[4:10] + bytes((body[10], body[11] + 1)) + data[12:qend]
+                       + body[qend:] + opt)
+            else:
+                out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
+                       + body[4:12] + data[12:qend] + body[qend:])
+        else:
+            rcode = value  # type: ignore[assignment]
+            auth = b""
+            if aa:
+                auth = state.resolver.negative_authority(qend - 16) or b""
+                if not auth and state.resolver.negative_soa is not None:
+                    return None  # an SOA the blob cannot express: full path
+            out = (data[:2] + bytes((0x80 | aa | (data[2] & 0x01), rcode | (data[3] & 0x10)))
+                   + b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
+                   + (b"\x00\x01" if variant else b"\x00\x00") + data[12:qend] + auth + opt)
+            if len(out) > limit:
+                out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
         proto = "tcp" if tcp else "udp"
-        if body[2] & 0x02:
+        if out[2] & 0x02:
             self.metrics.truncate(proto)
         requests = self.metrics.requests
-        key = (proto, qtype, body[3] & 0x0F, kind)
+        key = (proto, qtype, rcode, kind)
         requests[key] = requests.get(key, 0) + 1
         return out
+
+    @staticmethod
+    def _truncated(data: bytes, qend: int, f1: int, f2: int, opt: bytes) -> bytes:
+        """TC=1 with the question and OPT only (``f1``/``f2``: the reply's flags
+        before RD/CD are copied)."""
+        return (data[:2] + bytes((f1 | 0x02 | (data[2] & 0x01), f2 | (data[3] & 0x10)))
+                + b"\x00\x01\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
+                + data[12:qend] + opt)
+
+    def _locate_fast(self, ecs: bytes | None, client: str) -> tuple[str, int]:
+        """``locate`` for the raw ECS option body of ``wire.fast_parse``."""
+        if ecs is not None:
+            source = ecs[2]
+            if source == 0:
+                return "", 0
+            address = wire.ecs_address(ecs)
+            if not wire.is_private(address):
+                loc, scope = self.locator.locate(address, source)
+                limit = 32 if ecs[1] == 1 else 128
+                return loc, scope if scope < limit else limit
+        loc, _ = self.locator.locate(packed_address(client), None)
+        return loc, 0
+
+    def _kind(self, loc: str) -> str:
+        kind = self._kinds[loc] = locality_kind(loc)
+        if len(self._kinds) > 4096:
+            self._kinds.clear()
+        return kind
 
     def _slow(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         proto = "tcp" if tcp else "udp"

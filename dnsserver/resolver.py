@@ -19,6 +19,7 @@ records below the apex are served as ordinary records.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 from collections.abc import Iterable
@@ -115,14 +116,120 @@ class Resolver:
         self._names.add(self.zone)
         apex = self._static.get(self.zone, {})
         soa = apex.get(wire.T_SOA, ())
+        self._set_soa(soa[0] if soa else None)
+
+    def _set_soa(self, rec: Record | None) -> None:
+        """The negative-answer SOA (RFC 2308: TTL = min(TTL, MINIMUM)) and its
+        wire parts for ``negative_authority``."""
         self._soa: Record | None = None
-        if soa:
-            rec = soa[0]
+        self._soa_parts: tuple[bytes, bytes, bytes, bytes, bytes] | None = None
+        self._neg_blobs: dict[int, bytes] = {}
+        if rec is None:
+            return
+        try:
+            minimum = int(rec.value.split()[-1])
+        except (ValueError, IndexError):
+            minimum = rec.ttl
+        self._soa = Record(rec.name, rec.rtype, min(rec.ttl, minimum), rec.value)
+        if self._rr(self._soa) is None:
+            return
+        try:
+            mname, rname, *nums = self._soa.value.split()
+            ints = b"".join(int(x).to_bytes(4, "big") for x in nums)
+            if len(nums) != 5:
+                raise ValueError("SOA needs 5 numbers")
+            m, r = name_to_wire(mname), name_to_wire(rname)
+        except (ValueError, OverflowError):
+            return  # served through dnslib (rare: odd SOA presentation)
+        self._soa_parts = (
+            b"\x00\x06\x00\x01" + self._soa.ttl.to_bytes(4, "big"),
+            self._zone_relative(m), self._zone_relative(r), ints,
+            b"",
+        )
+
+    def _zone_relative(self, name: bytes) -> bytes:
+        """Labels of ``name`` before the zone apex (a pointer follows), or the
+        whole name with a marker when it lies outside the zone."""
+        if self.in_zone(name):
+            return name[:len(name) - len(self.zone)]
+        return b"\xff" + name  # 0xff: not compressed (no valid label starts so)
+
+    @property
+    def negative_soa(self) -> Record | None:
+        return self._soa
+
+    def negative_authority(self, qlen: int) -> bytes | None:
+        """The authority section of an NXDOMAIN/NODATA reply (the SOA, RFC 2308)
+        for an in-zone question name of ``qlen`` wire bytes; None without a
+        usable SOA. Names in it are compressed against the zone apex suffix of
+        the question (offset ``12 + qlen - len(zone)``), so one blob per
+        question length serves every name: the fast path and the full path
+        both use it and send the same bytes."""
+        blob = self._neg_blobs.get(qlen)
+        if blob is not None:
+            return blob
+        parts = self._soa_parts
+        if parts is None:
+            return None
+        at = 12 + qlen - len(self.zone)
+        ptr = bytes((0xC0 | (at >> 8), at & 0xFF))
+        head, m, r, ints, _ = parts
+        rdata = b"".join(x[1:] if x[:1] == b"\xff" else x + ptr for x in (m, r)) + ints
+        blob = ptr + head + len(rdata).to_bytes(2, "big") + rdata
+        if len(self._neg_blobs) < 512:
+            self._neg_blobs[qlen] = blob
+        return blob
+
+    def derive(self, snapshot: Snapshot, changed: Iterable[str]) -> Resolver | None:
+        """A Resolver for ``snapshot``, reusing this one for every name not in
+        ``changed`` (presentation names whose records may differ). None when
+        that is not enough: another zone, new localities, a name appearing or
+        disappearing (the name set and empty non-terminals change), or the RR
+        cache has grown too much; build a new ``Resolver`` then."""
+        if snapshot.zone != self.snapshot.zone:
+            return None
+        if not set(self.localities).issuperset(snapshot.localities):
+            return None
+        todo = {str(n) for n in changed}
+        apex = self.snapshot.zone
+        todo.add(apex)
+        new = copy.copy(self)
+        new.snapshot = snapshot
+        new._static = dict(self._static)
+        new._geo = dict(self._geo)
+        new._varies_memo = {}
+        if len(self._rrs) > 2 * len(snapshot.records) + 100_000:
+            return None
+        static: dict[bytes, dict[int, list[Record]]] = {}
+        for rec in snapshot.records:
+            if rec.name in todo:
+                code = new._code(rec)
+                if code is not None:
+                    static.setdefault(name_to_wire(rec.name), {}).setdefault(code, []).append(rec)
+        known = set(self.localities)
+        for name in todo:
             try:
-                minimum = int(rec.value.split()[-1])
-            except (ValueError, IndexError):
-                minimum = rec.ttl
-            self._soa = Record(rec.name, rec.rtype, min(rec.ttl, minimum), rec.value)
+                wname = name_to_wire(name)
+            except ValueError:
+                continue
+            existed = wname in self._static or wname in self._geo
+            per = static.get(wname)
+            if per:
+                new._static[wname] = {t: tuple(rs) for t, rs in per.items()}
+            else:
+                new._static.pop(wname, None)
+            per_loc = snapshot.geo.get(name)
+            if per_loc is not None:
+                if not known.issuperset(per_loc):
+                    return None
+                new._geo[wname] = {loc: new._by_type(recs) for loc, recs in per_loc.items()}
+            else:
+                new._geo.pop(wname, None)
+            if existed != (wname in new._static or wname in new._geo):
+                return None
+        soa = new._static.get(new.zone, {}).get(wire.T_SOA, ())
+        new._set_soa(soa[0] if soa else None)
+        return new
 
     # -- indexing ------------------------------------------------------------
 
@@ -292,14 +399,29 @@ class Resolver:
         packed: bytes = msg.pack()
         return packed
 
+    def negative_body(self, ans: Answer, qlen: int) -> bytes | None:
+        """The SOA authority blob when ``ans`` is a plain NXDOMAIN/NODATA (no
+        records besides the SOA), else None (packed by dnslib)."""
+        if ans.answer or ans.additional or ans.rcode not in (wire.NOERROR, wire.NXDOMAIN):
+            return None
+        if not ans.authority:
+            return b"" if self._soa is None else None
+        if ans.authority != (self._soa,):
+            return None
+        return self.negative_authority(qlen)
+
     def render(self, *, qid: int, qflags: int, question: bytes, labels: tuple[bytes, ...],
                qtype: int, qclass: int, ans: Answer, edns: wire.Edns | None,
                scope: int, limit: int) -> bytes:
         """The reply for ``ans``; truncated (TC=1, question and OPT only) above ``limit``."""
         opt = self.opt_for(edns, scope if ans.depends else 0)
-        body = self.pack_body(labels, qtype, qclass, ans)
         flags = wire.reply_flags(qflags, rcode=ans.rcode, aa=True)
-        out = wire.assemble(qid, flags, question, body, opt)
+        neg = self.negative_body(ans, len(question) - 4)
+        if neg is not None:
+            out = wire.negative_reply(qid, flags, question, neg, opt)
+        else:
+            body = self.pack_body(labels, qtype, qclass, ans)
+            out = wire.assemble(qid, flags, question, body, opt)
         if len(out) > limit:
             out = wire.short_reply(qid, flags | wire.TC, question, opt)
         return out

@@ -19,12 +19,11 @@ import time
 from prometheus_client import CollectorRegistry
 
 from config.model import Config
-from dnsserver.answers import AnswerTable
 from dnsserver.errors import BindError
 from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.locality import Locator
 from dnsserver.metrics import DnsMetrics
-from dnsserver.resolver import Resolver
+from dnsserver.rebuild import Rebuilder, derive_state, full_state
 from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
 from dnsserver.udp import UdpListener, open_udp
@@ -44,6 +43,8 @@ class DnsServer:
         self.xfr = make_xfr(config.server, lambda: (
             s.resolver.snapshot if (s := self.handler.state) is not None else None), registry)
         self.log = logging.getLogger("dnsserver.server")
+        self._rebuilder = Rebuilder(lambda: self.handler.state, self._install,
+                                    lambda: self.config.server)
         self.addresses: list[tuple[str, int]] = []
         self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
@@ -58,20 +59,42 @@ class DnsServer:
         return state.serial if state is not None else None
 
     def update(self, snapshot: Snapshot) -> bool:
-        """Serve ``snapshot`` from now on; False (old answers kept) if it fails."""
+        """Serve ``snapshot`` from now on; False (old answers kept) if it fails.
+
+        Synchronous: incremental when only some names changed (milliseconds),
+        else a full build on the calling thread. From the event loop prefer
+        ``submit``, which never blocks on a full build."""
         started = time.perf_counter()
+        how = "incremental"
         try:
-            resolver = Resolver(snapshot, self.config.server)
-            table = AnswerTable.build(resolver)
+            state = self.handler.state
+            new = None if state is None else derive_state(state, snapshot, self.config.server)
+            if new is None:
+                how = "full"
+                new = full_state(snapshot, self.config.server)
         except Exception:
             self.log.exception("snapshot_rejected serial=%s", snapshot.serial)
             return False
-        self.handler.swap(ServingState(resolver, table, snapshot.serial))
-        self.metrics.table_builds += 1
-        self.metrics.last_build_seconds = time.perf_counter() - started
-        self.log.info("snapshot_served serial=%d keys=%d seconds=%.4f", snapshot.serial,
-                      table.stats.keys, self.metrics.last_build_seconds)
+        self._install(new, time.perf_counter() - started, how)
         return True
+
+    def submit(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` as soon as it is built, without blocking the
+        running loop (a full build runs in a thread; the old answers serve
+        meanwhile; a newer Snapshot supersedes one still waiting)."""
+        if self.handler.state is None:
+            self.update(snapshot)  # nothing served yet: build now
+        else:
+            self._rebuilder.submit(snapshot)
+
+    def _install(self, state: ServingState, seconds: float, how: str) -> None:
+        self.handler.swap(state)
+        self.metrics.table_builds += 1
+        self.metrics.last_build_seconds = seconds
+        st = state.table.stats
+        self.log.info("snapshot_served serial=%d build=%s names=%d rebuilt=%d keys=%d "
+                      "seconds=%.4f", state.serial, how, st.names, st.rebuilt_names, st.keys,
+                      seconds)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -106,6 +129,7 @@ class DnsServer:
             raise
 
     async def stop(self) -> None:
+        await self._rebuilder.stop()
         for udp in self._udp:
             udp.close()
         for tcp in self._tcp:

@@ -110,7 +110,7 @@ class Query:
 
 # -- the fast path -----------------------------------------------------------
 
-FastQuery = tuple[bytes, int, int, int, int, int, "Ecs | None"]
+FastQuery = tuple[bytes, int, int, int, int, int, "bytes | None"]
 
 
 def fast_parse(data: bytes) -> FastQuery | None:
@@ -118,7 +118,8 @@ def fast_parse(data: bytes) -> FastQuery | None:
 
     Returns ``(qname_lower, qtype, qclass, question_end, variant, udp_limit, ecs)``
     where ``udp_limit`` is the client's payload size (512 without EDNS, at
-    least 512 with it).
+    least 512 with it) and ``ecs`` the body of a valid ECS option (FAMILY,
+    SOURCE, SCOPE, ADDRESS as sent; see ``ecs_valid``) or None.
     """
     n = len(data)
     if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
@@ -158,7 +159,7 @@ def fast_parse(data: bytes) -> FastQuery | None:
         return None
     size = (data[qend + 3] << 8) | data[qend + 4]
     variant = V_EDNS_DO if data[qend + 7] & 0x80 else V_EDNS
-    ecs: Ecs | None = None
+    ecs: bytes | None = None
     j = qend + 11
     while j < n:
         if j + 4 > n:
@@ -171,12 +172,37 @@ def fast_parse(data: bytes) -> FastQuery | None:
         if code == OPT_ECS:
             if ecs is not None:
                 return None
-            try:
-                ecs = parse_ecs(data[j:j + olen])
-            except ValueError:
+            ecs = data[j:j + olen]
+            if not ecs_valid(ecs):
                 return None
         j += olen
     return qname, qtype, qclass, qend, variant, size if size > 512 else 512, ecs
+
+
+def ecs_valid(raw: bytes) -> bool:
+    """``parse_ecs`` without the allocation: True iff it would accept ``raw``."""
+    n = len(raw)
+    if n < 4 or raw[0]:
+        return False
+    family = raw[1]
+    source = raw[2]
+    if family == 1:
+        if source > 32:
+            return False
+    elif family != 2 or source > 128:
+        return False
+    if n - 4 != (source + 7) >> 3:
+        return False
+    return not (source & 7 and raw[-1] & (0xFF >> (source & 7)))
+
+
+_PAD = (b"", bytes(4), bytes(16))
+
+
+def ecs_address(raw: bytes) -> bytes:
+    """The address of a valid ECS option body, padded to 4 or 16 bytes."""
+    addr = raw[4:]
+    return addr + _PAD[raw[1]][len(addr):]
 
 
 def parse_ecs(raw: bytes) -> Ecs:
@@ -390,6 +416,14 @@ def short_reply(qid: int, flags: int, question: bytes | None, opt: bytes | None)
               + (b"\x00\x01" if question else b"\x00\x00") + b"\x00\x00\x00\x00"
               + (b"\x00\x01" if opt else b"\x00\x00"))
     return header + (question or b"") + (opt or b"")
+
+
+def negative_reply(qid: int, flags: int, question: bytes, authority: bytes,
+                   opt: bytes | None) -> bytes:
+    """NXDOMAIN/NODATA: header, question, the SOA blob (or nothing), OPT."""
+    return (qid.to_bytes(2, "big") + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00"
+            + (b"\x00\x01" if authority else b"\x00\x00")
+            + (b"\x00\x01" if opt else b"\x00\x00") + question + authority + (opt or b""))
 
 
 def assemble(qid: int, flags: int, question: bytes, body: bytes, opt: bytes | None) -> bytes:
