@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     ecs: dict[str, object] | None = None
     prof: dict[str, object] = {}
+    host: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="fedns-compare-") as tmpdir:
         tmp = Path(tmpdir)
         db = None if opts.no_geoip else str(bd.build_database(tmp / "bench-city.mmdb"))
@@ -342,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             "geo-ecs": bd.write_binary(tmp / "geo-ecs.bin", geo),
             "geo": bd.write_binary(tmp / "geo.bin", [replace(q, ecs=None) for q in geo]),
         }
-        say(f"machine: {machine()}")
+        host = machine()  # at the start: the tree the servers run
+        say(f"machine: {host}")
         say(f"data: {opts.services} services, {len(list(topo.clusters()))} clusters, "
             f"{opts.queries} queries per file, {opts.prefixes} ECS prefixes, "
             f"geoip={'synthetic MMDB' if db else 'none'}; pinned={'yes' if pin else 'no'}")
@@ -376,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.json is not None:
         opts.json.parent.mkdir(parents=True, exist_ok=True)
         opts.json.write_text(json.dumps({
-            "machine": machine(), "options": {k: (str(v) if isinstance(v, Path) else v)
+            "machine": host, "options": {k: (str(v) if isinstance(v, Path) else v)
                                               for k, v in vars(opts).items()},
             "rows": [asdict(r) for r in rows],
             "raw_rows": [asdict(r) for r in raw], "ecs_rounds": ecs,
