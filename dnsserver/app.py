@@ -189,7 +189,9 @@ class App:
     def _on_snapshot(self, snap: Snapshot) -> None:
         self._refresh_discovered(snap)
         try:
-            self.dns.update(snap)
+            # submit: incremental updates at once, full table builds in a thread
+            # (the event loop keeps answering from the old table meanwhile)
+            self.dns.submit(snap)
         except Exception:
             log.exception("dns_update_failed serial=%d", snap.serial)
         if self.engine.ready:
@@ -303,7 +305,7 @@ class App:
             self.last_reload = {"at": time.time(), "ok": False, "problems": [repr(exc)]}
             return ReloadResult(False, (f"engine: {exc!r}",))
         if self.engine.snapshot.serial == before:
-            self.dns.update(self.engine.snapshot)
+            self.dns.submit(self.engine.snapshot)  # new protocol knobs: full build, threaded
         if self._with_publishers and new.providers != old.providers:
             await self._restart_publishers()
         serial = self.engine.snapshot.serial

@@ -126,10 +126,11 @@ class Rebuilder:
             snap = self._wanted
             self._wanted = None
             prev = self._current()
-            if prev is not None and prev.serial >= snap.serial and snap is prev.resolver.snapshot:
-                continue
-            started = time.perf_counter()
             server = self._server()
+            if prev is not None and snap is prev.resolver.snapshot and \
+                    prev.resolver.server is server:
+                continue  # already served
+            started = time.perf_counter()
             try:
                 state = None if prev is None else derive_state(prev, snap, server)
                 how = "incremental"
