@@ -30,7 +30,28 @@ def _record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:
     ('reload_rejected problem="a b: c" n=1', "reload_rejected", {"problem": "a b: c", "n": "1"}),
     ("stopped", "stopped", {}),
     ("free text here", "free", {"msg": "text here"}),
-    ("k=v only", "", {"k": "v", "msg": "only"}),
+    ("k=v only", "", {"k": "v only"}),
+    # %r of a string: the quotes go, the spaces stay in the value
+    ("probe_result reason='probe ok' up=1", "probe_result", {"reason": "probe ok", "up": "1"}),
+    # %r of an exception: brackets and the quotes inside them keep it whole
+    ("""plugin_failed plugin=etcd error=ModuleNotFoundError("No module named 'etcd3'") n=2""",
+     "plugin_failed",
+     {"plugin": "etcd", "error": "ModuleNotFoundError(\"No module named 'etcd3'\")", "n": "2"}),
+    ("lookup_failed error=OSError(111, 'Connect call failed', ('10.0.0.1', 53)) kept=2",
+     "lookup_failed", {"error": "OSError(111, 'Connect call failed', ('10.0.0.1', 53))",
+                       "kept": "2"}),
+    # %s with spaces: plain words run to the next key=
+    ("record_skipped name=x. error=bad name or type", "record_skipped",
+     {"name": "x.", "error": "bad name or type"}),
+    # an apostrophe inside a word is a letter, not a quote
+    ("probe reason=can't connect n=2", "probe", {"reason": "can't connect", "n": "2"}),
+    ("reload_rejected problem=Problem(file='/a b.yaml', line=3, message='bad \"x\"') n=1",
+     "reload_rejected", {"problem": "Problem(file='/a b.yaml', line=3, message='bad \"x\"')",
+                         "n": "1"}),
+    ("empty a= b=1", "empty", {"a": "", "b": "1"}),
+    # unbalanced brackets or quotes fall back to one word
+    ("odd err=Foo('abc n=1", "odd", {"err": "Foo('abc", "n": "1"}),
+    ("escaped s='it\\'s' t=1", "escaped", {"s": "it's", "t": "1"}),
 ])
 def test_parse_fields(message: str, event: str, fields: dict[str, str]) -> None:
     assert parse_fields(message) == (event, fields)
@@ -41,6 +62,9 @@ def test_parse_fields(message: str, event: str, fields: dict[str, str]) -> None:
     ('x password="p a s s" y=2', "p a s s"),
     ("hdr Authorization: Bearer eyJhbGciOi.x.y", "eyJhbGciOi.x.y"),
     ("aws_secret_access_key=AKIAxyz", "AKIAxyz"),
+    ("x password='p a s s' y=2", "p a s s"),
+    ("x client_secret=Secret(value='v 1') y=2", "v 1"),
+    ("x error=LoginError(token='abc123') y=2", "abc123"),
 ])
 def test_redact_hides_secrets(text: str, hidden: str) -> None:
     out = redact(text)
@@ -80,6 +104,45 @@ def test_setup_installs_one_handler() -> None:
         assert len(root.handlers) == 1
         logging.getLogger("x").info("hello who=%s", "me")
         assert json.loads(buf.getvalue().strip())["who"] == "me"
+    finally:
+        root.handlers[:], _ = saved[0], None
+        root.setLevel(saved[1])
+
+
+def test_json_formatter_keeps_values_with_spaces_whole() -> None:
+    exc = ModuleNotFoundError("No module named 'etcd3'")
+    line = JsonFormatter().format(_record("plugin_failed plugin=%s error=%r reason=%r kept=%d",
+                                          "etcd", exc, "probe ok", 3))
+    doc = json.loads(line)
+    assert doc["event"] == "plugin_failed"
+    assert doc["error"] == repr(exc) and doc["reason"] == "probe ok"
+    assert doc["plugin"] == "etcd" and doc["kept"] == "3" and "msg" not in doc
+
+
+def test_extra_fields_are_structured_in_json_and_quoted_in_text() -> None:
+    rec = _record("probe_result cluster=%s", "us")
+    rec.reason = "probe ok"
+    rec.latency = 0.25
+    rec.api_token = "zzz"
+    doc = json.loads(JsonFormatter().format(rec))
+    assert doc["cluster"] == "us" and doc["reason"] == "probe ok"
+    assert doc["latency"] == 0.25 and doc["api_token"] == "***"
+    text = TextFormatter().format(rec)
+    assert text.endswith('probe_result cluster=us reason="probe ok" latency=0.25 api_token=***')
+    # and the text line parses back to the same fields
+    _, fields = parse_fields(text.split(" ", 3)[3])
+    assert fields["reason"] == "probe ok" and fields["latency"] == "0.25"
+
+
+def test_extra_through_a_real_logger() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        buf = io.StringIO()
+        setup("json", "info", stream=buf)
+        logging.getLogger("x").warning("drained", extra={"cluster": "us", "why": "a b"})
+        doc = json.loads(buf.getvalue().strip())
+        assert doc["event"] == "drained" and doc["cluster"] == "us" and doc["why"] == "a b"
     finally:
         root.handlers[:], _ = saved[0], None
         root.setLevel(saved[1])
