@@ -152,11 +152,17 @@ def make_plan(
                 tuple(sorted(skip, key=lambda s: (s.name, s.rtype))), len(owned))
 
 
-def check_safety(plan: Plan, max_fraction: float, force: bool = False) -> None:
+def check_safety(
+    plan: Plan, max_fraction: float, force: bool = False, *, limit_updates: bool = True
+) -> None:
     """Raise UnsafePlanError when the plan updates or deletes too much.
 
     A delete at a name that the same plan re-creates with another type (an A
     set turning into a CNAME on failover) counts as an update, not a loss.
+    ``limit_updates=False`` limits deletes only: the continuous loop inside
+    ``fedns serve`` uses it so that a region-wide failover (many value updates
+    at names that stay) is published when it is needed most, while a config
+    mistake that makes owned names vanish is still refused.
     """
     if force or plan.owned < MIN_EXISTING:
         return
@@ -169,7 +175,7 @@ def check_safety(plan: Plan, max_fraction: float, force: bool = False) -> None:
         reasons.append(f"it would delete {len(deletes)} of {plan.owned} owned record sets "
                        f"({100 * len(deletes) / plan.owned:.0f}% > "
                        f"{100 * max_fraction:.0f}%)")
-    if updates > limit:
+    if limit_updates and updates > limit:
         reasons.append(f"it would update {updates} of {plan.owned} owned record sets "
                        f"({100 * updates / plan.owned:.0f}% > {100 * max_fraction:.0f}%)")
     if reasons:

@@ -121,18 +121,24 @@ class Syncer:
         return make_plan(self.name, desired, current.owned, current.foreign, tuple(skipped))
 
     async def sync_once(
-        self, snapshot: Snapshot, *, force: bool = False, dry_run: bool = False
+        self, snapshot: Snapshot, *, force: bool = False, dry_run: bool = False,
+        limit_updates: bool = True,
     ) -> SyncResult:
-        """One full pass; raises ProviderError subclasses (UnsafePlanError when refused)."""
-        async with self._lock:
-            return await self._sync(snapshot, force, dry_run)
+        """One full pass; raises ProviderError subclasses (UnsafePlanError when refused).
 
-    async def _sync(self, snapshot: Snapshot, force: bool, dry_run: bool) -> SyncResult:
+        ``limit_updates`` is passed to ``check_safety`` (see there).
+        """
+        async with self._lock:
+            return await self._sync(snapshot, force, dry_run, limit_updates)
+
+    async def _sync(
+        self, snapshot: Snapshot, force: bool, dry_run: bool, limit_updates: bool = True
+    ) -> SyncResult:
         started = time.monotonic()
         self._status["last_sync"] = time.time()
         self._status["syncs"] += 1
         try:
-            result = await self._sync_steps(snapshot, force, dry_run)
+            result = await self._sync_steps(snapshot, force, dry_run, limit_updates)
         except UnsafePlanError as e:
             self._fail("unsafe", e, state="refused")
             raise
@@ -151,18 +157,22 @@ class Syncer:
             self._succeed(snapshot, result)
         return result
 
-    async def _sync_steps(self, snapshot: Snapshot, force: bool, dry_run: bool) -> SyncResult:
+    async def _sync_steps(
+        self, snapshot: Snapshot, force: bool, dry_run: bool, limit_updates: bool
+    ) -> SyncResult:
         conflicts = transient = 0
         while True:
             current = await self._retry("read", self.backend.read)
             plan = self.plan(snapshot, current)
             if dry_run:
                 try:
-                    check_safety(plan, self.provider.max_change_fraction, force)
+                    check_safety(plan, self.provider.max_change_fraction, force,
+                                 limit_updates=limit_updates)
                 except UnsafePlanError as e:
                     return SyncResult(plan, dry_run=True, refused=e.reason)
                 return SyncResult(plan, dry_run=True)
-            check_safety(plan, self.provider.max_change_fraction, force)
+            check_safety(plan, self.provider.max_change_fraction, force,
+                                 limit_updates=limit_updates)
             if plan.empty:
                 return SyncResult(plan)
             self._log.info("apply counts=%s owned=%d serial=%d", plan.counts(), plan.owned,
@@ -260,7 +270,9 @@ class Syncer:
             self._wake.clear()
             snapshot = self._latest
             try:
-                await self.sync_once(snapshot)
+                # Health-driven failovers must reach the provider unattended:
+                # only deletes are limited here (fedns sync --once limits both).
+                await self.sync_once(snapshot, limit_updates=False)
                 self._failures = 0
             except ProviderError:
                 self._failures += 1

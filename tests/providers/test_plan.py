@@ -86,3 +86,14 @@ def test_safety_counts_type_change_as_update_and_ignores_small_zones() -> None:
         check_safety(make_plan("p", desired, owned), 0.3)
     small = as_map(*(rr(f"n{i}.z.", "A", "1.1.1.1") for i in range(9)))
     check_safety(make_plan("p", {}, small), 0.3)
+
+
+def test_serve_loop_limit_lets_failover_updates_through_but_not_deletes() -> None:
+    owned = as_map(*(rr(f"n{i}.z.", "A", "1.1.1.1") for i in range(10)))
+    failover = {k: rr(k[0], "A", "2.2.2.2") for k in owned}  # every value moves
+    plan = make_plan("p", failover, owned)
+    with pytest.raises(UnsafePlanError, match="update 10 of 10"):
+        check_safety(plan, 0.3)
+    check_safety(plan, 0.3, limit_updates=False)
+    with pytest.raises(UnsafePlanError, match="delete 10 of 10"):
+        check_safety(make_plan("p", {}, owned), 0.3, limit_updates=False)
