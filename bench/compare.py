@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append(procs.start_gdnsd(tmp, bd.ZONE, zone_text, procs.free_port(),
                                                  srv_cpu))
             if "fedns" in opts.servers:
-                servers.append(procs.start_fedns(tmp, config, srv_cpu, bd.ZONE, opts.loop))
+                servers.append(procs.start_fedns(tmp, config, srv_cpu, bd.ZONE, opts.loop,
+                                                 bd.global_names(topo)[0]))
             for s in servers:
                 say(f"{s.name} pid {s.pid} port {s.port}")
             raw, rows = run_all(servers, files, opts, pargs, srv_cpu, say)

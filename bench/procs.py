@@ -131,12 +131,13 @@ def _spawn(cmd: list[str], log: Path,
                                 env=None if env is None else {**os.environ, **env})
 
 
-def wait_dns(port: int, proc: subprocess.Popen[bytes], name: str, zone: str,
-             timeout: float = 60.0) -> None:
-    """Until the server answers ``zone SOA`` over UDP."""
-    labels = [lab for lab in zone.rstrip(".").split(".") if lab]
+def wait_dns(port: int, proc: subprocess.Popen[bytes], name: str, qname_text: str,
+             timeout: float = 60.0, qtype: int = 6) -> None:
+    """Until the server answers ``qname_text``/``qtype`` (default SOA) with
+    NOERROR and at least one answer record, over UDP."""
+    labels = [lab for lab in qname_text.rstrip(".").split(".") if lab]
     qname = b"".join(bytes((len(x),)) + x.encode() for x in labels) + b"\x00"
-    query = struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 0) + qname + struct.pack("!HH", 6, 1)
+    query = struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 0) + qname + struct.pack("!HH", qtype, 1)
     deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.2)
@@ -146,7 +147,7 @@ def wait_dns(port: int, proc: subprocess.Popen[bytes], name: str, zone: str,
             try:
                 s.sendto(query, ("127.0.0.1", port))
                 data = s.recv(4096)
-                if len(data) > 12 and data[3] & 0x0F == 0:
+                if len(data) > 12 and data[3] & 0x0F == 0 and data[6:8] != b"\x00\x00":
                     return
             except OSError:
                 pass
@@ -177,8 +178,12 @@ def fedns_exe() -> str:
 
 
 def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
-                zone: str, loop: str = "asyncio") -> ServerProc:
-    """``fedns serve``; ``loop`` goes to FEDNS_LOOP (asyncio or uvloop)."""
+                zone: str, loop: str = "asyncio", probe_name: str | None = None) -> ServerProc:
+    """``fedns serve``; ``loop`` goes to FEDNS_LOOP (asyncio or uvloop).
+
+    Ready when /readyz says so *and* ``probe_name`` (a name of the data, not
+    the apex) has an A answer: /readyz has been seen to turn 200 while the
+    first table was still being built (NXDOMAIN for existing names)."""
     cfg = workdir / "fedns.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     listen = config["listen"]
@@ -191,7 +196,7 @@ def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
     server = ServerProc("fedns", proc, port, log)
     try:
         wait_http(f"http://{http}/readyz", proc)
-        wait_dns(port, proc, "fedns", zone)
+        wait_dns(port, proc, "fedns", probe_name or zone, qtype=1 if probe_name else 6)
     except Exception:
         server.stop()
         raise

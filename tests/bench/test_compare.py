@@ -71,7 +71,8 @@ def test_gdnsd_and_fedns_serve_the_same_static_data(tmp_path: Path) -> None:
     servers = []
     try:
         servers.append(procs.start_gdnsd(tmp_path, bd.ZONE, zone_text, procs.free_port(), None))
-        servers.append(procs.start_fedns(tmp_path, config, None, bd.ZONE))
+        servers.append(procs.start_fedns(tmp_path, config, None, bd.ZONE,
+                                              probe_name=bd.global_names(topo)[0]))
         names = [n for n, t in bd.static_names(topo) if t == bd.T_A]
         assert names
         for name in names[::7]:
