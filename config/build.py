@@ -7,6 +7,7 @@ every problem; the caller raises if any were found.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 from typing import TypeVar
@@ -54,12 +55,15 @@ def build(ctx: Ctx) -> Config:
     )
     dflt = Config(zone="", federation="")
     state_dir = root.text("state_dir")
+    listen = _listen(root)
+    api_token = _api_token(root)
+    _http_exposure(root, listen, api_token)
     return Config(
         zone=zone or "invalid.",
         federation=ctx.federation or "",
         ttl=_or(root.integer("ttl"), dflt.ttl),
         nameservers=nameservers,
-        listen=_listen(root),
+        listen=listen,
         regions=regions,
         health=_health(root),
         clusters=clusters,
@@ -69,7 +73,7 @@ def build(ctx: Ctx) -> Config:
         server=_server(root),
         state_dir=ctx.file_path(state_dir) if state_dir else None,
         admin_email=_admin_email(root),
-        api_token=_api_token(root),
+        api_token=api_token,
         source_path=ctx.tree.file,
     )
 
@@ -205,6 +209,16 @@ def _listen(root: Node) -> Listen:
     http = node.text("http")
     hp = checked(node, node.at("http"), http, _listen_addr) if http else None
     return Listen(dns=tuple(dns) if node.has("dns") else dflt.dns, http=hp or dflt.http)
+
+
+def _http_exposure(root: Node, listen: Listen, api_token: str | None) -> None:
+    """The HTTP API can drain clusters: off loopback it needs ``api_token``."""
+    if api_token is not None or ipaddress.ip_address(listen.http[0]).is_loopback:
+        return
+    node = root.node("listen")
+    at = node.at("http") if node is not None and node.has("http") else root.at("listen")
+    root.ctx.error(at, f"HTTP API on non-loopback address {listen.http[0]} needs api_token "
+                       "(drain and reload endpoints would be open to the network)")
 
 
 def _listen_addr(text: str) -> tuple[str, int]:

@@ -262,3 +262,12 @@ def test_garbage_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_text(text, "g.yaml")
     assert info.value.problems and all(p.line >= 1 for p in info.value.problems)
+
+
+def test_public_http_listener_is_accepted_with_a_token() -> None:
+    text = (
+        "zone: example.com.\nfederation: f\napi_token: s3cret\n"
+        "listen: {http: \"0.0.0.0:8053\"}\n"
+    )
+    cfg = load_text(text)
+    assert cfg.listen.http == ("0.0.0.0", 8053)
