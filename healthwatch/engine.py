@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import operator
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -36,7 +38,7 @@ from healthwatch.hysteresis import ProbeState
 from healthwatch.interfaces import Source
 from healthwatch.metrics import HealthMetrics
 from healthwatch.model import ClusterReport, ShardHealth
-from healthwatch.planner import ShardKey, global_name, plan, with_serial
+from healthwatch.planner import Planner, ShardKey, global_name, plan, with_serial
 from healthwatch.probes import Prober, describe_probe
 from healthwatch.snapshot import ClusterStatus, Snapshot
 from healthwatch.sources import make_source
@@ -99,6 +101,11 @@ class Engine:
         self._synced: set[str] = set()
         self._declared: set[str] = set()  # declared unreachable: never synced in time
         self._probes: dict[ShardKey, _ProbeRun] = {}
+        # verdicts of probes that reported, one object per verdict (the planner
+        # diffs them by identity)
+        self._health: dict[ShardKey, ShardHealth] = {}
+        self._planner = Planner()  # incremental; used by one plan at a time
+        self._plan_lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
         self._prober = Prober()
         self._dirty = asyncio.Event()
@@ -167,6 +174,7 @@ class Engine:
             self._cancel_probe(run)
         probe_tasks = [r.task for r in self._probes.values() if r.task is not None]
         self._probes.clear()
+        self._health.clear()
         for name in list(self._sources):
             await self._stop_source(name)
         tasks, self._tasks = self._tasks, []
@@ -333,6 +341,7 @@ class Engine:
             if probe is None or probe != run.probe:
                 self._cancel_probe(run)
                 del self._probes[key]
+                self._health.pop(key, None)
             elif (run.interval, run.timeout) != (h.interval, h.timeout):
                 self._cancel_probe(run)
                 run.interval, run.timeout = h.interval, h.timeout
@@ -374,6 +383,8 @@ class Engine:
                 self._metrics.probe(run.cluster, kind, took)
             was = run.state.up
             if run.state.observe(ok, detail, self._clock()):
+                if self._probes.get(key) is run:
+                    self._health[key] = run.state.health()
                 if was != run.state.up:
                     log.info("probe_transition shard=%s up=%s reason=%r", "/".join(key),
                              run.state.up, run.state.reason)
@@ -429,29 +440,36 @@ class Engine:
             # least one really synced: all declared unreachable is no reason
             # to replace the persisted zone with an empty one
             return None
-        health: dict[ShardKey, ShardHealth] = {
-            key: run.state.health() for key, run in self._probes.items()
-            if run.state.up is not None
-        }
-        return (self._config, dict(self._reports), health, self._drains.current,
+        return (self._config, dict(self._reports), dict(self._health), self._drains.current,
                 prev.serial, now, prev)
+
+    def _plan(self, inputs: tuple[Any, ...], wait: bool) -> Snapshot | None:
+        """Plan with the incremental planner; if a plan in a worker thread holds
+        it and ``wait`` is False, plan from scratch (the same result, slower)."""
+        if self._plan_lock.acquire(blocking=wait):
+            try:
+                return _safe_plan(self._planner.plan, *inputs)
+            finally:
+                self._plan_lock.release()
+        return _safe_plan(plan, *inputs)
 
     def _replan(self) -> None:
         """Plan now, on the loop (drains, reloads); publish only if something changed."""
         inputs = self._plan_inputs()
         if inputs is not None:
-            self._finish(inputs, _safe_plan(*inputs))
+            self._finish(inputs, self._plan(inputs, wait=False))
 
     async def _replan_off_loop(self) -> None:
         """Plan in a worker thread so a large plan never stalls the event loop.
 
-        ``plan`` is pure, so it only needs the captured inputs; if anything was
+        Planning is pure, so it only needs the captured inputs; if anything was
         published meanwhile (a drain), the result is dropped and planned again.
+        The incremental planner re-plans only what changed since its last call.
         """
         inputs = self._plan_inputs()
         if inputs is None:
             return
-        cand = await asyncio.to_thread(_safe_plan, *inputs)
+        cand = await asyncio.to_thread(self._plan, inputs, True)
         if self._snapshot is not inputs[-1]:
             self._mark_dirty()
             return
@@ -466,20 +484,22 @@ class Engine:
 
     def _publish(self, snap: Snapshot) -> None:
         prev, self._snapshot = self._snapshot, snap
-        new_failovers = sorted(set(snap.failovers) - set(prev.failovers))
-        log.info("snapshot_published serial=%d names=%d shards=%d healthy=%d failovers=%d",
-                 snap.serial, len(snap.geo), len(snap.shards),
-                 sum(1 for s in snap.shards if s.healthy), len(snap.failovers))
-        if self._metrics is not None:
-            self._metrics.published(snap, prev, [self._service_label(n) for n in new_failovers])
-        if self._store.state_dir is not None:
-            self._persist_wanted = snap
-            self._persist_event.set()
+        # subscribers first: the DNS answers should not wait for bookkeeping
         for cb in list(self._subscribers):
             try:
                 cb(snap)
             except Exception:
                 log.exception("subscriber_failed serial=%d", snap.serial)
+        new_failovers = sorted(set(snap.failovers) - set(prev.failovers))
+        log.info("snapshot_published serial=%d names=%d changed=%s shards=%d healthy=%d "
+                 "failovers=%d", snap.serial, len(snap.geo),
+                 "all" if snap.changed is None else len(snap.changed), len(snap.shards),
+                 sum(map(_healthy, snap.shards)), len(snap.failovers))
+        if self._metrics is not None:
+            self._metrics.published(snap, prev, [self._service_label(n) for n in new_failovers])
+        if self._store.state_dir is not None:
+            self._persist_wanted = snap
+            self._persist_event.set()
 
     def _service_label(self, name: str) -> str:
         suffix = global_name(self._config, "", "").lstrip(".")  # "<F>.svc.<Z>"
@@ -515,11 +535,14 @@ class Engine:
                                         why="expected namespace/name or ingress:namespace/name")
 
 
-def _safe_plan(config: Config, reports: dict[str, ClusterReport],
-               health: dict[ShardKey, ShardHealth], drains: DrainSet, serial: int,
-               now: float, prev: Snapshot) -> Snapshot | None:
+_healthy = operator.attrgetter("healthy")
+
+
+def _safe_plan(planner: Callable[..., Snapshot], config: Config,
+               reports: dict[str, ClusterReport], health: dict[ShardKey, ShardHealth],
+               drains: DrainSet, serial: int, now: float, prev: Snapshot) -> Snapshot | None:
     try:
-        return plan(config, reports, health, drains, serial, now, previous=prev)
+        return planner(config, reports, health, drains, serial, now, previous=prev)
     except Exception:
         log.exception("plan_failed serial=%d action=keep_old_snapshot", serial)
         return None
