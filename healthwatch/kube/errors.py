@@ -45,3 +45,12 @@ class ProbeSpecError(KubeError):
         self.spec = spec
         self.problem = problem
         super().__init__(f"probe {spec!r}: {problem}")
+
+
+class ResponseError(KubeError):
+    """The API server answered 2xx with a body that is not what the call returns
+    (not JSON, or JSON of the wrong shape). Retried with backoff like an HTTP error."""
+
+    def __init__(self, *, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)

@@ -32,6 +32,10 @@ class KubeMetrics:
             "fedns_kube_events_total",
             "Watch events received, by type (malformed: unparseable lines or objects)",
             ["cluster", "resource", "type"], registry=registry)
+        self.api_errors = Counter(
+            "fedns_kube_api_errors_total",
+            "Failed list or watch calls (HTTP errors, garbage bodies, connection failures)",
+            ["cluster", "resource", "op"], registry=registry)
         self.last_contact = Gauge(
             "fedns_kube_last_contact_timestamp_seconds",
             "Unix time of the last successful contact with the cluster's API server",
@@ -48,7 +52,8 @@ class ClusterMetrics:
         self._m = metrics
         self.cluster = cluster
         self._lock = threading.Lock()
-        self._series: set[tuple[str, ...]] = set()  # (resource,) or (resource, type)
+        # (resource,), (resource, type) or (resource, "op", op)
+        self._series: set[tuple[str, ...]] = set()
 
     def watch_restarted(self, resource: str) -> None:
         self._m.watch_restarts.labels(self.cluster, resource).inc()
@@ -57,6 +62,10 @@ class ClusterMetrics:
     def relisted(self, resource: str) -> None:
         self._m.relists.labels(self.cluster, resource).inc()
         self._note((resource,))
+
+    def api_error(self, resource: str, op: str) -> None:
+        self._m.api_errors.labels(self.cluster, resource, op).inc()
+        self._note((resource, "op", op))
 
     def event(self, resource: str, kind: str) -> None:
         kind = kind if kind in EVENT_TYPES or kind == "malformed" else "unknown"
@@ -72,6 +81,9 @@ class ClusterMetrics:
             self._m.watch_restarts.labels(self.cluster, r)
             self._m.relists.labels(self.cluster, r)
             self._note((r,))
+            for op in ("list", "watch"):
+                self._m.api_errors.labels(self.cluster, r, op)
+                self._note((r, "op", op))
 
     def remove(self) -> None:
         """Drop this cluster's series (its source stopped)."""
@@ -81,6 +93,8 @@ class ClusterMetrics:
             if len(key) == 1:
                 _drop(self._m.watch_restarts, self.cluster, key[0])
                 _drop(self._m.relists, self.cluster, key[0])
+            elif len(key) == 3:
+                _drop(self._m.api_errors, self.cluster, key[0], key[2])
             else:
                 _drop(self._m.events, self.cluster, *key)
         _drop(self._m.last_contact, self.cluster)

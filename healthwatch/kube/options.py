@@ -13,6 +13,7 @@ class KubeOptions:
     watch_read_margin: float = 15.0  # read timeout of a watch = watch_timeout + margin
     backoff_base: float = 0.25  # first retry delay after an error
     backoff_cap: float = 30.0  # longest retry delay (jitter applies below it)
+    retry_after_cap: float = 60.0  # longest wait a server's Retry-After header may ask for
     heartbeat_interval: float = 2.0  # GET /version to notice a hung API server
     heartbeat_timeout: float = 2.0
     coalesce: float = 0.005  # batch changes this long before emitting a report

@@ -280,8 +280,7 @@ class KubeSource:
             # A stable choice, so that several failing watches do not churn reports.
             order = ["heartbeat", *(r.name for r in self._resources)]
             first = min(self._errors, key=lambda k: order.index(k) if k in order else len(order))
-            error = self._errors[first]
-            problem = error if first == "heartbeat" else f"{first}: {error}"
+            problem = self._errors[first]  # already "list services: HTTP 500 ..."
         where = self._state.context.placement
         return (synced, reachable, problem, where.region, where.zone)
 

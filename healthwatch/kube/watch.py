@@ -3,7 +3,11 @@
 Lists once, then watches from the list's resourceVersion. A broken stream or
 a refused connection resumes the watch from the last resourceVersion seen
 (events and bookmarks advance it); only ``410 Gone`` leads to a relist.
-Errors back off exponentially with jitter. Every call carries a timeout.
+Errors (HTTP 5xx, garbage bodies, refused connections) back off exponentially
+with jitter, at least as long as a ``Retry-After`` header asks, and are
+reported as ``"<list|watch> <resource>: <what happened>"``; the state learnt
+so far is kept, since only a successful list replaces it. Every call carries a
+timeout.
 """
 
 from __future__ import annotations
@@ -20,14 +24,16 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from healthwatch.kube.backoff import Backoff
-from healthwatch.kube.errors import KubeError, ObjectError
+from healthwatch.kube.errors import KubeError, ObjectError, ResponseError
 from healthwatch.kube.facts import Facts
 from healthwatch.kube.metrics import ClusterMetrics
 from healthwatch.kube.options import KubeOptions
 from healthwatch.kube.resources import ListCall, Resource
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+Phase = Literal["list", "watch"]
 _LOG_SNIPPET = 120
+_DETAIL_MAX = 200  # characters of a server's error message kept in last_error
 
 
 class WatchSink(Protocol):
@@ -57,12 +63,14 @@ def describe(error: BaseException) -> str:
         try:
             body = json.loads(error.body) if error.body else None
             if isinstance(body, dict) and isinstance(body.get("message"), str):
-                detail = f": {body['message']}"
+                detail = f": {_one_line(body['message'])}"
         except (ValueError, TypeError):
             pass
         if error.status == 0:
-            return f"{error.reason}".replace("\n", " ")
-        return f"HTTP {error.status} {error.reason}{detail}"
+            return _one_line(f"{error.reason}")
+        wait = retry_after(error)
+        hint = f" (Retry-After {wait:g}s)" if wait is not None else ""
+        return f"HTTP {error.status} {error.reason}{detail}{hint}"
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
         return describe(error.reason)
     if isinstance(error, urllib3.exceptions.NewConnectionError):
@@ -70,7 +78,40 @@ def describe(error: BaseException) -> str:
         where = f" to {conn.host}:{conn.port}" if conn is not None else ""
         reason = str(error).rsplit("connection: ", 1)[-1]
         return f"cannot connect{where}: {reason}"
-    return f"{type(error).__name__}: {error}".replace("\n", " ")
+    if isinstance(error, KubeError):
+        return _one_line(str(error))
+    return _one_line(f"{type(error).__name__}: {error}")
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Seconds asked for by the ``Retry-After`` header of an HTTP error (the
+    delay-seconds form; an HTTP date is ignored), else None."""
+    headers = getattr(error, "headers", None) if isinstance(error, ApiException) else None
+    value = headers.get("Retry-After") if headers is not None else None
+    if not isinstance(value, str):
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
+
+
+def _json_object(data: bytes, content_type: str | None) -> dict[str, Any]:
+    """The decoded body of a list response, or ResponseError saying what it is."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        what = f"{content_type or 'no content type'}, {len(data)} bytes"
+        raise ResponseError(problem=f"response is not JSON ({what})") from None
+    if not isinstance(body, dict):
+        raise ResponseError(problem=f"response is a JSON {type(body).__name__}, not an object")
+    return body
 
 
 class Watcher:
@@ -128,10 +169,12 @@ class Watcher:
         backoff = Backoff(self._options.backoff_base, self._options.backoff_cap)
         call = self._resource.call(self._api)
         while not self._stop.is_set():
+            phase: Phase = "list" if self.resource_version is None else "watch"
             try:
                 if self.resource_version is None:
                     self._list(call)
                     backoff.reset()
+                    phase = "watch"
                 outcome = self._watch(call)
                 if outcome == "gone":
                     self._log.info("watch_expired resource=%s action=relist", self.name)
@@ -143,25 +186,34 @@ class Watcher:
             except Gone:
                 self._log.info("list_expired resource=%s action=relist", self.name)
                 self.resource_version = None
-            except (ApiException, WatchStatusError, urllib3.exceptions.HTTPError, OSError) as e:
+            except (ApiException, KubeError, urllib3.exceptions.HTTPError, OSError) as e:
                 if self._stop.is_set():
                     break
                 delay = backoff.next()
-                error = describe(e)
-                self._log.warning(
-                    "call_failed resource=%s error=%r retry_in=%.2fs", self.name, error, delay
-                )
+                asked = retry_after(e)
+                if asked is not None:
+                    delay = max(delay, min(asked, self._options.retry_after_cap))
+                error = f"{phase} {self.name}: {describe(e)}"
+                self._log.warning("call_failed op=%s resource=%s error=%r retry_in=%.2fs",
+                                  phase, self.name, error, delay)
+                if self._metrics is not None:
+                    self._metrics.api_error(self.name, phase)
                 self._sink.failed(self.name, error)
                 self._stop.wait(delay)
             except Exception as e:  # a bug must not kill the thread silently
                 if self._stop.is_set():
                     break
-                self._log.exception("watch_crashed resource=%s", self.name)
-                self._sink.failed(self.name, describe(e))
+                self._log.exception("watch_crashed op=%s resource=%s", phase, self.name)
+                if self._metrics is not None:
+                    self._metrics.api_error(self.name, phase)
+                self._sink.failed(self.name, f"{phase} {self.name}: {describe(e)}")
                 self._stop.wait(backoff.next())
 
     def _list(self, call: ListCall) -> None:
+        """One full (paged) list. Raises before reporting anything unless every
+        page was good, so a failed list never replaces what is known."""
         items: list[Facts] = []
+        seen = 0
         token: str | None = None
         while True:
             try:
@@ -177,26 +229,35 @@ class Watcher:
                 raise
             try:
                 data = response.data
+            finally:
                 response.release_conn()
-                body = json.loads(data)
-            except ValueError as e:
-                raise WatchStatusError(f"list {self.name}: response is not JSON") from e
-            if not isinstance(body, dict):
-                raise WatchStatusError(f"list {self.name}: response is not a JSON object")
-            raw_items = body.get("items") or []
-            for raw in raw_items if isinstance(raw_items, list) else []:
-                try:
-                    items.append(self._resource.digest(raw))
-                except ObjectError as e:
-                    self._log.warning("malformed_object resource=%s error=%r", self.name, str(e))
+            body = _json_object(data, response.headers.get("Content-Type"))
+            raw_items = body.get("items")
+            if raw_items is None:  # an empty list may come as null
+                raw_items = []
+            if not isinstance(raw_items, list):
+                raise ResponseError(
+                    problem=f"items is a JSON {type(raw_items).__name__}, not a list")
             raw_meta = body.get("metadata")
-            meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-            token = meta.get("continue") or None
-            rv = meta.get("resourceVersion")
+            if not isinstance(raw_meta, dict):
+                raise ResponseError(problem="metadata missing or not an object")
+            seen += len(raw_items)
+            for raw in raw_items:
+                facts = self._digest(raw)
+                if facts is not None:
+                    items.append(facts)
+            token = raw_meta.get("continue") or None
+            if token is not None and not isinstance(token, str):
+                raise ResponseError(problem="metadata.continue is not a string")
+            rv = raw_meta.get("resourceVersion")
             if not token:
                 break
         if not isinstance(rv, str) or not rv:
-            raise WatchStatusError(f"list {self.name}: no resourceVersion in the response")
+            raise ResponseError(problem="no metadata.resourceVersion in the response")
+        if seen and not items:
+            # Nothing usable at all: a broken server, not a cluster that runs
+            # nothing. Keep what we know rather than drop every shard.
+            raise ResponseError(problem=f"none of the {seen} items is a well-formed object")
         self.resource_version = rv
         if self.lists and self._metrics is not None:
             self._metrics.relisted(self.name)
@@ -204,28 +265,55 @@ class Watcher:
         self._log.info("listed resource=%s items=%d resource_version=%s", self.name, len(items), rv)
         self._sink.listed(self.name, items, rv)
 
+    def _digest(self, raw: Any) -> Facts | None:
+        """The facts of one object, or None (logged and counted) if it is malformed."""
+        try:
+            return self._resource.digest(raw)
+        except ObjectError as e:
+            self._log.warning("malformed_object resource=%s error=%r", self.name, str(e))
+        except Exception as e:  # a shape the digest did not foresee: skip, never loop on it
+            self._log.warning("malformed_object resource=%s error=%r", self.name, describe(e),
+                              exc_info=True)
+        self._count("malformed")
+        return None
+
     def _watch(self, call: ListCall) -> Literal["gone", "ended", "broken"]:
         self.watches += 1
         if self.watches > 1 and self._metrics is not None:
             self._metrics.watch_restarted(self.name)
-        response = call(
-            watch=True,
-            resource_version=self.resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self._options.watch_timeout,
-            _request_timeout=self._options.watch_request_timeout,
-            _preload_content=False,
-        )
+        try:
+            response = call(
+                watch=True,
+                resource_version=self.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self._options.watch_timeout,
+                _request_timeout=self._options.watch_request_timeout,
+                _preload_content=False,
+            )
+        except ApiException as e:
+            if e.status == 410:  # some servers refuse an expired watch outright
+                return "gone"
+            raise
         with self._lock:
             self._response = response
         self._sink.contact(self.name)
         clean = False
+        good = bad = 0
         try:
             for line in self._lines(response):
-                if self._handle(line) == "gone":
+                result = self._handle(line)
+                if result == "gone":
                     return "gone"
+                if result == "ok":
+                    good += 1
+                else:
+                    bad += 1
             clean = not self._stop.is_set()
-            return "ended"
+            if bad and not good:
+                raise ResponseError(problem=f"watch stream ended after {bad} malformed lines")
+            # A stream that ended without one good event proves little: retry it
+            # with backoff, so a server that closes at once is not hammered.
+            return "ended" if good else "broken"
         except (urllib3.exceptions.HTTPError, OSError) as e:
             if not self._stop.is_set():
                 self._log.info(
@@ -260,26 +348,23 @@ class Watcher:
                 self.resource_version,
             )
 
-    def _handle(self, line: bytes) -> Literal["gone", "ok"]:
+    def _handle(self, line: bytes) -> Literal["gone", "ok", "malformed"]:
         try:
             event = json.loads(line)
         except ValueError:
-            self._log.warning(
-                "malformed_event resource=%s line=%r", self.name, line[:_LOG_SNIPPET]
-            )
-            self._count("malformed")
-            return "ok"
+            event = None
         if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
             self._log.warning("malformed_event resource=%s line=%r", self.name, line[:_LOG_SNIPPET])
             self._count("malformed")
-            return "ok"
+            return "malformed"
         kind = event.get("type")
         self._count(kind if isinstance(kind, str) else "unknown")
         obj: dict[str, Any] = event["object"]
         if kind == "ERROR":
             if obj.get("code") == 410:
                 return "gone"
-            raise WatchStatusError(f"watch {self.name}: {obj.get('code')} {obj.get('message')}")
+            code, message = obj.get("code"), obj.get("message")
+            raise WatchStatusError(f"ERROR event {code}: {message}")
         meta = obj.get("metadata")
         rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
         if kind == "BOOKMARK":
@@ -288,17 +373,13 @@ class Watcher:
             return "ok"
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             self._log.warning("unknown_event resource=%s type=%r", self.name, kind)
-            return "ok"
-        try:
-            facts = self._resource.digest(obj)
-        except ObjectError as e:
-            self._log.warning("malformed_object resource=%s error=%r", self.name, str(e))
-            self._count("malformed")
-        else:
+            return "malformed"
+        facts = self._digest(obj)
+        if facts is not None:
             self._sink.changed(self.name, kind, facts)
         if isinstance(rv, str) and rv:
-            self.resource_version = rv
-        return "ok"
+            self.resource_version = rv  # a skipped object is not asked for again
+        return "ok" if facts is not None else "malformed"
 
     def _count(self, kind: str) -> None:
         if self._metrics is not None:

@@ -9,6 +9,7 @@ log, and fault controls (pause, kill, restart, cut a stream, inject junk).
 
 from __future__ import annotations
 
+from healthwatch.kube.sim.faults import Fault, FaultPlan
 from healthwatch.kube.sim.fleet import SimFleet
 from healthwatch.kube.sim.kubeconfig import KubeconfigEntry, write_kubeconfig
 from healthwatch.kube.sim.objects import (
@@ -24,6 +25,8 @@ from healthwatch.kube.sim.store import RESOURCES, ObjectStore
 __all__ = [
     "RESOURCES",
     "FakeKubeAPI",
+    "Fault",
+    "FaultPlan",
     "KubeconfigEntry",
     "ObjectStore",
     "RequestRecord",

@@ -6,7 +6,9 @@ Paths: ``/version``; ``/api/v1/{services,nodes}``; ``/apis/{group}/{version}/
 from ``resourceVersion`` (``allowWatchBookmarks``, ``timeoutSeconds``). Label
 and field selectors are ignored. Faults: ``pause``/``resume`` (requests hang),
 ``kill``/``restart`` (same port, state kept), ``cut_next_event``,
-``inject_raw``, ``expire`` (410 Gone), ``send_bookmark``.
+``inject_raw``/``inject_event``, ``expire`` (410 Gone), ``send_bookmark``, and
+injected HTTP errors or garbage bodies (``fail``, ``garbage``, ``clear_faults``;
+see ``faults.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from healthwatch.kube.sim.faults import Fault, FaultPlan, On, status_body
 from healthwatch.kube.sim.kubeconfig import KubeconfigEntry, write_kubeconfig
 from healthwatch.kube.sim.store import RESOURCES, Event, Expired, ObjectStore
 
@@ -55,6 +58,7 @@ class RequestRecord:
     path: str
     query: dict[str, str]
     at: float
+    injected: int | None = None  # status of an injected fault that answered it
 
     @property
     def resource(self) -> str:
@@ -85,18 +89,6 @@ class _Watch:
     cut: bool = field(default=False)
 
 
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-
-
 class FakeKubeAPI:
     """One simulated member cluster's API server on 127.0.0.1."""
 
@@ -124,6 +116,7 @@ class FakeKubeAPI:
         self._cut_next: set[str] = set()
         self._snapshots: dict[str, list[dict[str, Any]]] = {}
         self._snapshot_ids = itertools.count(1)
+        self.faults = FaultPlan()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -195,6 +188,16 @@ class FakeKubeAPI:
 
     # -- faults ------------------------------------------------------------------
 
+    def drop_watches(self, resource: str | None = None) -> int:
+        """Reset the connections of open watches (of ``resource`` or all), as a
+        load balancer in front of the API might; clients reconnect."""
+        dropped = 0
+        for watch in list(self._watches):
+            if (resource is None or watch.resource == resource) and watch.request.transport:
+                watch.request.transport.abort()
+                dropped += 1
+        return dropped
+
     def cut_next_event(self, resource: str) -> None:
         """The next event of ``resource`` is sent half-way, then the connection drops."""
         self._cut_next.add(resource)
@@ -202,6 +205,44 @@ class FakeKubeAPI:
     def inject_raw(self, resource: str, data: bytes) -> int:
         """Write ``data`` verbatim into every open watch of ``resource``."""
         return self._control(resource, _Control("raw", data))
+
+    def inject_event(self, resource: str, type_: str, obj: Any) -> int:
+        """Send one watch event ``{"type": type_, "object": obj}`` (any shape) to
+        every open watch of ``resource``; it is not stored or replayed."""
+        line = json.dumps({"type": type_, "object": obj}, separators=(",", ":")).encode()
+        return self.inject_raw(resource, line + b"\n")
+
+    def fail(
+        self,
+        resource: str | None,
+        status: int = 500,
+        *,
+        on: On = "any",
+        times: int | None = None,
+        retry_after: int | None = None,
+        message: str | None = None,
+    ) -> Fault:
+        """Answer list and/or watch requests of ``resource`` (None: every resource)
+        with HTTP ``status`` and a Status body, ``times`` times or until
+        ``clear_faults``. Watches already open are not affected."""
+        return self.faults.add(Fault.http_error(
+            resource, status, on=on, times=times, retry_after=retry_after, message=message))
+
+    def garbage(
+        self,
+        resource: str | None,
+        body: bytes | Any,
+        *,
+        on: On = "list",
+        times: int | None = None,
+        content_type: str = "application/json",
+    ) -> Fault:
+        """Answer with ``200 OK`` and ``body`` (bytes verbatim, else as JSON)."""
+        return self.faults.add(
+            Fault.garbage(resource, body, on=on, times=times, content_type=content_type))
+
+    def clear_faults(self, resource: str | None = None) -> None:
+        self.faults.clear(resource)
 
     def expire(self, resource: str | None = None) -> None:
         """Compact history; open watches (of ``resource`` or all) end with 410 Gone."""
@@ -260,20 +301,27 @@ class FakeKubeAPI:
         if task is not None:
             self._tasks.add(task)
         try:
-            self.requests.append(
-                RequestRecord(request.method, request.path, dict(request.query), time.time())
-            )
+            route = self._route(request.path)
+            watch = request.query.get("watch", "").lower() in ("1", "true")
+            fault = self.faults.take(route[0], watch) if route is not None else None
+            self.requests.append(RequestRecord(
+                request.method, request.path, dict(request.query), time.time(),
+                fault.status if fault is not None else None,
+            ))
             await self._running.wait()
             if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
-                return web.json_response(_status(401, "Unauthorized", "Unauthorized"), status=401)
+                denied = status_body(401, "Unauthorized", "Unauthorized")
+                return web.json_response(denied, status=401)
             if request.path.rstrip("/") == "/version":
                 return web.json_response(_VERSION)
-            route = self._route(request.path)
+            if fault is not None:
+                headers = {"Content-Type": fault.content_type, **dict(fault.headers)}
+                return web.Response(status=fault.status, body=fault.body, headers=headers)
             if route is None:
                 msg = f"the server could not find the requested resource ({request.path})"
-                return web.json_response(_status(404, "NotFound", msg), status=404)
+                return web.json_response(status_body(404, "NotFound", msg), status=404)
             resource, namespace = route
-            if request.query.get("watch", "").lower() in ("1", "true"):
+            if watch:
                 return await self._watch(request, resource, namespace)
             return self._list(request, resource, namespace)
         finally:
@@ -289,7 +337,7 @@ class FakeKubeAPI:
             items = self._snapshots.get(snap_id)
             if items is None:
                 msg = "the provided continue parameter is too old"
-                return web.json_response(_status(410, "Expired", msg), status=410)
+                return web.json_response(status_body(410, "Expired", msg), status=410)
             offset = int(offset_text)
         else:
             items = self.store.items(resource, namespace)
@@ -412,6 +460,6 @@ class FakeKubeAPI:
 
     @staticmethod
     async def _send_gone(response: web.StreamResponse, rv: int) -> None:
-        status = _status(410, "Expired", f"too old resource version: {rv}")
+        status = status_body(410, "Expired", f"too old resource version: {rv}")
         await response.write(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
         await response.write_eof()
