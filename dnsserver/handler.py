@@ -25,6 +25,7 @@ from dnsserver.resolver import Resolver
 log = logging.getLogger("dnsserver.handler")
 
 TCP_LIMIT = wire.MAX_UDP
+ECS_CACHE_MAX = 65536
 # qtypes the fast path leaves to the full path (transfers, meta types)
 _FULL_PATH_QTYPES = frozenset((wire.T_OPT, wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
                                wire.T_MAILB))
@@ -67,9 +68,13 @@ class QueryHandler:
         self.state: ServingState | None = None
         self._logged_error = False
         self._kinds: dict[str, str] = {}
+        # ECS option body -> (locality, scope); cleared on every swap, so a
+        # locator reload (which always comes with a table rebuild) is seen
+        self._ecs_cache: dict[bytes, tuple[str, int]] = {}
 
     def swap(self, state: ServingState) -> None:
         self.state = state
+        self._ecs_cache = {}
 
     # -- locality ----------------------------------------------------------------
 
@@ -116,7 +121,7 @@ class QueryHandler:
         types = table.names.get(qname)
         aa = 0x04
         if types is None:
-            if not table.complete:
+            if not table.complete or not wire.plain_name(data, qend - 4):
                 return None
             if state.resolver.in_zone(qname):
                 value: Value = wire.NXDOMAIN
@@ -194,6 +199,9 @@ class QueryHandler:
     def _locate_fast(self, ecs: bytes | None, client: str) -> tuple[str, int]:
         """``locate`` for the raw ECS option body of ``wire.fast_parse``."""
         if ecs is not None:
+            hit = self._ecs_cache.get(ecs)
+            if hit is not None:
+                return hit
             source = ecs[2]
             if source == 0:
                 return "", 0
@@ -201,7 +209,11 @@ class QueryHandler:
             if not wire.is_private(address):
                 loc, scope = self.locator.locate(address, source)
                 limit = 32 if ecs[1] == 1 else 128
-                return loc, scope if scope < limit else limit
+                hit = (loc, scope if scope < limit else limit)
+                if len(self._ecs_cache) >= ECS_CACHE_MAX:
+                    self._ecs_cache.clear()
+                self._ecs_cache[ecs] = hit
+                return hit
         loc, _ = self.locator.locate(packed_address(client), None)
         return loc, 0
 

@@ -116,6 +116,9 @@ FastQuery = tuple[bytes, int, int, int, int, int, "bytes | None"]
 def fast_parse(data: bytes) -> FastQuery | None:
     """Parse the common query shape, or return None (use ``parse_query``).
 
+    The question name is NOT validated here (see ``plain_name``): a caller
+    must check it unless the name matched a known valid name.
+
     Returns ``(qname_lower, qtype, qclass, question_end, variant, udp_limit, ecs)``
     where ``udp_limit`` is the client's payload size (512 without EDNS, at
     least 512 with it) and ``ecs`` the body of a valid ECS option (FAMILY,
@@ -124,18 +127,11 @@ def fast_parse(data: bytes) -> FastQuery | None:
     n = len(data)
     if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
         return None
-    i = 12
-    try:
-        length = data[i]
-        while length:
-            if length > 63:
-                return None
-            i += length + 1
-            length = data[i]
-    except IndexError:
-        return None
-    i += 1
-    if i - 12 > MAX_NAME:
+    # The name ends at its first zero byte unless a label holds one. The label
+    # walk is left to the caller (``plain_name``) for names it does not find
+    # in its table: a name equal to a stored (valid) name parses the same way.
+    i = data.find(b"\x00", 12) + 1
+    if i <= 0 or i - 12 > MAX_NAME:
         return None
     qend = i + 4
     if qend > n:
@@ -177,6 +173,18 @@ def fast_parse(data: bytes) -> FastQuery | None:
                 return None
         j += olen
     return qname, qtype, qclass, qend, variant, size if size > 512 else 512, ecs
+
+
+def plain_name(data: bytes, end: int) -> bool:
+    """Do the labels from offset 12 end exactly at ``end`` (ordinary labels only)?"""
+    i = 12
+    last = end - 1
+    while i < last:
+        length = data[i]
+        if length > 63:
+            return False
+        i += length + 1
+    return i == last
 
 
 def ecs_valid(raw: bytes) -> bool:
