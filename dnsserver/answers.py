@@ -121,8 +121,19 @@ class AnswerTable:
             names[name] = b.name(name)
         deps.update(b.deps)
         rdeps = self.rdeps
-        if any(name in self.deps or name in b.deps for name in todo):
-            rdeps = _invert(deps)
+        edges = [(n, self.deps.get(n, frozenset()), b.deps.get(n, frozenset()))
+                 for n in todo if n in self.deps or n in b.deps]
+        if any(old != new for _, old, new in edges):
+            rdeps = dict(rdeps)
+            for n, old, new in edges:
+                for t in old - new:
+                    rest = rdeps[t] - {n}
+                    if rest:
+                        rdeps[t] = rest
+                    else:
+                        del rdeps[t]
+                for t in new - old:
+                    rdeps[t] = rdeps.get(t, frozenset()) | {n}
         stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(todo))
         return AnswerTable(names, stats, deps, rdeps)
 

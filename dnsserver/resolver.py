@@ -85,6 +85,7 @@ class Resolver:
         self._rrs: dict[Record, RR] = {}
         self._bad: set[Record] = set()
         self._varies_memo: dict[tuple[bytes, int], bool] = {}
+        self._wire_memo: dict[str, bytes] = {}  # shared with derived Resolvers
         self._names: set[bytes] = set()
         static: dict[bytes, dict[int, list[Record]]] = {}
         for rec in snapshot.records:
@@ -344,7 +345,7 @@ class Resolver:
             cname = rrsets.get(wire.T_CNAME)
             if cname and qtype != wire.T_CNAME:
                 answer.extend(cname)
-                target = name_to_wire(cname[0].value)
+                target = self._target(cname[0].value)
                 if not self.in_zone(target) or target in visited:
                     break
                 visited.add(target)
@@ -358,6 +359,15 @@ class Resolver:
                     additional.extend(self._glue(name_to_wire(rec.value)))
         authority = (self._soa,) if negative and self._soa is not None else ()
         return Answer(rcode, tuple(answer), authority, tuple(additional)), touched
+
+    def _target(self, name: str) -> bytes:
+        """``name_to_wire`` memoised (CNAME targets, resolved per locality)."""
+        w = self._wire_memo.get(name)
+        if w is None:
+            if len(self._wire_memo) >= _VARIES_MEMO_MAX:
+                self._wire_memo.clear()
+            w = self._wire_memo[name] = name_to_wire(name)
+        return w
 
     def _glue(self, target: bytes) -> list[Record]:
         if not self.in_zone(target):
