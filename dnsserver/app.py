@@ -99,7 +99,7 @@ class App:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
-        self._serving_ready = False
+        self._ready_serial: int | None = None  # first Snapshot planned once ready
         self._stopped = False
         self.loaded_at = time.time()
         self.last_reload: dict[str, Any] | None = None
@@ -195,7 +195,8 @@ class App:
         except Exception:
             log.exception("dns_update_failed serial=%d", snap.serial)
         if self.engine.ready:
-            self._serving_ready = True
+            if self._ready_serial is None:
+                self._ready_serial = snap.serial
         else:
             # Until every source has reported, a Snapshot lacks shards that exist:
             # external DNS keeps what it has rather than losing records.
@@ -231,9 +232,13 @@ class App:
 
         Before a shard's first probe result it counts as down, so answers
         given earlier could send clients away from a healthy nearby cluster.
-        ``_serving_ready``: the DNS server got a Snapshot planned after that.
+        The DNS server must also be *serving* a Snapshot planned after that (a
+        full table build runs in a thread, so "submitted" is not "served").
         """
-        if not (self.engine.ready and self._serving_ready):
+        served = self.dns.serial
+        if not self.engine.ready or self._ready_serial is None or served is None:
+            return False
+        if served < self._ready_serial:
             return False
         return not any(s.reason == PENDING_REASON for s in self.engine.snapshot.shards)
 

@@ -157,3 +157,30 @@ async def test_reload_without_a_file_is_refused() -> None:
     app = App(load_text(BASE.format(us="192.0.2.10", more="")), publishers=False)
     res = await app.reload()
     assert not res.ok and "no config file" in res.problems[0]
+
+
+async def test_not_ready_until_the_dns_server_serves_the_ready_snapshot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full table build runs in a thread: "submitted" must not count as "served"."""
+    app = App(load_text(BASE.format(us="192.0.2.10", more="")), publishers=False)
+    held: list[Snapshot] = []
+    original_submit = app.dns.submit
+
+    def slow_submit(snap: Snapshot) -> None:
+        if app.dns.serial is None:
+            original_submit(snap)  # the first (unready) Snapshot is served at once
+        else:
+            held.append(snap)  # later ones are still "building"
+
+    monkeypatch.setattr(app.dns, "submit", slow_submit)
+    await app.start()
+    try:
+        await _until(lambda: app.engine.ready and bool(held))
+        await asyncio.sleep(0.2)
+        assert not app.ready  # engine ready, but DNS still serves an older serial
+        for snap in held:
+            original_submit(snap)
+        await _until(lambda: app.ready)
+        assert await _a(app, GLOBAL, "127.0.1.10") == ["192.0.2.10"]
+    finally:
+        await app.stop()
