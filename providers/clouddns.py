@@ -17,7 +17,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import google.api_core.exceptions as gexc
@@ -28,12 +27,13 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import dns
 
 from config.model import Provider
-from providers import ownership
+from providers import ownership, txtzone
 from providers.backend import ApplyResult, Current, RecordError
 from providers.batching import pack
 from providers.errors import ConflictError, PermanentError, TransientError
 from providers.plan import Change, Plan
-from providers.rrset import RRKey, RRSet, absolute, in_zone, make_rrset
+from providers.rrset import RRKey, RRSet, absolute, make_rrset
+from providers.txtzone import Observed
 
 MAX_ADDITIONS = 1000
 MAX_DELETIONS = 1000
@@ -41,12 +41,6 @@ PAGE_SIZE = 500
 CHANGE_WAIT = 60.0  # seconds to wait for a change to become "done"
 
 Rrset = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Observed:
-    raw: Mapping[RRKey, Rrset]  # plain record sets exactly as listed
-    markers: Mapping[RRKey, RRSet]
 
 
 def _api(rr: RRSet) -> Rrset:
@@ -173,25 +167,14 @@ class CloudDnsBackend:
                 break
         sets = [make_rrset(k[0], k[1], int(rs.get("ttl", 0)), [str(v) for v in rs["rrdatas"]])
                 for k, rs in plain.items() if k not in foreign]
-        reg = ownership.split(sets, self.owner)
-        owned = {k: v for k, v in reg.owned.items() if k not in foreign}
-        return Current(zone, owned, reg.foreign | frozenset(foreign),
-                       _Observed(plain, reg.markers))
+        return txtzone.current(zone, plain, foreign, sets, self.owner)
 
     def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
-        out = {}
-        for key, rr in desired.items():
-            if not in_zone(rr.name, current.zone):
-                out[key] = f"outside managed zone {current.zone}"
-            elif rr.rtype == "NS" and rr.name == current.zone:
-                out[key] = "the apex NS set belongs to the managed zone"
-            elif rr.name.startswith(ownership.PREFIX):
-                out[key] = "name collides with the ownership registry"
-        return out
+        return txtzone.refusals(desired, current.zone, "managed zone")
 
     # -- apply ---------------------------------------------------------------
 
-    def _change(self, ch: Change, obs: _Observed) -> tuple[list[Rrset], list[Rrset]]:
+    def _change(self, ch: Change, obs: Observed) -> tuple[list[Rrset], list[Rrset]]:
         adds: list[Rrset] = []
         dels: list[Rrset] = []
         key = ch.key
@@ -208,12 +191,9 @@ class CloudDnsBackend:
         return adds, dels
 
     async def apply(self, plan: Plan, current: Current) -> ApplyResult:
-        obs = current.raw if isinstance(current.raw, _Observed) else _Observed({}, {})
-        by_name: dict[str, list[Change]] = {}
-        for ch in plan.changes:
-            by_name.setdefault(ch.key[0], []).append(ch)
+        obs = Observed.of(current)
         groups = []
-        for chs in by_name.values():
+        for chs in txtzone.by_name(plan):
             adds: list[Rrset] = []
             dels: list[Rrset] = []
             for ch in chs:

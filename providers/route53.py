@@ -17,7 +17,6 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -25,12 +24,13 @@ import botocore.config
 import botocore.exceptions
 
 from config.model import Provider
-from providers import ownership
+from providers import ownership, txtzone
 from providers.backend import ApplyResult, Current, RecordError
 from providers.batching import RateLimiter, pack
 from providers.errors import PermanentError, TransientError
 from providers.plan import Change, Plan
-from providers.rrset import RRKey, RRSet, absolute, in_zone, make_rrset
+from providers.rrset import RRKey, RRSet, absolute, make_rrset
+from providers.txtzone import Observed
 
 MAX_VALUES = 1000
 MAX_CHARS = 32000
@@ -61,12 +61,6 @@ def change_cost(changes: list[R53Change]) -> tuple[int, int]:
         values += k * len(recs)
         chars += k * sum(len(r["Value"]) for r in recs)
     return values, chars
-
-
-@dataclass(frozen=True, slots=True)
-class _Observed:
-    raw: Mapping[RRKey, dict[str, Any]]  # plain record sets exactly as listed
-    markers: Mapping[RRKey, RRSet]  # our markers by marked key
 
 
 def _raw(rr: RRSet) -> dict[str, Any]:
@@ -192,27 +186,14 @@ class Route53Backend:
         sets = [make_rrset(k[0], k[1], int(rs.get("TTL", 0)),
                            [str(r["Value"]) for r in rs.get("ResourceRecords", [])])
                 for k, rs in plain.items() if k not in foreign]
-        reg = ownership.split(sets, self.owner)
-        owned = {k: v for k, v in reg.owned.items() if k not in foreign}
-        return Current(zone, owned, reg.foreign | frozenset(foreign),
-                       _Observed(plain, reg.markers))
+        return txtzone.current(zone, plain, foreign, sets, self.owner)
 
     def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
-        out = {}
-        for key, rr in desired.items():
-            if not in_zone(rr.name, current.zone):
-                out[key] = f"outside hosted zone {current.zone}"
-            elif rr.rtype not in SUPPORTED:
-                out[key] = f"route53 does not publish {rr.rtype}"
-            elif rr.rtype == "NS" and rr.name == current.zone:
-                out[key] = "the apex NS set belongs to the hosted zone"
-            elif rr.name.startswith(ownership.PREFIX):
-                out[key] = "name collides with the ownership registry"
-        return out
+        return txtzone.refusals(desired, current.zone, "hosted zone", SUPPORTED, "route53")
 
     # -- apply ---------------------------------------------------------------
 
-    def _changes(self, ch: Change, obs: _Observed) -> list[R53Change]:
+    def _changes(self, ch: Change, obs: Observed) -> list[R53Change]:
         key = ch.key
         out: list[R53Change] = []
         if ch.action in ("delete", "update"):
@@ -232,12 +213,9 @@ class Route53Backend:
         return out
 
     async def apply(self, plan: Plan, current: Current) -> ApplyResult:
-        obs = current.raw if isinstance(current.raw, _Observed) else _Observed({}, {})
-        by_name: dict[str, list[Change]] = {}
-        for ch in plan.changes:
-            by_name.setdefault(ch.key[0], []).append(ch)
+        obs = Observed.of(current)
         groups = [(chs, [c for ch in chs for c in self._changes(ch, obs)])
-                  for chs in by_name.values()]
+                  for chs in txtzone.by_name(plan)]
         groups = [g for g in groups if g[1]]
         batches = pack(groups, lambda g: change_cost(g[1]), (MAX_VALUES, MAX_CHARS))
         applied = requests = 0
