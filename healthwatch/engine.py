@@ -443,21 +443,18 @@ class Engine:
         return (self._config, dict(self._reports), dict(self._health), self._drains.current,
                 prev.serial, now, prev)
 
-    def _plan(self, inputs: tuple[Any, ...], wait: bool) -> Snapshot | None:
-        """Plan with the incremental planner; if a plan in a worker thread holds
-        it and ``wait`` is False, plan from scratch (the same result, slower)."""
-        if self._plan_lock.acquire(blocking=wait):
-            try:
-                return _safe_plan(self._planner.plan, *inputs)
-            finally:
-                self._plan_lock.release()
-        return _safe_plan(plan, *inputs)
+    def _plan(self, inputs: tuple[Any, ...]) -> Snapshot | None:
+        """Plan with the incremental planner (one plan at a time: a drain on the
+        loop waits for a worker's plan, usually milliseconds, rather than
+        planning everything from scratch)."""
+        with self._plan_lock:
+            return _safe_plan(self._planner.plan, *inputs)
 
     def _replan(self) -> None:
         """Plan now, on the loop (drains, reloads); publish only if something changed."""
         inputs = self._plan_inputs()
         if inputs is not None:
-            self._finish(inputs, self._plan(inputs, wait=False))
+            self._finish(inputs, self._plan(inputs))
 
     async def _replan_off_loop(self) -> None:
         """Plan in a worker thread so a large plan never stalls the event loop.
@@ -469,7 +466,7 @@ class Engine:
         inputs = self._plan_inputs()
         if inputs is None:
             return
-        cand = await asyncio.to_thread(self._plan, inputs, True)
+        cand = await asyncio.to_thread(self._plan, inputs)
         if self._snapshot is not inputs[-1]:
             self._mark_dirty()
             return
