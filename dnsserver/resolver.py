@@ -22,10 +22,11 @@ from __future__ import annotations
 import copy
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import QTYPE, RR, DNSBuffer
 
 from config.model import Server
 from dnsserver import wire
@@ -33,8 +34,9 @@ from healthwatch.snapshot import UNKNOWN, Record, Snapshot
 
 log = logging.getLogger("dnsserver.resolver")
 
-# rdata types built directly (RR.fromZone's zone lexer is ~6x slower)
-_SIMPLE = {"A": A, "AAAA": AAAA, "CNAME": CNAME, "NS": NS, "PTR": PTR}
+# rdata with names that the packer compresses (as dnslib does); other types'
+# rdata is packed once to position-independent bytes
+_NAME_RDATA = frozenset(("CNAME", "NS", "PTR"))
 MAX_CHAIN = 8  # CNAME hops chased inside the zone
 _VARIES_MEMO_MAX = 65536
 
@@ -82,7 +84,7 @@ class Resolver:
         self._zone_suffix = self.zone
         self._static: dict[bytes, dict[int, tuple[Record, ...]]] = {}
         self._geo: dict[bytes, dict[str, dict[int, tuple[Record, ...]]]] = {}
-        self._rrs: dict[Record, RR] = {}
+        self._rrs: dict[Record, wire.PackedRR] = {}
         self._bad: set[Record] = set()
         self._varies_memo: dict[tuple[bytes, int], bool] = {}
         self._wire_memo: dict[str, bytes] = {}  # shared with derived Resolvers
@@ -259,17 +261,12 @@ class Resolver:
                 out.setdefault(code, []).append(rec)
         return {t: tuple(rs) for t, rs in out.items()}
 
-    def _rr(self, rec: Record) -> RR | None:
+    def _rr(self, rec: Record) -> wire.PackedRR | None:
         rr = self._rrs.get(rec)
         if rr is not None or rec in self._bad:
             return rr
         try:
-            maker = _SIMPLE.get(rec.rtype)
-            if maker is not None:
-                rr = RR(DNSLabel(rec.name), QTYPE.reverse[rec.rtype], ttl=rec.ttl,
-                        rdata=maker(rec.value))
-            else:
-                rr = RR.fromZone(f"{rec.name} {rec.ttl} IN {rec.rtype} {rec.value}")[0]
+            rr = compile_record(rec)
         except Exception as exc:  # dnslib raises many types on bad rdata
             self._bad.add(rec)
             log.warning("record_skipped name=%s type=%s error=%r", rec.name, rec.rtype, exc)
@@ -398,16 +395,12 @@ class Resolver:
     # -- rendering -------------------------------------------------------------
 
     def pack_body(self, labels: tuple[bytes, ...], qtype: int, qclass: int, ans: Answer) -> bytes:
-        """dnslib-packed message (ID 0, flags 0) with a lower-case question, no OPT."""
-        msg = DNSRecord(DNSHeader(id=0), q=DNSQuestion(DNSLabel(labels), qtype, qclass))
-        for rec in ans.answer:
-            msg.add_answer(self._rrs[rec])
-        for rec in ans.authority:
-            msg.add_auth(self._rr(rec))
-        for rec in ans.additional:
-            msg.add_ar(self._rrs[rec])
-        packed: bytes = msg.pack()
-        return packed
+        """The packed message (ID 0, flags 0) with a lower-case question, no OPT."""
+        rrs = self._rrs
+        return wire.pack_message(labels, qtype, qclass, (
+            tuple(rrs[rec] for rec in ans.answer),
+            tuple(self._rr(rec) for rec in ans.authority),  # type: ignore[misc]
+            tuple(rrs[rec] for rec in ans.additional)))
 
     def negative_body(self, ans: Answer, qlen: int) -> bytes | None:
         """The SOA authority blob when ``ans`` is a plain NXDOMAIN/NODATA (no
@@ -510,6 +503,56 @@ class Resolver:
         if len(out) > limit:
             out = wire.short_reply(q.qid, flags | wire.TC, q.question, opt)
         return out
+
+
+def _labels(name: str) -> wire.Name:
+    """A presentation name's wire labels (case kept, as dnslib's ``DNSLabel``)."""
+    labels = tuple(lab.encode("ascii") for lab in name.rstrip(".").split("."))
+    if labels == (b"",):
+        return ()
+    if any(not lab or len(lab) > 63 for lab in labels) or \
+            sum(len(lab) + 1 for lab in labels) + 1 > 255:
+        raise ValueError(f"invalid domain name {name!r}")
+    return labels
+
+
+class _Flat(DNSBuffer):  # type: ignore[misc]
+    """A dnslib buffer that never compresses: rdata bytes valid at any offset."""
+
+    def encode_name(self, name: object) -> None:
+        self.encode_name_nocompress(name)
+
+
+def compile_record(rec: Record) -> wire.PackedRR:
+    """A Record as the packer takes it; raises on bad rdata."""
+    code = qtype_code(rec.rtype)
+    if code is None:
+        raise ValueError(f"unknown type {rec.rtype}")
+    fixed = code.to_bytes(2, "big") + b"\x00\x01" + (rec.ttl & 0xFFFFFFFF).to_bytes(4, "big")
+    owner = _labels(rec.name)
+    value = rec.value.strip()
+    rdata: wire.RData
+    if rec.rtype == "A":
+        rdata = (socket.inet_pton(socket.AF_INET, value),)
+    elif rec.rtype == "AAAA":
+        rdata = (socket.inet_pton(socket.AF_INET6, value),)
+    elif rec.rtype in _NAME_RDATA:
+        rdata = (_labels(value),)
+    elif rec.rtype == "MX":
+        pref, target = value.split()
+        rdata = (int(pref).to_bytes(2, "big"), _labels(target))
+    elif rec.rtype == "SOA":
+        mname, rname, *nums = value.split()
+        if len(nums) != 5:
+            raise ValueError("SOA needs 5 numbers")
+        rdata = (_labels(mname), _labels(rname),
+                 b"".join(int(x).to_bytes(4, "big") for x in nums))
+    else:
+        rr = RR.fromZone(f"{rec.name} {rec.ttl} IN {rec.rtype} {rec.value}")[0]
+        buf = _Flat()
+        rr.rdata.pack(buf)
+        rdata = (bytes(buf.data),)
+    return owner, fixed, rdata
 
 
 def _in_networks(client: bytes, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]

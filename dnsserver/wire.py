@@ -443,3 +443,56 @@ def assemble(qid: int, flags: int, question: bytes, body: bytes, opt: bytes | No
         return (qid.to_bytes(2, "big") + flags.to_bytes(2, "big") + body[4:10]
                 + arcount.to_bytes(2, "big") + question + body[qend:] + opt)
     return qid.to_bytes(2, "big") + flags.to_bytes(2, "big") + body[4:12] + question + body[qend:]
+
+
+# -- the message packer --------------------------------------------------------
+
+Name = tuple[bytes, ...]  # labels as they go on the wire (case kept)
+RData = tuple["bytes | Name", ...]  # raw pieces and names to compress, in order
+PackedRR = tuple[Name, bytes, RData]  # owner, TYPE+CLASS+TTL (8 bytes), rdata
+
+
+def pack_message(qlabels: Name, qtype: int, qclass: int,
+                 sections: tuple[tuple[PackedRR, ...], ...]) -> bytes:
+    """A message with ID 0 and flags 0: the question and the answer, authority
+    and additional ``sections``. Names are compressed as dnslib does (each
+    name's first suffix already written becomes a pointer to its first
+    occurrence; suffixes compare case-sensitively), so the bytes equal
+    dnslib's ``DNSRecord.pack`` for the same records."""
+    buf = bytearray(4)
+    buf += (b"\x00\x01" + len(sections[0]).to_bytes(2, "big") + len(sections[1]).to_bytes(2, "big")
+            + len(sections[2]).to_bytes(2, "big"))
+    seen: dict[Name, int] = {}
+
+    def name(labels: Name) -> None:
+        for i in range(len(labels)):
+            suffix = labels[i:]
+            at = seen.get(suffix)
+            if at is not None:
+                buf.extend((0xC0 | (at >> 8), at & 0xFF))
+                return
+            off = len(buf)
+            if off < 0x4000:
+                seen[suffix] = off
+            lab = labels[i]
+            buf.append(len(lab))
+            buf.extend(lab)
+        buf.append(0)
+
+    name(qlabels)
+    buf.extend(((qtype >> 8) & 0xFF, qtype & 0xFF, (qclass >> 8) & 0xFF, qclass & 0xFF))
+    for section in sections:
+        for owner, fixed, rdata in section:
+            name(owner)
+            buf += fixed
+            at = len(buf)
+            buf += b"\x00\x00"
+            for piece in rdata:
+                if type(piece) is bytes:
+                    buf += piece
+                else:
+                    name(piece)  # type: ignore[arg-type]
+            size = len(buf) - at - 2
+            buf[at] = size >> 8
+            buf[at + 1] = size & 0xFF
+    return bytes(buf)
