@@ -347,14 +347,14 @@ class Planner:
             old = self._plans.get(g)
             if not members:
                 self._members.pop(g, None)
+                if g in self._failed:
+                    self._failed.discard(g)
+                    failed_changed = True
                 if old is not None:
                     del self._plans[g]
                     self._rblocks.drop((True, g))
                     changed.update(_names(ctx, old))
                     restructured = True
-                    if g in self._failed:
-                        self._failed.discard(g)
-                        failed_changed = True
                 continue
             ordered = sorted(members.values(), key=_plan_order)
             svcs = [p for p in ordered if p.spec.kind == "service"]
