@@ -88,12 +88,13 @@ class Snapshot:
     clusters: tuple[ClusterStatus, ...] = ()
     stale: bool = False  # loaded from last-known-good state, not yet confirmed live
     failovers: tuple[str, ...] = field(default=())  # geo names answered outside home
-    # Delta hint for consumers that rebuild incrementally (not serialised):
+    # Delta hint for consumers that rebuild incrementally (not serialised, not
+    # compared: two Snapshots with the same content are equal whatever the hint):
     # ``changed`` holds every name whose records or geo answers differ from the
     # Snapshot at serial ``base_serial`` (the apex is always in it: the SOA
     # serial moves). None: unknown, treat every name as changed.
-    base_serial: int | None = None
-    changed: frozenset[str] | None = None
+    base_serial: int | None = field(default=None, compare=False)
+    changed: frozenset[str] | None = field(default=None, compare=False)
 
     def geo_answer(self, name: str, locality: str) -> tuple[Record, ...] | None:
         """The answer for a geo-aware ``name`` and a client ``locality``, or None."""
