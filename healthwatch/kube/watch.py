@@ -296,10 +296,12 @@ class Watcher:
             raise
         with self._lock:
             self._response = response
-        self._sink.contact(self.name)
         clean = False
         good = bad = 0
         try:
+            if self._stop.is_set():  # stop() ran while the call was in flight: it
+                return "ended"  # could not shut this response, so do not read it
+            self._sink.contact(self.name)
             for line in self._lines(response):
                 result = self._handle(line)
                 if result == "gone":

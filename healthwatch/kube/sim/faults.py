@@ -21,6 +21,7 @@ _REASONS = {
     400: "BadRequest",
     403: "Forbidden",
     404: "NotFound",
+    410: "Expired",
     429: "TooManyRequests",
     500: "InternalError",
     502: "BadGateway",

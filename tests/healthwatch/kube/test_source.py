@@ -90,7 +90,7 @@ async def test_ingress_hosts_ready_and_node_placement(kube: Harness) -> None:
     kube.api.apply("ingresses", ingress("shop", hosts=["Shop.Example.com", "shop.other.org"],
                                         backend="web", lb_ips=["198.51.100.7"]))
     await kube.start(region=None, zone=None)
-    report = await kube.wait_for(lambda r: shard(r, "shop", "ingress") is not None)
+    report = await kube.wait_for(lambda r: r.synced and shard(r, "shop", "ingress") is not None)
     ing = shard(report, "shop", "ingress")
     assert ing is not None
     assert (ing.hosts, ing.addresses, ing.ready) == (("shop.example.com.",), ("198.51.100.7",), 3)
@@ -148,6 +148,7 @@ async def test_gone_leads_to_exactly_one_relist(kube: Harness) -> None:
     kube.api.apply("services", service("web", lb_ips=["192.0.2.10"]))
     source = await kube.start()
     await kube.wait_for(lambda r: r.synced and shard(r, "web") is not None)
+    await kube.eventually(lambda: kube.api.open_watches("services") == 1)
     reports_before = len(kube.reports)
     assert len(kube.api.lists("services")) == 1
     kube.api.expire("services")
@@ -168,6 +169,7 @@ async def test_refused_connection_resumes_with_resource_version_not_relist(
 ) -> None:
     source = await kube.start()
     await kube.synced()
+    await kube.eventually(lambda: kube.api.open_watches("services") == 1)
     kube.api.apply("nodes", node("n1"))  # irrelevant resource moves the global RV
     kube.api.send_bookmark("services")
     watcher = next(w for w in source.watchers if w.name == "services")
