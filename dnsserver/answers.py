@@ -42,12 +42,19 @@ log = logging.getLogger("dnsserver.answers")
 # qtypes precomputed for every name besides the types it has
 COMMON_QTYPES = (wire.T_ANY,)
 CHASE_QTYPES = (wire.T_A, wire.T_AAAA, wire.T_HTTPS, wire.T_TXT, wire.T_ANY)
+_COMPOSE_QTYPES = frozenset(CHASE_QTYPES) - {wire.T_ANY}
 DEFAULT_MAX_KEYS = 4_000_000
 NODATA = 0
 CHASE = -1
 
 Entry = bytes | int
-Value = Entry | dict[str, Entry]
+# a chain's tail: record count and the records' parts joined by the owner pointer
+Tail = tuple[int, tuple[bytes, ...]]
+# a static CNAME chain into a geo-aware name: (prefix ANCOUNT, the prefix's
+# records as packed after the question, the pointer to the target name, the
+# target's Tail or Tails per locality); the fast path joins them per query
+Chain = tuple[int, bytes, bytes, "Tail | dict[str, Tail]"]
+Value = Entry | dict[str, Entry] | Chain
 Types = dict[int, Value]
 _EMPTY: Types = {}
 
@@ -156,6 +163,7 @@ class _Builder:
         self.per_loc = 0
         self.deps: dict[bytes, frozenset[bytes]] = {}
         self._wire_names: dict[str, bytes] = {}
+        self._tails: dict[tuple[bytes, int], tuple[wire.Name, Tail | dict[str, Tail]] | None] = {}
 
     def stats(self, names: int, complete: bool, seconds: float, rebuilt: int) -> TableStats:
         return TableStats(self.keys, self.entries, self.per_loc, complete, seconds, names,
@@ -172,6 +180,7 @@ class _Builder:
         bodies: dict[Answer, Entry | None] = {}
         labels = wire_to_labels(name)
         deps: set[bytes] = set()
+        geo = r.is_geo(name)
 
         def encode(ans: Answer, qtype: int) -> Entry | None:
             if ans in bodies:
@@ -194,16 +203,29 @@ class _Builder:
 
         presentation = _presentation(labels)
         for qtype in sorted(qtypes):
-            first = r.lookup(name, qtype, "")
-            if not first.depends:
+            first, touched = r.resolve(name, qtype, "")
+            if not touched:
+                entry = encode(first, qtype)
+                if entry is not None:
+                    out[qtype] = entry
+                    self.keys += 1
+                continue
+            if not geo:  # a static chain into a geo-aware name
+                chain = self._chain(name, labels, qtype, first, deps)
+                if chain is not None:
+                    out[qtype] = chain
+                    self.keys += 1
+                    self.per_loc += type(chain[3]) is dict
+                continue
+            answers = self._per_locality(name, qtype, first, presentation)
+            if len(set(answers.values())) == 1:
                 entry = encode(first, qtype)
                 if entry is not None:
                     out[qtype] = entry
                     self.keys += 1
                 continue
             per: dict[str, Entry] = {}
-            for loc in r.localities:
-                ans = first if loc == "" else r.lookup(name, qtype, loc)
+            for loc, ans in answers.items():
                 e = encode(ans, qtype)
                 if e is None:
                     break
@@ -216,6 +238,93 @@ class _Builder:
         if deps:
             self.deps[name] = frozenset(deps)
         return out
+
+    def _per_locality(self, name: bytes, qtype: int, first: Answer,
+                      presentation: str) -> dict[str, Answer]:
+        """Every locality's answer for a geo-aware name: one resolve per group
+        of localities with the same records, unless an answer leaves the name
+        (a CNAME), which may then differ inside a group."""
+        r = self.resolver
+        out: dict[str, Answer] = {}
+        for group in r.geo_groups(name):
+            ans = first if group[0] == "" else r.resolve(name, qtype, group[0])[0]
+            if any(rec.name != presentation for rec in ans.answer):
+                return {loc: r.resolve(name, qtype, loc)[0] for loc in r.localities}
+            for loc in group:
+                out[loc] = ans
+        return out
+
+    def _chain(self, name: bytes, labels: wire.Name, qtype: int, first: Answer,
+               deps: set[bytes]) -> Chain | None:
+        """The static CNAME prefix of a chain that ends in a geo-aware name,
+        with that name's per-locality records (``Chain``), or None (full path)."""
+        if qtype not in _COMPOSE_QTYPES:
+            return None
+        r = self.resolver
+        recs = first.answer
+        k = 0
+        while k < len(recs) and recs[k].rtype == "CNAME":
+            k += 1
+        if k == 0:
+            return None
+        prefix = tuple(r.rr(rec) for rec in recs[:k])
+        target_labels = prefix[-1][2][0]
+        target = self._wire(recs[k - 1].value)
+        if not r.is_geo(target) or any(r.is_geo(self._wire(rec.name)) for rec in recs[:k]):
+            return None
+        tails = self._tail(target, qtype)
+        if tails is None or tails[0] != target_labels:
+            return None
+        offsets: dict[wire.Name, int] = {}
+        body = wire.pack_message(labels, qtype, wire.C_IN, (prefix, (), ()), offsets)
+        at = offsets.get(target_labels)
+        if at is None:
+            return None
+        for rec in recs[:k]:
+            deps.add(self._wire(rec.name))
+        deps.add(target)
+        self.entries += 1
+        return k, body[12 + len(name) + 4:], bytes((0xC0 | (at >> 8), at & 0xFF)), tails[1]
+
+    def _tail(self, target: bytes, qtype: int
+              ) -> tuple[wire.Name, Tail | dict[str, Tail]] | None:
+        """``target``'s records for ``qtype`` per locality as ``Tail`` s (owner
+        name left out), or None when an answer is not plain records without
+        names in their data (negative, CNAME, glue)."""
+        key = (target, qtype)
+        if key in self._tails:
+            return self._tails[key]
+        r = self.resolver
+        owner: wire.Name | None = None
+        made: dict[Answer, Tail] = {}
+        per: dict[str, Tail] = {}
+        result: tuple[wire.Name, Tail | dict[str, Tail]] | None = None
+        for group in r.geo_groups(target):
+            ans = r.resolve(target, qtype, group[0])[0]
+            tail = made.get(ans)
+            if tail is None:
+                if not ans.answer or ans.authority or ans.additional or ans.rcode:
+                    break
+                parts = [b""]
+                for rec in ans.answer:
+                    own, fixed, rdata = r.rr(rec)
+                    if owner is None:
+                        owner = own
+                    if own != owner or any(type(p) is not bytes for p in rdata):
+                        break
+                    data = b"".join(rdata)  # type: ignore[arg-type]
+                    parts.append(fixed + len(data).to_bytes(2, "big") + data)
+                else:
+                    tail = made[ans] = (len(ans.answer), tuple(parts))
+                if tail is None:
+                    break
+            for loc in group:
+                per[loc] = tail
+        else:
+            assert owner is not None
+            result = (owner, per[""] if len(made) == 1 else per)
+        self._tails[key] = result
+        return result
 
     def _wire(self, name: str) -> bytes:
         w = self._wire_names.get(name)

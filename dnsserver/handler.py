@@ -13,10 +13,11 @@ import logging
 import socket
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from config.model import Server
 from dnsserver import wire
-from dnsserver.answers import CHASE, NODATA, AnswerTable, Value
+from dnsserver.answers import CHASE, NODATA, AnswerTable, Tail, Value
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import DnsMetrics, locality_kind
@@ -136,7 +137,19 @@ class QueryHandler:
             else:
                 value = found
         scope = 0
-        if type(value) is dict:
+        if type(value) is tuple:  # a static CNAME chain into a geo-aware name
+            an, rrs, ptr, tails = value
+            if type(tails) is dict:
+                loc, scope = self._locate_fast(ecs, client)
+                tail = tails.get(loc)
+                count, parts = tails[""] if tail is None else tail
+                kind = self._kinds.get(loc) or self._kind(loc)
+            else:
+                count, parts = cast(Tail, tails)
+                kind = "none"
+            value = (b"\x00\x00\x84\x00\x00\x01" + (an + count).to_bytes(2, "big")
+                     + b"\x00\x00\x00\x00" + data[12:qend] + rrs + ptr.join(parts))
+        elif type(value) is dict:
             loc, scope = self._locate_fast(ecs, client)
             entry = value.get(loc)
             value = value[""] if entry is None else entry

@@ -88,6 +88,7 @@ class Resolver:
         self._bad: set[Record] = set()
         self._varies_memo: dict[tuple[bytes, int], bool] = {}
         self._wire_memo: dict[str, bytes] = {}  # shared with derived Resolvers
+        self._typed: dict[int, tuple[tuple[Record, ...], dict[int, tuple[Record, ...]]]] = {}
         self._names: set[bytes] = set()
         static: dict[bytes, dict[int, list[Record]]] = {}
         for rec in snapshot.records:
@@ -253,7 +254,20 @@ class Resolver:
             return None
         return code
 
-    def _by_type(self, recs: Iterable[Record]) -> dict[int, tuple[Record, ...]]:
+    def _by_type(self, recs: tuple[Record, ...]) -> dict[int, tuple[Record, ...]]:
+        """``recs`` by type code; one dict per distinct tuple object (the planner
+        interns answers), so localities with the same answer share it and
+        ``geo_groups`` can group them by identity."""
+        hit = self._typed.get(id(recs))
+        if hit is not None and hit[0] is recs:
+            return hit[1]
+        typed = self._by_type_new(recs)
+        if len(self._typed) >= _VARIES_MEMO_MAX:
+            self._typed.clear()
+        self._typed[id(recs)] = (recs, typed)
+        return typed
+
+    def _by_type_new(self, recs: Iterable[Record]) -> dict[int, tuple[Record, ...]]:
         out: dict[int, list[Record]] = {}
         for rec in recs:
             code = self._code(rec)
@@ -300,6 +314,23 @@ class Resolver:
     def geo_names(self) -> set[bytes]:
         return set(self._geo)
 
+    def is_geo(self, name: bytes) -> bool:
+        return name in self._geo
+
+    def geo_groups(self, name: bytes) -> list[tuple[str, ...]]:
+        """The localities of a geo-aware ``name`` grouped by identical records
+        (the first group holds the unknown locality ``""``)."""
+        per_loc = self._geo[name]
+        fallback = per_loc.get(UNKNOWN, {})
+        groups: dict[int, list[str]] = {}
+        for loc in self.localities:
+            groups.setdefault(id(per_loc.get(loc, fallback)), []).append(loc)
+        return [tuple(g) for g in groups.values()]
+
+    def rr(self, rec: Record) -> wire.PackedRR:
+        """The packed form of a served record."""
+        return self._rrs[rec]
+
     # -- resolution ------------------------------------------------------------
 
     def _rrsets(self, name: bytes, locality: str) -> tuple[dict[int, tuple[Record, ...]], bool]:
@@ -314,7 +345,8 @@ class Resolver:
             return geo, True
         return {**static, **geo}, True
 
-    def _resolve(self, qname: bytes, qtype: int, locality: str) -> tuple[Answer, bool]:
+    def resolve(self, qname: bytes, qtype: int, locality: str) -> tuple[Answer, bool]:
+        """(answer without ``depends``, whether a geo-aware name was visited)."""
         answer: list[Record] = []
         additional: list[Record] = []
         touched = False
@@ -374,7 +406,7 @@ class Resolver:
 
     def lookup(self, qname: bytes, qtype: int, locality: str) -> Answer:
         """Resolve an in-zone, class-IN question for a client in ``locality``."""
-        ans, touched = self._resolve(qname, qtype, locality)
+        ans, touched = self.resolve(qname, qtype, locality)
         if touched and self.varies(qname, qtype):
             return Answer(ans.rcode, ans.answer, ans.authority, ans.additional, True)
         return ans
@@ -385,7 +417,7 @@ class Resolver:
         hit = self._varies_memo.get(key)
         if hit is not None:
             return hit
-        seen = {self._resolve(qname, qtype, loc)[0] for loc in self.localities}
+        seen = {self.resolve(qname, qtype, loc)[0] for loc in self.localities}
         result = len(seen) > 1
         if len(self._varies_memo) >= _VARIES_MEMO_MAX:
             self._varies_memo.clear()

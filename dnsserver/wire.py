@@ -453,16 +453,18 @@ PackedRR = tuple[Name, bytes, RData]  # owner, TYPE+CLASS+TTL (8 bytes), rdata
 
 
 def pack_message(qlabels: Name, qtype: int, qclass: int,
-                 sections: tuple[tuple[PackedRR, ...], ...]) -> bytes:
+                 sections: tuple[tuple[PackedRR, ...], ...],
+                 offsets: dict[Name, int] | None = None) -> bytes:
     """A message with ID 0 and flags 0: the question and the answer, authority
     and additional ``sections``. Names are compressed as dnslib does (each
     name's first suffix already written becomes a pointer to its first
     occurrence; suffixes compare case-sensitively), so the bytes equal
-    dnslib's ``DNSRecord.pack`` for the same records."""
+    dnslib's ``DNSRecord.pack`` for the same records. ``offsets``, if given,
+    receives where each name suffix was first written."""
     buf = bytearray(4)
     buf += (b"\x00\x01" + len(sections[0]).to_bytes(2, "big") + len(sections[1]).to_bytes(2, "big")
             + len(sections[2]).to_bytes(2, "big"))
-    seen: dict[Name, int] = {}
+    seen: dict[Name, int] = {} if offsets is None else offsets
 
     def name(labels: Name) -> None:
         for i in range(len(labels)):

@@ -249,7 +249,12 @@ def test_locality_free_names_share_one_entry() -> None:
     assert glob["zone:us-east1-b"] is glob["region:us-east1"]
     assert glob[""] is not glob["region:us-east1"]
     alias = table.get(name_to_wire(f"geoalias.{zf.ZONE}"), wire.T_A)
-    assert isinstance(alias, dict)  # static CNAME into a geo name
+    # a static CNAME into a geo name: the chain prefix once, the geo name's
+    # per-locality records shared with every chain that ends there
+    assert isinstance(alias, tuple)
+    tails = alias[3]
+    assert isinstance(tails, dict) and set(tails) == set(resolver.localities)
+    assert tails["zone:us-east1-b"] is tails["region:us-east1"]
 
 
 def test_table_is_bounded() -> None:
