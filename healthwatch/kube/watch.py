@@ -312,7 +312,8 @@ class Watcher:
                     bad += 1
             clean = not self._stop.is_set()
             if bad and not good:
-                raise ResponseError(problem=f"watch stream ended after {bad} malformed lines")
+                lines = "line" if bad == 1 else "lines"
+                raise ResponseError(problem=f"watch stream ended after {bad} malformed {lines}")
             # A stream that ended without one good event proves little: retry it
             # with backoff, so a server that closes at once is not hammered.
             return "ended" if good else "broken"
@@ -343,12 +344,15 @@ class Watcher:
                 if line.strip():
                     yield line
         if buffer.strip():
+            # The stream ended cleanly in the middle of a line: handled like any
+            # other line, so that a body of pure garbage counts as malformed.
             self._log.warning(
                 "truncated_event resource=%s bytes=%d resume_from=%s",
                 self.name,
                 len(buffer),
                 self.resource_version,
             )
+            yield buffer
 
     def _handle(self, line: bytes) -> Literal["gone", "ok", "malformed"]:
         try:

@@ -202,12 +202,17 @@ async def test_a_few_malformed_items_are_skipped_not_fatal(
     assert any("malformed_object resource=services" in m for m in caplog.messages)
 
 
-async def test_watch_stream_of_garbage_backs_off_and_reports(kube: Harness) -> None:
+@pytest.mark.parametrize("body", [
+    b"this is not a watch stream\n",
+    b"<html>no newline at the end</html>",
+    b'{"kind":"ServiceList","items":7}',
+], ids=["text-line", "html-no-newline", "json-not-an-event"])
+async def test_watch_stream_of_garbage_backs_off_and_reports(kube: Harness, body: bytes) -> None:
     await _synced_with_web(kube)
-    kube.api.garbage("services", b"this is not a watch stream\n", on="watch")
+    kube.api.garbage("services", body, on="watch")
     kube.api.drop_watches("services")
     down = await kube.wait_for(lambda r: r.last_error is not None)
-    assert down.last_error == "watch services: watch stream ended after 1 malformed lines"
+    assert down.last_error == "watch services: watch stream ended after 1 malformed line"
     assert _web(down)
     await kube.eventually(lambda: len(kube.api.watches("services")) >= 4)
     kube.api.clear_faults()

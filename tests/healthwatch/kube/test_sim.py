@@ -95,3 +95,38 @@ async def test_unknown_path_is_404_status_and_restart_keeps_port_and_state(
         body = await (await http.get(f"{api.url}/api/v1/namespaces/default/services")).json()
     assert [i["metadata"]["name"] for i in body["items"]] == ["a"]
     assert [r.path for r in api.requests].count("/api/v1/pods") == 1
+
+
+async def test_injected_faults_on_the_wire(api: FakeKubeAPI) -> None:
+    api.apply("services", service("web"))
+    base = f"{api.url}/api/v1/services"
+    api.fail("services", 503, on="list", times=2, retry_after=3, message="try later")
+    api.garbage("endpointslices", b"<html>", content_type="text/html")
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            resp = await http.get(base)
+            body = await resp.json()
+            assert resp.status == 503 and resp.headers["Retry-After"] == "3"
+            assert (body["kind"], body["code"], body["message"]) == ("Status", 503, "try later")
+        resp = await http.get(base)  # times=2 used up
+        assert resp.status == 200 and (await resp.json())["items"][0]["metadata"]["name"] == "web"
+
+        resp = await http.get(f"{api.url}/apis/discovery.k8s.io/v1/endpointslices")
+        assert (resp.status, await resp.read()) == (200, b"<html>")
+        api.clear_faults("endpointslices")
+        resp = await http.get(f"{api.url}/apis/discovery.k8s.io/v1/endpointslices")
+        assert (await resp.json())["kind"] == "EndpointSliceList"
+
+        api.fail(None, 500, on="watch")  # every resource, watches only
+        resp = await http.get(f"{base}?watch=1&resourceVersion=1")
+        assert resp.status == 500
+        assert (await http.get(base)).status == 200
+        api.clear_faults()
+        async with http.get(f"{base}?watch=1&resourceVersion=1&timeoutSeconds=5") as watch:
+            assert watch.status == 200
+            assert api.inject_event("services", "MODIFIED", {"metadata": 7}) == 1
+            lines = await _lines(watch, 2)
+            assert lines[-1] == {"type": "MODIFIED", "object": {"metadata": 7}}
+            assert api.drop_watches("services") == 1
+    assert [r.injected for r in api.lists("services")] == [503, 503, None, None]
+    assert [r.injected for r in api.watches("services")] == [500, None]
