@@ -20,6 +20,7 @@ records below the apex are served as ordinary records.
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import logging
 import socket
@@ -50,6 +51,7 @@ class Answer:
     depends: bool = False  # differs by client locality (ECS scope applies)
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def name_to_wire(name: str) -> bytes:
     """Presentation name (absolute, with trailing dot) -> lower-cased wire bytes."""
     labels = [lab.encode("ascii").lower() for lab in name.rstrip(".").split(".") if lab]
@@ -111,12 +113,14 @@ class Resolver:
         for wname in [*self._static, *self._geo]:
             if not self.in_zone(wname):
                 continue
-            labels = wire_to_labels(wname)
-            for i in range(len(labels) + 1):
-                suffix = wire.name_wire(labels[i:])
-                self._names.add(suffix)
+            names = self._names
+            i = 0
+            while wname[i:] not in names:  # this name and its ancestors up to the apex
+                suffix = wname[i:]
+                names.add(suffix)
                 if suffix == self.zone:
                     break
+                i += 1 + wname[i]
         self._names.add(self.zone)
         apex = self._static.get(self.zone, {})
         soa = apex.get(wire.T_SOA, ())
