@@ -21,8 +21,9 @@ each call (median and max over the calls; the Snapshot at each step is the
 
 - ``probe``:   one shard's probe verdict flips down/up (a new health dict
                with one new value, the rest the same objects);
-- ``ready``:   one EndpointSlice change: one shard's ready count changes
-               (a new report tuple for its cluster, every other spec the same);
+- ``ready``:   one EndpointSlice change: one shard's ready count goes 0/2
+               (unhealthy/healthy; a new report tuple for its cluster, every
+               other spec the same objects, as the Kubernetes source keeps them);
 - ``drain``:   one cluster drained/undrained (re-plans every service in it).
 
 RSS is VmRSS of this process (after ``gc.collect()``): after the inputs,
@@ -194,7 +195,7 @@ class Run:
         name = sorted(self.reports)[0]
         rep = self.reports[name]
         first = rep.shards[0]
-        shards = (replace(first, ready=first.ready + 1 + i % 2), *rep.shards[1:])
+        shards = (replace(first, ready=0 if i % 2 == 0 else 2), *rep.shards[1:])
         self.reports[name] = replace(rep, shards=shards)
 
     def drain(self, i: int) -> None:

@@ -38,7 +38,7 @@ from healthwatch.hysteresis import ProbeState
 from healthwatch.interfaces import Source
 from healthwatch.metrics import HealthMetrics
 from healthwatch.model import ClusterReport, ShardHealth
-from healthwatch.planner import Planner, ShardKey, global_name, plan, with_serial
+from healthwatch.planner import Planner, ShardKey, global_name, plan, same_but_soa
 from healthwatch.probes import Prober, describe_probe
 from healthwatch.snapshot import ClusterStatus, Snapshot
 from healthwatch.sources import make_source
@@ -441,7 +441,7 @@ class Engine:
             # to replace the persisted zone with an empty one
             return None
         return (self._config, dict(self._reports), dict(self._health), self._drains.current,
-                prev.serial, now, prev)
+                next_serial(prev.serial, now), now, prev)
 
     def _plan(self, inputs: tuple[Any, ...]) -> Snapshot | None:
         """Plan with the incremental planner (one plan at a time: a drain on the
@@ -473,11 +473,11 @@ class Engine:
         self._finish(inputs, cand)
 
     def _finish(self, inputs: tuple[Any, ...], cand: Snapshot | None) -> None:
+        """Publish ``cand`` (planned at the next serial) unless nothing changed."""
         prev: Snapshot = inputs[-1]
-        now: float = inputs[-2]
         if cand is None or (not prev.stale and _same(cand, prev)):
             return
-        self._publish(with_serial(cand, next_serial(prev.serial, now)))
+        self._publish(cand)
 
     def _publish(self, snap: Snapshot) -> None:
         prev, self._snapshot = self._snapshot, snap
@@ -546,10 +546,18 @@ def _safe_plan(planner: Callable[..., Snapshot], config: Config,
 
 
 def _same(a: Snapshot, b: Snapshot) -> bool:
-    """Equal for publishing purposes (serial, time and contact times aside)."""
-    return (a.records == b.records and a.localities == b.localities
-            and a.failovers == b.failovers and a.shards == b.shards
-            and _clusters(a.clusters) == _clusters(b.clusters) and a.geo == b.geo)
+    """Equal for publishing purposes (serial, SOA, time and contact times aside).
+
+    When ``a`` names what changed since ``b`` (the planner's delta), an apex-only
+    change means the records and answers are the same: no scan needed.
+    """
+    if a.changed is not None and a.base_serial == b.serial:
+        if not a.changed <= {a.zone}:
+            return False
+    elif not (same_but_soa(a.records, b.records, a.zone) and a.geo == b.geo):
+        return False
+    return (a.localities == b.localities and a.failovers == b.failovers
+            and a.shards == b.shards and _clusters(a.clusters) == _clusters(b.clusters))
 
 
 def _clusters(cs: tuple[ClusterStatus, ...]) -> tuple[ClusterStatus, ...]:

@@ -414,8 +414,9 @@ class Planner:
                 self._sblocks.drop(service)
             else:
                 self._sblocks.put(service, tuple(per[c] for c in sorted(per)))
-        self._sblocks.reorder()
-        return self._sblocks.flat()
+        if self._sblocks.reorder() or services or self._last is None:
+            return self._sblocks.flat()
+        return self._last.shards  # no status changed
 
 
 K = TypeVar("K")
@@ -558,11 +559,15 @@ def _continues(previous: Snapshot, last: Snapshot, zone: str) -> bool:
     """``previous`` equals ``last`` apart from serial, time and contact times."""
     if previous is last:
         return True
-    if not (previous.shards == last.shards and previous.geo == last.geo
+    return (previous.shards == last.shards and previous.geo == last.geo
             and previous.failovers == last.failovers and previous.localities == last.localities
-            and len(previous.records) == len(last.records)):
+            and same_but_soa(previous.records, last.records, zone))
+
+
+def same_but_soa(a: tuple[Record, ...], b: tuple[Record, ...], zone: str) -> bool:
+    """Sorted records equal apart from the apex SOA (its serial)."""
+    if len(a) != len(b):
         return False
-    a, b = previous.records, last.records
     i, j = soa_index(a, zone), soa_index(b, zone)
     if i is None or i != j:
         return a == b

@@ -37,6 +37,7 @@ from healthwatch.plan_state import (
     Planner,
     ShardKey,
     apex_records,
+    same_but_soa,
     soa_index,
     soa_rname,
 )
@@ -44,7 +45,8 @@ from healthwatch.snapshot import Record, Snapshot
 
 __all__ = [
     "SOA_EXPIRE", "SOA_REFRESH", "SOA_RETRY", "Planner", "ShardKey", "apex_records",
-    "global_name", "in_zone", "plan", "region_name", "soa_rname", "with_serial", "zone_name",
+    "global_name", "in_zone", "plan", "region_name", "same_but_soa", "soa_rname", "with_serial",
+    "zone_name",
 ]
 
 
