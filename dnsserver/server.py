@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from prometheus_client import CollectorRegistry
@@ -26,7 +27,7 @@ from dnsserver.metrics import DnsMetrics
 from dnsserver.rebuild import Rebuilder, derive_state, full_state
 from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
-from dnsserver.udp import UdpListener, open_udp
+from dnsserver.udp import DEFAULT_MODE, UdpListener, UdpThreadListener, open_udp
 from dnsserver.xfr import make_xfr
 from healthwatch.snapshot import Snapshot
 
@@ -35,8 +36,14 @@ _PORT_RETRIES = 8
 
 class DnsServer:
     def __init__(self, config: Config, locator: Locator, *,
-                 registry: CollectorRegistry | None, fast_path: bool = True) -> None:
+                 registry: CollectorRegistry | None, fast_path: bool = True,
+                 udp_mode: str | None = None, reuse_port: bool = False) -> None:
+        """``udp_mode``: "thread" or "loop" (``udp.UDP_MODES``); default from the
+        environment variable FEDNS_UDP, else ``udp.DEFAULT_MODE``.
+        ``reuse_port``: bind with SO_REUSEPORT (worker processes share a port)."""
         self.config = config
+        self.udp_mode = udp_mode or os.environ.get("FEDNS_UDP", DEFAULT_MODE)
+        self.reuse_port = reuse_port
         self.metrics = DnsMetrics(registry)
         self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)
         self.rrl = make_rrl(config.server, registry)  # UDP response-rate limiting
@@ -46,7 +53,7 @@ class DnsServer:
         self._rebuilder = Rebuilder(lambda: self.handler.state, self._install,
                                     lambda: self.config.server)
         self.addresses: list[tuple[str, int]] = []
-        self._udp: list[UdpListener] = []
+        self._udp: list[UdpListener | UdpThreadListener] = []
         self._tcp: list[asyncio.Server] = []
         self._limits = TcpLimits(total=config.server.tcp_max_connections,
                                  per_client=config.server.tcp_max_per_client)
@@ -105,12 +112,13 @@ class DnsServer:
         try:
             for host, port in self.config.listen.dns:
                 for attempt in range(_PORT_RETRIES):
-                    udp = open_udp(host, port, udp_handle, self.metrics.drop)
+                    udp = open_udp(host, port, udp_handle, self.metrics.drop, self.udp_mode,
+                                   reuse_port=self.reuse_port)
                     bound = udp.port
                     try:
                         tcp = await open_tcp(host, bound, handle, self._limits,
                                              server.tcp_idle_timeout, self.metrics.drop,
-                                             self.xfr.frames)
+                                             self.xfr.frames, reuse_port=self.reuse_port)
                     except OSError as exc:
                         udp.close()
                         if port != 0 or attempt == _PORT_RETRIES - 1:

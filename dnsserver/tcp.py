@@ -156,8 +156,9 @@ class TcpProtocol(asyncio.Protocol):
 
 
 async def open_tcp(host: str, port: int, handle: Handle, limits: TcpLimits,
-                   idle_timeout: float, on_drop: OnDrop, xfr: Xfr | None = None) -> asyncio.Server:
+                   idle_timeout: float, on_drop: OnDrop, xfr: Xfr | None = None, *,
+                   reuse_port: bool = False) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: TcpProtocol(handle, limits, idle_timeout, on_drop, xfr), host, port,
-        reuse_address=True, backlog=512)
+        reuse_address=True, reuse_port=reuse_port or None, backlog=512)

@@ -1,6 +1,15 @@
 """The UDP transport: one datagram in, at most one datagram out.
 
-Instead of asyncio's DatagramProtocol (one loop iteration per datagram) the
+Two receive paths, chosen by ``open_udp(mode=...)`` (``UDP_MODES``):
+
+- ``"thread"`` (default): a dedicated thread loops on a blocking socket,
+  ``recvfrom`` -> handler -> ``sendto``, with no selector in between (the GIL
+  is released inside both system calls, so the event loop keeps running TCP,
+  HTTP and rebuilds). The handler only reads the current ``ServingState``
+  reference, which the loop swaps atomically.
+- ``"loop"``: on the event loop (asyncio or uvloop), as below.
+
+For ``"loop"``, instead of asyncio's DatagramProtocol (one loop iteration per datagram) the
 listener registers its non-blocking socket with ``loop.add_reader`` and, on
 each readiness event, drains up to ``BATCH`` datagrams with ``recvfrom`` and
 answers each with ``sendto``. A reply that cannot be sent at once (socket
@@ -13,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from collections.abc import Callable
 
 log = logging.getLogger("dnsserver.udp")
@@ -23,6 +33,8 @@ RCVBUF = 4 * 1024 * 1024
 SNDBUF = 4 * 1024 * 1024
 BATCH = 64
 MAX_DATAGRAM = 65535
+UDP_MODES = ("thread", "loop")
+DEFAULT_MODE = "thread"
 
 
 class UdpListener:
@@ -73,19 +85,87 @@ class UdpListener:
         self.sock.close()
 
 
-def open_udp(host: str, port: int, handle: Handle, on_drop: OnDrop) -> UdpListener:
-    """Bind ``host:port`` (port 0: any free port) and start serving it."""
+class UdpThreadListener:
+    """A bound UDP socket served by its own thread until ``close``."""
+
+    def __init__(self, sock: socket.socket, handle: Handle, on_drop: OnDrop) -> None:
+        self.sock = sock
+        self._handle = handle
+        self._on_drop = on_drop
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._address = sock.getsockname()
+
+    @property
+    def port(self) -> int:
+        return int(self._address[1])
+
+    def start(self) -> None:
+        self.sock.setblocking(True)
+        self._thread = threading.Thread(target=self._run, name=f"fedns-udp-{self.port}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        recvfrom = self.sock.recvfrom
+        sendto = self.sock.sendto
+        handle = self._handle
+        while True:
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except OSError as exc:
+                if self._stopping:
+                    return
+                log.debug("udp_recv_error error=%r", exc)
+                continue
+            if self._stopping:
+                return
+            out = handle(data, addr[0], False)
+            if out is None:
+                continue
+            try:
+                sendto(out, addr)
+            except OSError as exc:
+                log.debug("udp_send_error error=%r", exc)
+                self._on_drop("send_failed")
+
+    def close(self) -> None:
+        """Stop the thread (woken by an empty datagram to the socket) and close."""
+        self._stopping = True
+        thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            host = str(self._address[0])
+            family = self.sock.family
+            if host in ("0.0.0.0", "::"):
+                host = "127.0.0.1" if family == socket.AF_INET else "::1"
+            with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.sendto(b"", (host, self.port))
+            thread.join(timeout=2.0)
+            if thread.is_alive():
+                log.warning("udp_thread_stuck port=%d", self.port)
+        self.sock.close()
+
+
+def open_udp(host: str, port: int, handle: Handle, on_drop: OnDrop,
+             mode: str = DEFAULT_MODE, *, reuse_port: bool = False
+             ) -> UdpListener | UdpThreadListener:
+    """Bind ``host:port`` (port 0: any free port) and start serving it
+    (``mode``: one of ``UDP_MODES``)."""
+    if mode not in UDP_MODES:
+        raise ValueError(f"udp mode {mode!r} is not one of {', '.join(UDP_MODES)}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         for opt, size in ((socket.SO_RCVBUF, RCVBUF), (socket.SO_SNDBUF, SNDBUF)):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, size)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setblocking(False)
         sock.bind((host, port))
     except OSError:
         sock.close()
         raise
-    listener = UdpListener(sock, handle, on_drop)
+    listener = (UdpThreadListener if mode == "thread" else UdpListener)(sock, handle, on_drop)
     listener.start()
     return listener

@@ -30,12 +30,12 @@ class Running:
     registry: CollectorRegistry
 
 
-@pytest.fixture
-async def running() -> AsyncIterator[Running]:
+@pytest.fixture(params=["thread", "loop"])  # both UDP receive paths (udp.UDP_MODES)
+async def running(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
     registry = CollectorRegistry()
     server = DnsServer(zf.config(tcp_idle_timeout=0.5, tcp_max_per_client=4,
                                  version="fedns-test", identity="ns-test"),
-                       zf.locator(), registry=registry)
+                       zf.locator(), registry=registry, udp_mode=request.param)
     assert server.update(zf.snapshot())
     await server.start()
     try:
