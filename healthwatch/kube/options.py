@@ -14,6 +14,7 @@ class KubeOptions:
     backoff_base: float = 0.25  # first retry delay after an error
     backoff_cap: float = 30.0  # longest retry delay (jitter applies below it)
     retry_after_cap: float = 60.0  # longest wait a server's Retry-After header may ask for
+    watch_settle: float = 1.0  # a reopened watch with no event yet counts as healthy after this
     heartbeat_interval: float = 2.0  # GET /version to notice a hung API server
     heartbeat_timeout: float = 2.0
     coalesce: float = 0.005  # batch changes this long before emitting a report

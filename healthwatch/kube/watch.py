@@ -114,6 +114,35 @@ def _json_object(data: bytes, content_type: str | None) -> dict[str, Any]:
     return body
 
 
+class _Contact:
+    """Tells the sink once that a new watch stream works: at its first good line,
+    or after ``settle`` seconds without a bad one (a quiet resource sends
+    nothing). A stream that answers 200 and then garbage never counts, so
+    status does not flap between "recovered" and "failed"."""
+
+    def __init__(self, sink: WatchSink, resource: str, settle: float) -> None:
+        self._sink = sink
+        self._resource = resource
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(settle, self.good)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def good(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._timer.cancel()
+        self._sink.contact(self._resource)
+
+    def bad(self) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+
 class Watcher:
     """Owns one thread that keeps ``resource`` in sync and reports to ``sink``."""
 
@@ -298,18 +327,21 @@ class Watcher:
             self._response = response
         clean = False
         good = bad = 0
+        contact = _Contact(self._sink, self.name, self._options.watch_settle)
         try:
             if self._stop.is_set():  # stop() ran while the call was in flight: it
                 return "ended"  # could not shut this response, so do not read it
-            self._sink.contact(self.name)
             for line in self._lines(response):
                 result = self._handle(line)
                 if result == "gone":
                     return "gone"
                 if result == "ok":
                     good += 1
+                    contact.good()
                 else:
                     bad += 1
+                    if not good:
+                        contact.bad()
             clean = not self._stop.is_set()
             if bad and not good:
                 lines = "line" if bad == 1 else "lines"
@@ -327,6 +359,7 @@ class Watcher:
                 )
             return "broken"
         finally:
+            contact.bad()  # no late contact from a stream that has ended
             with self._lock:
                 self._response = None
             if not clean:  # unread bytes must not reach the next request on this connection

@@ -6,6 +6,7 @@ what failed in ``last_error``, keeps the shards it knew (dropping them after
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import logging
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from healthwatch.kube.client import load_client
 from healthwatch.kube.errors import ObjectError
 from healthwatch.kube.facts import (
     export_facts,
@@ -23,11 +25,12 @@ from healthwatch.kube.facts import (
     service_facts,
     slice_facts,
 )
+from healthwatch.kube.resources import resources
 from healthwatch.kube.translate import make_marker
 from healthwatch.kube.watch import Watcher
 from healthwatch.model import ClusterReport
 from tests.fakekube import endpoint_slice, ingress, node, service, service_export
-from tests.healthwatch.kube.harness import Federation, Harness, shard
+from tests.healthwatch.kube.harness import FAST, Federation, Harness, shard
 
 WEB = ("192.0.2.10",)
 
@@ -214,7 +217,10 @@ async def test_watch_stream_of_garbage_backs_off_and_reports(kube: Harness, body
     down = await kube.wait_for(lambda r: r.last_error is not None)
     assert down.last_error == "watch services: watch stream ended after 1 malformed line"
     assert _web(down)
+    failing = kube.reports.index(down)
     await kube.eventually(lambda: len(kube.api.watches("services")) >= 4)
+    # each retry is answered 200 and then garbage: that is no recovery (no flapping)
+    assert not any(r.reachable for r in kube.reports[failing:])
     kube.api.clear_faults()
     await kube.wait_for(lambda r: r.reachable and r.last_error is None)
     # backed off between attempts (FAST: 25..200 ms), not a tight reconnect loop
@@ -323,3 +329,42 @@ def test_every_field_of_the_wrong_type_is_an_object_error(kind: str) -> None:
             except Exception as e:
                 failures.append(f"{'.'.join(map(str, path))}={junk!r}: {type(e).__name__}: {e}")
     assert not failures, "\n".join(failures[:20])
+
+
+class _RecordingSink:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def listed(self, resource: str, items: list[Any], resource_version: str) -> None:
+        self.calls.append(("listed", resource))
+
+    def changed(self, resource: str, event: Any, facts: Any) -> None:
+        self.calls.append(("changed", resource))
+
+    def contact(self, resource: str) -> None:
+        self.calls.append(("contact", resource))
+
+    def failed(self, resource: str, error: str) -> None:
+        self.calls.append(("failed", error))
+
+
+async def test_a_watch_answered_with_garbage_is_never_a_contact(kube: Harness) -> None:
+    await kube.api.start()
+    path = kube.api.write_kubeconfig(f"{kube.tmp}/direct.kubeconfig", "direct")
+    api = load_client(path, "direct", FAST)
+    services = resources(MARKER, mode="annotation", nodes=False)[0]
+    sink = _RecordingSink()
+    watcher = Watcher(services, api, sink, FAST, logging.getLogger("test.watch"))
+    watcher.start()
+    try:
+        await kube.eventually(lambda: kube.api.open_watches("services") == 1)
+        kube.api.garbage("services", b"<html>", on="watch")
+        kube.api.drop_watches("services")
+        await kube.eventually(lambda: sum(c[0] == "failed" for c in sink.calls) >= 3)
+        first = next(i for i, c in enumerate(sink.calls) if c[0] == "failed")
+        assert all(c[0] == "failed" for c in sink.calls[first:])
+        kube.api.clear_faults()
+        await kube.eventually(lambda: sink.calls[-1] == ("contact", "services"))
+    finally:
+        await asyncio.to_thread(watcher.stop, 2.0)
+        await asyncio.to_thread(api.close)
