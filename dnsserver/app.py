@@ -33,6 +33,7 @@ from config.model import Config
 from dnsserver.http_api import ApiError, HttpApi, ReloadResult, Route
 from dnsserver.locality import GeoLocator, LocatorMetrics, build_locator
 from dnsserver.server import DnsServer
+from dnsserver.workers import WorkerPool
 from healthwatch.engine import Engine
 from healthwatch.errors import HealthwatchError, UnknownClusterError
 from healthwatch.hysteresis import PENDING_REASON
@@ -89,7 +90,12 @@ class App:
         self._locator_metrics = LocatorMetrics(self.registry)
         self.locator: GeoLocator = build_locator(config, metrics=self._locator_metrics)
         self._discovered: dict[str, tuple[str | None, str | None]] = {}
-        self.dns = DnsServer(config, self.locator, registry=self.registry)
+        # server.workers = N: N processes answer DNS on the same port (SO_REUSEPORT):
+        # this one plus N-1 workers that get every Snapshot (dnsserver/workers.py)
+        self.dns = DnsServer(config, self.locator, registry=self.registry,
+                             reuse_port=config.server.workers > 1)
+        self.workers = (WorkerPool(config, config.server.workers - 1)
+                        if config.server.workers > 1 else None)
         self._with_publishers = publishers
         self.publishers: list[Publisher] = []
         host, port = config.listen.http
@@ -113,6 +119,8 @@ class App:
             for pub in self.publishers:
                 await pub.start()
         await self.dns.start()
+        if self.workers is not None:  # bind the same addresses (port 0 resolved)
+            await self.workers.start(self.dns.addresses)
         self.engine.subscribe(self._on_snapshot)
         self._on_snapshot(self.engine.snapshot)  # last-known-good or the empty plan
         await self.engine.start()
@@ -131,6 +139,7 @@ class App:
         for task in list(self._tasks):
             task.cancel()
         for step in (self.http.stop, self.engine.stop, self.dns.stop,
+                     *((self.workers.stop,) if self.workers is not None else ()),
                      *(p.stop for p in self.publishers)):
             try:
                 await step()
@@ -192,6 +201,8 @@ class App:
             # submit: incremental updates at once, full table builds in a thread
             # (the event loop keeps answering from the old table meanwhile)
             self.dns.submit(snap)
+            if self.workers is not None:
+                self.workers.publish(snap)  # JSON over each worker's pipe
         except Exception:
             log.exception("dns_update_failed serial=%d", snap.serial)
         if self.engine.ready:

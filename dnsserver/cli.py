@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -83,6 +84,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.workers is not None:  # --workers N overrides server.workers
+        if args.workers < 1:
+            raise CliError("--workers must be at least 1")
+        config = dataclasses.replace(
+            config, server=dataclasses.replace(config.server, workers=args.workers))
     from dnsserver.app import App
 
     async def run() -> None:
@@ -366,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("serve", cmd_serve, "run the authoritative DNS server, HTTP API and publishers")
     p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p.add_argument("--workers", type=int, default=None,  # overrides server.workers
+                   help="processes answering DNS on one port (SO_REUSEPORT; default: "
+                        "server.workers of the config)")
     p = add("check", cmd_check, "validate a config file; print every problem")
     p.add_argument("-c", "--config", required=True, help="YAML config file")
     p = add("records", cmd_records, "print the zone as it would be served, in zone-file format")
