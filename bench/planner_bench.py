@@ -31,19 +31,20 @@ and after the engine-style Planner's first plan (its Snapshot plus the
 caches it keeps). Timings use ``time.perf_counter``; the machine's load
 average is printed with them (the CI box is shared, so absolute numbers move).
 
-Figures: 2-core box shared with other jobs (load average 3.4-4.0 during the
+Figures: 2-core box shared with other jobs (load average 3-5 during the
 run; timings move 2-3x with the load), Python 3.11, ``--baseline --repeat 20``:
 
     shape  metric                              before (7b3245a)    after
-    wide   full plan                           0.97 s              0.68 s (0.51 s warm)
-    wide   one probe flip -> new Snapshot      0.97 s (full plan)  2.1 ms median (max 5.4)
-    wide   one EndpointSlice (ready) change    0.97 s (full plan)  1.3 ms median (max 1.8)
-    wide   drain one cluster (500 services)    0.97 s (full plan)  78 ms
-    large  full plan                           4.9 s               3.2 s (2.7 s warm)
-    large  one probe flip -> new Snapshot      4.9 s (full plan)   13.6 ms median (max 29)
-    large  one EndpointSlice (ready) change    4.9 s (full plan)   17 ms median (max 34)
-    large  drain one cluster (2,000 services)  4.9 s (full plan)   0.77 s
-    large  RSS of Snapshot + planner caches                        140 MB (process 223 MB)
+    wide   full plan                           1.04 s              0.71 s (0.59 s warm)
+    wide   one probe flip -> new Snapshot      1.04 s (full plan)  2.5 ms median (max 7.7)
+    wide   one EndpointSlice (ready) change    1.04 s (full plan)  1.9 ms median (max 6.5)
+    wide   drain one cluster (500 services)    1.04 s (full plan)  134 ms
+    large  full plan                           5.4 s               3.2 s (1.8-3.1 s warm)
+    large  one probe flip -> new Snapshot      5.4 s (full plan)   12.5-13.4 ms median (max 17)
+    large  one EndpointSlice (ready) change    5.4 s (full plan)   12-17 ms median (max 20)
+    large  drain one cluster (2,000 services)  5.4 s (full plan)   0.30-0.32 s
+    large  RSS of Snapshot + planner caches                        119-134 MB
+                                                                   (process 213 MB)
 
 Earlier, under heavier load (8.7), the 7b3245a planner took 16.6 s for the
 large shape (bench/snapshot_scale.py). What is left of a one-change re-plan
