@@ -227,7 +227,7 @@ class Planner:
             dirty.update(k for k in old if k not in new)
         if health is not self._health:
             dirty.update(_changed_keys(self._health, health))
-            self._health = health
+            self._health = dict(health)  # the caller may change its mapping later
         if drains != self._drains:
             old_drains = self._drains
             for c in old_drains.clusters ^ drains.clusters:

@@ -266,3 +266,17 @@ def test_service_leaving_with_its_locality_leaves_the_failovers() -> None:
     assert second.failovers == ()
     assert _comparable(second) == _comparable(plan(config, after, {}, DrainSet(), 2, 101.0,
                                                    previous=first))
+
+
+def test_a_health_mapping_changed_in_place_is_seen() -> None:
+    config = make_config()
+    spec = ShardSpec("use", "service", "default", "nginx", addresses=("192.0.2.1",), ready=1,
+                     probe=PROBE)
+    reports = {"use": ClusterReport("use", (spec,))}
+    health = {spec.key: UP}
+    planner = Planner()
+    first = planner.plan(config, reports, health, DrainSet(), 1, 100.0)
+    health[spec.key] = DOWN  # the same dict object, changed
+    second = planner.plan(config, reports, health, DrainSet(), 2, 101.0, previous=first)
+    assert [s.healthy for s in first.shards] == [True]
+    assert [s.healthy for s in second.shards] == [False]
