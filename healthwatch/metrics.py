@@ -57,11 +57,21 @@ class HealthMetrics:
         self.snapshot_serial.set(snap.serial)
         self.snapshot_timestamp.set(snap.generated_at)
         self.snapshot_stale.set(1 if snap.stale else 0)
+        # Unchanged shards are the same objects as in ``previous`` (the planner
+        # reuses them): skip their label calls, the costly part at scale.
+        before = {(s.service, s.cluster): s for s in previous.shards} if previous else {}
         labels: set[tuple[str, str, str]] = set()
         for s in snap.shards:
             key = (s.service, s.cluster, s.region)
             labels.add(key)
+            old = before.get((s.service, s.cluster))
+            if old is s:
+                continue
             self.shard_healthy.labels(*key).set(1 if s.healthy else 0)
+            # a shard leaving "probe pending" is a first verdict, not a transition
+            if old is not None and old.reason != PENDING_REASON and old.healthy != s.healthy:
+                self.transitions.labels(s.service, s.cluster,
+                                        "up" if s.healthy else "down").inc()
         for key in self._shard_labels - labels:
             self.shard_healthy.remove(*key)
         self._shard_labels = labels
@@ -74,14 +84,5 @@ class HealthMetrics:
             self.source_up.remove(name)
             self.source_synced.remove(name)
         self._clusters = clusters
-        if previous is not None:
-            # a shard leaving "probe pending" is a first verdict, not a transition
-            before = {(s.service, s.cluster): s.healthy for s in previous.shards
-                      if s.reason != PENDING_REASON}
-            for s in snap.shards:
-                was = before.get((s.service, s.cluster))
-                if was is not None and was != s.healthy:
-                    self.transitions.labels(s.service, s.cluster,
-                                            "up" if s.healthy else "down").inc()
         for service in failover_services:
             self.failovers.labels(service).inc()
