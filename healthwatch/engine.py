@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import operator
@@ -86,12 +87,14 @@ class Engine:
         *,
         registry: CollectorRegistry | None = None,
         state_dir: str | None = None,
-        source_factory: SourceFactory = make_source,
+        source_factory: SourceFactory | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._clock = clock
-        self._source_factory = source_factory
+        # the default factory gets the registry too (per-cluster watch metrics)
+        self._source_factory: SourceFactory = source_factory or functools.partial(
+            make_source, registry=registry)
         self._store = StateStore(state_dir if state_dir is not None else config.state_dir)
         self._drains = Drains(self._store)
         self._drains.load()

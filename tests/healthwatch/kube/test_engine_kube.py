@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from config.model import Cluster, Config, Region
 from healthwatch.engine import Engine
@@ -86,3 +87,27 @@ async def test_engine_publishes_global_region_and_az_names_within_a_second(fleet
     fleet.apis["a"].apply("endpointslices", endpoint_slice("web", ready=0, not_ready=2))
     await _published(fleet.engine, lambda s: "192.0.2.10" not in _values(s, names[2]),
                      within=1.0)
+
+
+async def test_default_source_factory_reports_kube_metrics_to_the_engine_registry(
+        tmp_path: object) -> None:
+    api = FakeKubeAPI(name="a")
+    await api.start()
+    path = write_kubeconfig(os.path.join(str(tmp_path), "kubeconfig"),
+                            [api.kubeconfig_entry("fed-a")])
+    region, zone = PLACES["a"]
+    config = Config(zone="example.com.", federation="fed",
+                    regions=(Region(region, (33.8, -84.4), (zone,)),),
+                    clusters=(Cluster(name="a", region=region, zone=zone, source="kubernetes",
+                                      kubeconfig=path, context="fed-a"),))
+    registry = CollectorRegistry()
+    engine = Engine(config, registry=registry)  # no source_factory: the default one
+    await engine.start()
+    try:
+        await _published(engine, lambda s: engine.ready, within=10.0)
+        contact = registry.get_sample_value(
+            "fedns_kube_last_contact_timestamp_seconds", {"cluster": "a"})
+        assert contact is not None and contact > 0
+    finally:
+        await engine.stop()
+        await api.kill()
