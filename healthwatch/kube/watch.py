@@ -204,7 +204,7 @@ class Watcher:
                     self._list(call)
                     backoff.reset()
                     phase = "watch"
-                outcome = self._watch(call)
+                outcome = self._watch(call, backoff)
                 if outcome == "gone":
                     self._log.info("watch_expired resource=%s action=relist", self.name)
                     self.resource_version = None
@@ -306,7 +306,7 @@ class Watcher:
         self._count("malformed")
         return None
 
-    def _watch(self, call: ListCall) -> Literal["gone", "ended", "broken"]:
+    def _watch(self, call: ListCall, backoff: Backoff) -> Literal["gone", "ended", "broken"]:
         self.watches += 1
         if self.watches > 1 and self._metrics is not None:
             self._metrics.watch_restarted(self.name)
@@ -336,6 +336,8 @@ class Watcher:
                 if result == "gone":
                     return "gone"
                 if result == "ok":
+                    if not good:  # the API works again: the next failure starts afresh
+                        backoff.reset()
                     good += 1
                     contact.good()
                 else:
