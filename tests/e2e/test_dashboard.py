@@ -2,10 +2,14 @@
 
 A real Prometheus (Debian's ``prometheus``) scrapes a live ``fedns serve``
 on loopback every second. fedns runs three static member clusters whose load
-balancers are HTTP servers in this process, a CoreDNS-etcd provider on a real
-etcd (when ``etcd`` is installed) and one provider pointed at a closed port (so
-provider errors exist). The test sends DNS traffic (answers, NXDOMAIN,
-REFUSED, a truncated reply, a malformed packet), fails one cluster's backend
+balancers are HTTP servers in this process, one Kubernetes member cluster
+(a simulated API server, healthwatch.kube.sim, on a private event loop in a
+thread of this process), a CoreDNS-etcd provider on a real etcd (when ``etcd``
+is installed) and one provider pointed at a closed port (so provider errors
+exist). The test sends DNS traffic (answers, NXDOMAIN, REFUSED, a truncated
+reply, a malformed packet), expires the Kubernetes cluster's services watch
+(410 Gone) while its next list fails once with a 500 (so a watch restart, a
+relist and an API error are counted), fails one static cluster's backend
 until its clients fail over and restores it, waits for the scrapes, then
 evaluates the PromQL of every target of every panel through Prometheus's
 HTTP API and asserts that each returns data with a finite value.
@@ -13,6 +17,7 @@ HTTP API and asserts that each returns data with a finite value.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import json
@@ -29,10 +34,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.exception
 import dns.flags
@@ -43,6 +48,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from healthwatch.kube.sim.fleet import SimFleet
+
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "fedns.json"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -118,7 +126,9 @@ def test_dashboard_structure() -> None:
                    "by (service, region) (fedns_shard_healthy", "fedns_failovers_total",
                    "fedns_probe_duration_seconds_bucket", "fedns_provider_up",
                    "fedns_snapshot_serial", "fedns_snapshot_timestamp_seconds",
-                   "fedns_source_up"):
+                   "fedns_source_up", "fedns_kube_last_contact_timestamp_seconds",
+                   "fedns_kube_events_total", "fedns_kube_api_errors_total",
+                   "fedns_kube_watch_restarts_total", "fedns_kube_relists_total"):
         assert needle in exprs, needle
 
 
@@ -187,6 +197,29 @@ class Backend:
         self.server.server_close()
 
 
+class LoopThread:
+    """An event loop in a daemon thread for the simulated Kubernetes API."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run a plain function on the loop (the simulator is not thread-safe)."""
+        async def wrapper() -> T:
+            return fn(*args, **kw)
+        return self.run(wrapper())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
 @dataclass
 class Live:
     tmp: Path
@@ -194,6 +227,8 @@ class Live:
     api: str  # fedns HTTP API base URL
     dns_port: int
     backends: dict[str, Backend]
+    sim: LoopThread
+    fleet: SimFleet
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[str, Path] = field(default_factory=dict)
 
@@ -229,6 +264,8 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 CLUSTERS = (("us-east", "us-east1", "us-east1-b", 1),
             ("us-west", "us-west1", "us-west1-a", 2),
             ("eu", "europe-west1", "europe-west1-b", 3))
+# the Kubernetes member cluster: its API server is simulated, nginx has no probe
+KUBE, KUBE_REGION, KUBE_ZONE, KUBE_LB = "asia", "asia-east1", "asia-east1-a", "127.0.4.1"
 
 
 def fedns_config(live: Live, http_port: int, etcd_url: str | None) -> dict[str, Any]:
@@ -252,6 +289,7 @@ def fedns_config(live: Live, http_port: int, etcd_url: str | None) -> dict[str, 
             "us-east1": {"location": [33.2, -80.0], "zones": ["us-east1-b"]},
             "us-west1": {"location": [45.6, -121.2], "zones": ["us-west1-a"]},
             "europe-west1": {"location": [50.4, 3.8], "zones": ["europe-west1-b"]},
+            KUBE_REGION: {"location": [24.1, 120.7], "zones": [KUBE_ZONE]},
         },
         "health": {"interval": "200ms", "timeout": "150ms", "rise": 2, "fall": 2},
         "clusters": [
@@ -262,7 +300,8 @@ def fedns_config(live: Live, http_port: int, etcd_url: str | None) -> dict[str, 
                            "probe": {"http": f"http://127.0.{n}.1:"
                                              f"{live.backends[name].port}/healthz"}}]}
             for name, region, az, n in CLUSTERS
-        ],
+        ] + [{"name": KUBE, "region": KUBE_REGION, "zone": KUBE_ZONE,
+              **live.fleet.cluster_config(KUBE)}],
         "records": [
             {"name": "www", "type": "CNAME", "value": GLOBAL},
             # larger than 512 bytes: a plain UDP query gets TC=1
@@ -368,8 +407,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     deadline = time.monotonic() + DEADLINE
     tmp = tmp_path_factory.mktemp("dashboard")
     backends = {name: Backend(f"127.0.{n}.1") for name, _, _, n in CLUSTERS}
-    live = Live(tmp=tmp, prom="", api="", dns_port=free_port(), backends=backends)
+    sim = LoopThread()
+    live = Live(tmp=tmp, prom="", api="", dns_port=free_port(), backends=backends, sim=sim,
+                fleet=SimFleet(str(tmp)))
     try:
+        sim.run(live.fleet.start([KUBE]))
+        sim.call(live.fleet.publish_service, KUBE, "nginx", lb_ip=KUBE_LB, ready=2)
         etcd_url = start_etcd(live) if ETCD else None
         http_port = free_port()
         live.api = f"http://127.0.0.1:{http_port}"
@@ -384,7 +427,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         wait_for("fedns /readyz", lambda: http_get(f"{live.api}/readyz")[0] == 200, deadline,
                  live.procs)
         wait_for("every shard healthy",
-                 lambda: len(s := shards(live)) == 3 and all(s.values()), deadline, live.procs)
+                 lambda: len(s := shards(live)) == 4 and all(s.values()), deadline, live.procs)
         wait_for("prometheus ready", lambda: http_get(f"{live.prom}/-/ready")[0] == 200,
                  deadline, live.procs)
         drive(live, deadline)
@@ -397,10 +440,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         stop_all(live.procs)
         for b in backends.values():
             b.close()
+        with contextlib.suppress(Exception):
+            sim.run(live.fleet.stop())
+        sim.close()
 
 
 def drive(live: Live, deadline: float) -> None:
-    """Traffic, a truncation, a malformed packet, a failover and its recovery."""
+    """Traffic, a truncation, a malformed packet, a Kubernetes watch expiry with a
+    failed relist, a failover and its recovery."""
     traffic = Traffic(live.dns_port, deadline)
     traffic.start()
     try:
@@ -413,6 +460,14 @@ def drive(live: Live, deadline: float) -> None:
         assert dns_query(port, f"big.{ZONE}", "TXT", tcp=True).answer
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"\x12\x34\x01", ("127.0.0.1", port))  # short header: dropped
+        # the Kubernetes cluster: its services watch ends with 410 Gone and the
+        # relist fails once (an API error), then succeeds (a relist) and the
+        # watch starts again (a restart); meanwhile nginx's objects change
+        kube = live.fleet.apis[KUBE]
+        live.sim.call(kube.fail, "services", 500, on="list", times=1,
+                      message="etcdserver: request timed out")
+        live.sim.call(kube.expire, "services")
+        live.sim.call(live.fleet.publish_service, KUBE, "nginx", lb_ip=KUBE_LB, ready=2)
         # us-east fails: its clients move to the nearest other region (us-west)
         live.backends["us-east"].failed = True
         wait_for("us-east unhealthy", lambda: not shards(live).get("us-east", True), deadline)
@@ -424,7 +479,10 @@ def drive(live: Live, deadline: float) -> None:
         # scrapes after the recovery, and a provider that has synced
         needed = ['fedns_health_transitions_total{direction="up"}', "fedns_failovers_total",
                   "fedns_dns_truncated_total", "fedns_dns_dropped_total",
-                  "count_over_time(fedns_snapshot_serial[1m]) >= 8"]
+                  "count_over_time(fedns_snapshot_serial[1m]) >= 8",
+                  'fedns_kube_api_errors_total{op="list"} > 0',
+                  "fedns_kube_relists_total > 0", "fedns_kube_watch_restarts_total > 0",
+                  'fedns_kube_events_total{type="MODIFIED"} > 0']
         wait_for("scrapes after the failover",
                  lambda: all(prom_query(live, q) for q in needed), deadline, live.procs)
         time.sleep(2.0)
