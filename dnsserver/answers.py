@@ -24,7 +24,8 @@ the name is in the zone. Answers that are not plain (a CNAME chain that ends
 in NXDOMAIN/NODATA carries the SOA) are left out and take the full path.
 
 ``derive`` rebuilds only the names whose records changed (plus the names
-whose CNAME chains or glue reach them, and the apex), copying the rest.
+whose CNAME chains or glue reach them, and the apex) in maps shared with the
+table it derives from: the cost follows the changed names, not the zone.
 """
 
 from __future__ import annotations
@@ -113,36 +114,45 @@ class AnswerTable:
     def derive(self, resolver: Resolver, changed: Iterable[bytes]) -> AnswerTable:
         """The table for ``resolver`` (derived from this table's resolver with
         ``Resolver.derive`` and the same name set), rebuilding ``changed``
-        names, the apex and every name whose answers include them."""
+        names, the apex and every name whose answers include them.
+
+        O(rebuilt names): the maps are shared with this table and updated in
+        place, each name's ``Types`` replaced with one dict assignment (a
+        query sees a name's old answers or its new ones); the returned
+        object carries the new stats. All new entries are built before the
+        first assignment, so an exception leaves this table unchanged."""
         started = time.perf_counter()
         todo = {resolver.zone, *changed}
         for name in list(todo):
             todo.update(self.rdeps.get(name, ()))
+        names = self.names
         b = _Builder(resolver)
-        names = dict(self.names)
-        deps = dict(self.deps)
-        for name in todo:
-            if name not in names:
-                continue  # beyond the key bound of an incomplete table
-            deps.pop(name, None)
-            names[name] = b.name(name)
-        deps.update(b.deps)
-        rdeps = self.rdeps
-        edges = [(n, self.deps.get(n, frozenset()), b.deps.get(n, frozenset()))
-                 for n in todo if n in self.deps or n in b.deps]
-        if any(old != new for _, old, new in edges):
-            rdeps = dict(rdeps)
-            for n, old, new in edges:
-                for t in old - new:
-                    rest = rdeps[t] - {n}
-                    if rest:
-                        rdeps[t] = rest
-                    else:
-                        del rdeps[t]
-                for t in new - old:
-                    rdeps[t] = rdeps.get(t, frozenset()) | {n}
-        stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(todo))
+        built = [(name, b.name(name)) for name in todo if name in names]
+        # (a name beyond the key bound of an incomplete table is skipped)
+        deps, rdeps = self.deps, self.rdeps
+        edges = [(n, deps.get(n, _NONE), b.deps.get(n, _NONE)) for n, _ in built]
+        for name, types in built:
+            names[name] = types
+        for n, old, new in edges:
+            if new:
+                deps[n] = new
+            else:
+                deps.pop(n, None)
+            if old == new:
+                continue
+            for t in old - new:
+                rest = rdeps[t] - {n}
+                if rest:
+                    rdeps[t] = rest
+                else:
+                    del rdeps[t]
+            for t in new - old:
+                rdeps[t] = rdeps.get(t, _NONE) | {n}
+        stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(built))
         return AnswerTable(names, stats, deps, rdeps)
+
+
+_NONE: frozenset[bytes] = frozenset()
 
 
 def _invert(deps: dict[bytes, frozenset[bytes]]) -> dict[bytes, frozenset[bytes]]:

@@ -19,6 +19,7 @@ records below the apex are served as ordinary records.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
 import ipaddress
@@ -87,6 +88,7 @@ class Resolver:
         self._static: dict[bytes, dict[int, tuple[Record, ...]]] = {}
         self._geo: dict[bytes, dict[str, dict[int, tuple[Record, ...]]]] = {}
         self._rrs: dict[Record, wire.PackedRR] = {}
+        self._interner = Interner()  # shared with derived Resolvers
         self._bad: set[Record] = set()
         self._varies_memo: dict[tuple[bytes, int], bool] = {}
         self._wire_memo: dict[str, bytes] = {}  # shared with derived Resolvers
@@ -189,52 +191,67 @@ class Resolver:
         return blob
 
     def derive(self, snapshot: Snapshot, changed: Iterable[str]) -> Resolver | None:
-        """A Resolver for ``snapshot``, reusing this one for every name not in
-        ``changed`` (presentation names whose records may differ). None when
-        that is not enough: another zone, new localities, a name appearing or
-        disappearing (the name set and empty non-terminals change), or the RR
-        cache has grown too much; build a new ``Resolver`` then."""
+        """A Resolver for ``snapshot``, updating this one's per-name maps in
+        place for the names in ``changed`` (presentation names whose records
+        may differ; the apex is always redone). O(changed names): the records
+        of a name are found by bisection in ``snapshot.records`` (sorted by
+        name, as the planner makes them; a linear scan when they are not).
+
+        The maps are shared: each changed name's entry is replaced with one
+        dict assignment, so a query on this (old) Resolver sees either a
+        name's old records or its new ones. The per-Snapshot parts (the
+        Snapshot, the SOA and its blobs) live in the returned object only.
+        Nothing is changed when the result is None: another zone, new
+        localities, a name appearing or disappearing (the name set and empty
+        non-terminals change), or the RR cache has grown too much; build a
+        new ``Resolver`` then."""
         if snapshot.zone != self.snapshot.zone:
             return None
         if not set(self.localities).issuperset(snapshot.localities):
             return None
-        todo = {str(n) for n in changed}
-        apex = self.snapshot.zone
-        todo.add(apex)
-        new = copy.copy(self)
-        new.snapshot = snapshot
-        new._static = dict(self._static)
-        new._geo = dict(self._geo)
-        new._varies_memo = {}
         if len(self._rrs) > 2 * len(snapshot.records) + 100_000:
             return None
-        static: dict[bytes, dict[int, list[Record]]] = {}
-        for rec in snapshot.records:
-            if rec.name in todo:
-                code = new._code(rec)
-                if code is not None:
-                    static.setdefault(name_to_wire(rec.name), {}).setdefault(code, []).append(rec)
+        todo = {str(n) for n in changed}
+        todo.add(self.snapshot.zone)
+        found = _records_of(snapshot.records, todo)
         known = set(self.localities)
+        statics: list[tuple[bytes, dict[int, tuple[Record, ...]] | None]] = []
+        geos: list[tuple[bytes, dict[str, dict[int, tuple[Record, ...]]] | None]] = []
         for name in todo:
             try:
                 wname = name_to_wire(name)
             except ValueError:
                 continue
             existed = wname in self._static or wname in self._geo
-            per = static.get(wname)
-            if per:
-                new._static[wname] = {t: tuple(rs) for t, rs in per.items()}
-            else:
-                new._static.pop(wname, None)
+            typed: dict[int, list[Record]] = {}
+            for rec in found.get(name, ()):
+                code = self._code(rec)
+                if code is not None:
+                    typed.setdefault(code, []).append(rec)
+            per = {t: tuple(rs) for t, rs in typed.items()} or None
+            statics.append((wname, per))
             per_loc = snapshot.geo.get(name)
+            geo = None
             if per_loc is not None:
                 if not known.issuperset(per_loc):
                     return None
-                new._geo[wname] = {loc: new._by_type(recs) for loc, recs in per_loc.items()}
-            else:
-                new._geo.pop(wname, None)
-            if existed != (wname in new._static or wname in new._geo):
+                geo = {loc: self._by_type(recs) for loc, recs in per_loc.items()}
+            geos.append((wname, geo))
+            if existed != (per is not None or geo is not None):
                 return None
+        for wname, per in statics:  # nothing can fail from here on
+            if per is None:
+                self._static.pop(wname, None)
+            else:
+                self._static[wname] = per
+        for wname, geo in geos:
+            if geo is None:
+                self._geo.pop(wname, None)
+            else:
+                self._geo[wname] = geo
+        new = copy.copy(self)
+        new.snapshot = snapshot
+        new._varies_memo = {}
         soa = new._static.get(new.zone, {}).get(wire.T_SOA, ())
         new._set_soa(soa[0] if soa else None)
         return new
@@ -284,7 +301,7 @@ class Resolver:
         if rr is not None or rec in self._bad:
             return rr
         try:
-            rr = compile_record(rec)
+            rr = compile_record(rec, self._interner)
         except Exception as exc:  # dnslib raises many types on bad rdata
             self._bad.add(rec)
             log.warning("record_skipped name=%s type=%s error=%r", rec.name, rec.rtype, exc)
@@ -541,6 +558,32 @@ class Resolver:
         return out
 
 
+def _records_of(records: tuple[Record, ...], names: set[str]) -> dict[str, list[Record]]:
+    """The records of each of ``names``: bisection when ``records`` is sorted
+    by name around every hit (checked at the run's ends), else one scan."""
+    out: dict[str, list[Record]] = {}
+    n = len(records)
+    key = _record_name
+    for name in names:
+        lo = bisect.bisect_left(records, name, key=key)
+        hi = bisect.bisect_right(records, name, lo, key=key)
+        if (lo > 0 and not records[lo - 1].name < name) or (hi < n and not name < records[hi].name):
+            break  # not sorted
+        if lo < hi:
+            out[name] = list(records[lo:hi])
+    else:
+        return out
+    out = {}
+    for rec in records:
+        if rec.name in names:
+            out.setdefault(rec.name, []).append(rec)
+    return out
+
+
+def _record_name(rec: Record) -> str:
+    return rec.name
+
+
 def _labels(name: str) -> wire.Name:
     """A presentation name's wire labels (case kept, as dnslib's ``DNSLabel``)."""
     labels = tuple(lab.encode("ascii") for lab in name.rstrip(".").split("."))
@@ -552,6 +595,30 @@ def _labels(name: str) -> wire.Name:
     return labels
 
 
+class Interner:
+    """Shares the parts of packed records between records: one labels tuple
+    per name, one bytes object per label and per fixed part (type, class,
+    TTL). A large zone repeats them in every record; kept once they cost a
+    fraction of the memory. Grows with the distinct names and TTLs seen."""
+
+    __slots__ = ("_bytes", "_names")
+
+    def __init__(self) -> None:
+        self._names: dict[str, wire.Name] = {}
+        self._bytes: dict[bytes, bytes] = {}
+
+    def labels(self, name: str) -> wire.Name:
+        hit = self._names.get(name)
+        if hit is None:
+            parts = self._bytes
+            hit = tuple(parts.setdefault(lab, lab) for lab in _labels(name))
+            hit = self._names.setdefault(name, hit)
+        return hit
+
+    def part(self, data: bytes) -> bytes:
+        return self._bytes.setdefault(data, data)
+
+
 class _Flat(DNSBuffer):  # type: ignore[misc]
     """A dnslib buffer that never compresses: rdata bytes valid at any offset."""
 
@@ -559,13 +626,17 @@ class _Flat(DNSBuffer):  # type: ignore[misc]
         self.encode_name_nocompress(name)
 
 
-def compile_record(rec: Record) -> wire.PackedRR:
-    """A Record as the packer takes it; raises on bad rdata."""
+def compile_record(rec: Record, interner: Interner | None = None) -> wire.PackedRR:
+    """A Record as the packer takes it; raises on bad rdata. With
+    ``interner``, equal names and fixed parts are shared between records."""
+    labels = _labels if interner is None else interner.labels
     code = qtype_code(rec.rtype)
     if code is None:
         raise ValueError(f"unknown type {rec.rtype}")
     fixed = code.to_bytes(2, "big") + b"\x00\x01" + (rec.ttl & 0xFFFFFFFF).to_bytes(4, "big")
-    owner = _labels(rec.name)
+    if interner is not None:
+        fixed = interner.part(fixed)
+    owner = labels(rec.name)
     value = rec.value.strip()
     rdata: wire.RData
     if rec.rtype == "A":
@@ -573,15 +644,15 @@ def compile_record(rec: Record) -> wire.PackedRR:
     elif rec.rtype == "AAAA":
         rdata = (socket.inet_pton(socket.AF_INET6, value),)
     elif rec.rtype in _NAME_RDATA:
-        rdata = (_labels(value),)
+        rdata = (labels(value),)
     elif rec.rtype == "MX":
         pref, target = value.split()
-        rdata = (int(pref).to_bytes(2, "big"), _labels(target))
+        rdata = (int(pref).to_bytes(2, "big"), labels(target))
     elif rec.rtype == "SOA":
         mname, rname, *nums = value.split()
         if len(nums) != 5:
             raise ValueError("SOA needs 5 numbers")
-        rdata = (_labels(mname), _labels(rname),
+        rdata = (labels(mname), labels(rname),
                  b"".join(int(x).to_bytes(4, "big") for x in nums))
     else:
         rr = RR.fromZone(f"{rec.name} {rec.ttl} IN {rec.rtype} {rec.value}")[0]

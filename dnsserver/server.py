@@ -1,8 +1,10 @@
 """DnsServer: owns the UDP/TCP listeners and the current answers.
 
-``update(snapshot)`` builds a new ``Resolver`` and ``AnswerTable`` and swaps
-them in with one reference assignment, so a query sees either the old or the
-new Snapshot, never a mix. A Snapshot that fails to build is logged and the
+``update(snapshot)`` builds a new ``Resolver`` and ``AnswerTable`` (or, for a
+small change, updates the changed names' entries in place, each with one dict
+assignment) and swaps the per-Snapshot state (serial, SOA) in with one
+reference assignment: a query sees each name's old or new answers, and for a
+moment some names may already answer from the new Snapshot. A Snapshot that fails to build is logged and the
 old one keeps serving.
 
 Each configured ``host:port`` gets a UDP socket and a TCP listener on the same

@@ -165,6 +165,62 @@ def test_incremental_update_matches_a_full_build(hinted: bool) -> None:
         prev = snap
 
 
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_incremental_update_shares_the_maps_and_keeps_per_snapshot_parts(
+        shuffled: bool) -> None:
+    """A hinted change updates the name maps in place (no copy of the table
+    or the Resolver's maps), while the old state keeps its own SOA; records
+    not sorted by name (not the planner's order) still give the same answers."""
+    server = DnsServer(zf.config(), zf.locator(), registry=None)
+    snaps = [_with_serial(s) for s in _changes()]
+    if shuffled:
+        rng = random.Random(5)
+        snaps = [replace(s, records=tuple(rng.sample(s.records, len(s.records))))
+                 for s in snaps]
+    assert server.update(snaps[0])
+    old = server.handler.state
+    assert old is not None
+    new_snap = replace(snaps[2], changed=frozenset(_truth(snaps[0], snaps[2])),
+                       base_serial=snaps[0].serial)
+    assert server.update(new_snap)
+    new = server.handler.state
+    assert new is not None and new is not old
+    if not shuffled:  # the planner's order (sorted by name): found by bisection
+        assert new.table.names is old.table.names
+        assert new.resolver._static is old.resolver._static
+        assert new.table.stats.rebuilt_names < 12
+    assert new.resolver.snapshot is new_snap and old.resolver.snapshot is snaps[0]
+    assert old.resolver.negative_soa is not None and new.resolver.negative_soa is not None
+    assert old.resolver.negative_soa.value.split()[2] == str(snaps[0].serial)
+    assert new.resolver.negative_soa.value.split()[2] == str(new_snap.serial)
+    fresh = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
+    assert fresh.update(new_snap)
+    rng = random.Random(11)
+    names = _names()
+    for _ in range(400):
+        data = _query(rng, names)
+        client = rng.choice(CLIENTS)
+        assert server.handler.handle(data, client, False) == fresh.handler.handle(
+            data, client, False), dns.message.from_wire(data)
+
+
+def test_refused_derive_leaves_the_serving_maps_alone() -> None:
+    base = _with_serial(zf.snapshot(serial=1))
+    resolver = Resolver(base, zf.config().server)
+    table = AnswerTable.build(resolver)
+    before = {n: dict(t) for n, t in table.names.items()}
+    static_before = dict(resolver._static)
+    geo_before = dict(resolver._geo)
+    moved = {**base.geo, zf.GLOBAL: {loc: (zf.rec(zf.GLOBAL, "A", "192.0.2.77"),)
+                                     for loc in zf.LOCALITIES}}
+    grown = replace(base, serial=2, geo=moved, records=tuple(sorted(
+        (*base.records, zf.rec(f"brand-new.{zf.ZONE}", "A", "192.0.2.5")))))
+    # the geo change comes first in no particular order; the new name refuses
+    assert resolver.derive(grown, {zf.GLOBAL, f"brand-new.{zf.ZONE}"}) is None
+    assert resolver._static == static_before and resolver._geo == geo_before
+    assert {n: dict(t) for n, t in table.names.items()} == before
+
+
 def test_changed_names_finds_record_and_geo_changes() -> None:
     snaps = _changes()
     assert changed_names(snaps[0], snaps[0]) == set()
