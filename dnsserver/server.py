@@ -4,8 +4,8 @@
 small change, updates the changed names' entries in place, each with one dict
 assignment) and swaps the per-Snapshot state (serial, SOA) in with one
 reference assignment: a query sees each name's old or new answers, and for a
-moment some names may already answer from the new Snapshot. A Snapshot that fails to build is logged and the
-old one keeps serving.
+moment some names may already answer from the new Snapshot. A Snapshot that
+fails to build is logged and the old one keeps serving.
 
 Each configured ``host:port`` gets a UDP socket and a TCP listener on the same
 port; with port 0 the TCP listener takes the port UDP got, so ``addresses``
