@@ -1,13 +1,22 @@
 """Kubernetes source at scale: simulated clusters x federated services x endpoints.
 
-    python bench/kube_bench.py [--clusters 3] [--services 2000] [--endpoints 10] [--changes 20]
+    python bench/kube_bench.py [--clusters 3] [--services 2000] [--endpoints 10]
+                               [--changes 20] [--mode serve|inproc|both]
 
-Prints: time to first full sync (all clusters listed, every shard reported),
-resident memory (process total, and growth caused by the sources), and the
-latency from one EndpointSlice change to (a) the new ClusterReport and
-(b) the engine's published Snapshot (the DNS answer data; the server answers
-from it with a map lookup). The simulated API servers run in this same
-process and event loop, so the figures include their serving cost.
+``--mode serve`` (default, the realistic one): the simulated API servers run
+on an event loop in a thread of this process; ``fedns serve`` runs as a
+subprocess with a config pointing at their kubeconfig. Prints the time to
+first full sync (process start -> listening -> /readyz -> the last Service of
+every cluster answers over DNS, then every AZ name is checked once), the
+resident memory of the fedns process (VmRSS/VmHWM from /proc/<pid>/status),
+and for ``--changes`` Services: the latency from flipping the Service's
+EndpointSlice to all-not-ready (in the simulator) to its AZ name answering
+the CNAME fallback, polled over UDP with dnspython (1 ms between queries),
+and from flipping it back to the AZ name answering the LB address again.
+
+``--mode inproc``: the earlier in-process figures (sources alone: slice ->
+ClusterReport; engine: slice -> published Snapshot), simulators in the same
+event loop.
 """
 
 from __future__ import annotations
@@ -16,14 +25,28 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any, TypeVar
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.procs import free_port
 from config.model import Cluster, Config, Region
 from healthwatch.engine import Engine
 from healthwatch.kube import KubeOptions, KubeSource
@@ -45,6 +68,11 @@ PLACES = [
 ]
 
 
+T = TypeVar("T")
+ZONE = "example.com."
+FED = "fed"
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -58,8 +86,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.WARNING)
+async def inproc(args: argparse.Namespace) -> None:
     tmp = tempfile.mkdtemp(prefix="kube-bench-")
     names = [f"c{i}" for i in range(args.clusters)]
     apis: dict[str, FakeKubeAPI] = {}
@@ -165,10 +192,265 @@ async def main(args: argparse.Namespace) -> None:
         await api.kill()
 
 
+# -- fedns serve as a subprocess ---------------------------------------------------
+
+
+class SimThread:
+    """The simulated API servers on their own event loop in a daemon thread
+    (the simulator is not thread-safe: everything on it goes through ``call``)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sim", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        async def wrapper() -> T:
+            return fn(*args, **kw)
+        return self.run(wrapper(), timeout=10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS / VmHWM / Threads of ``pid`` (MB for the Vm fields)."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(rest.split()[0]) / 1024
+            elif key == "Threads":
+                out[key] = int(rest)
+    return out
+
+
+def lb_ip(cluster: int, svc: int) -> str:
+    return f"10.{cluster}.{svc // 250}.{svc % 250 + 1}"
+
+
+def serve_config(args: argparse.Namespace, kubeconfig: str, names: list[str],
+                 places: list[tuple[str, str, tuple[float, float]]],
+                 dns_port: int, http_port: int) -> dict[str, Any]:
+    regions: dict[str, dict[str, Any]] = {}
+    for region, zone, loc in places:
+        entry = regions.setdefault(region, {"location": list(loc), "zones": []})
+        if zone not in entry["zones"]:
+            entry["zones"].append(zone)
+    return {
+        "zone": ZONE,
+        "federation": FED,
+        "ttl": 5,
+        "nameservers": {f"ns1.{ZONE}": ["127.0.0.1"]},
+        "listen": {"dns": [f"127.0.0.1:{dns_port}"], "http": f"127.0.0.1:{http_port}"},
+        "regions": regions,
+        "clusters": [{"name": n, "region": r, "zone": z, "source": "kubernetes",
+                      "kubeconfig": kubeconfig, "context": n}
+                     for n, (r, z, _) in zip(names, places, strict=True)],
+    }
+
+
+def az_name(svc: str, place: tuple[str, str, tuple[float, float]]) -> str:
+    region, zone, _ = place
+    return f"{svc}.default.{FED}.svc.{zone}.{region}.{ZONE}"
+
+
+class Prober:
+    """Blocking dnspython UDP queries of A records at the fedns server."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)  # dnspython waits with select on a given socket
+
+    def answer(self, name: str, timeout: float = 1.0) -> tuple[str, str] | None:
+        """("A", first address) / ("CNAME", target) / None (no answer, timeout)."""
+        query = dns.message.make_query(name, dns.rdatatype.A)
+        try:
+            response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=timeout,
+                                     sock=self.sock)
+        except (dns.exception.Timeout, OSError):
+            return None
+        for rrset in response.answer:
+            if rrset.name.to_text() != name:
+                continue
+            if rrset.rdtype == dns.rdatatype.CNAME:
+                return ("CNAME", rrset[0].to_text())
+            if rrset.rdtype == dns.rdatatype.A:
+                return ("A", sorted(rd.to_text() for rd in rrset)[0])
+        return None
+
+    def soa(self) -> bool:
+        query = dns.message.make_query(ZONE, dns.rdatatype.SOA)
+        try:
+            response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.2,
+                                     sock=self.sock)
+        except (dns.exception.Timeout, OSError):
+            return False
+        return bool(response.answer)
+
+    def until(self, name: str, ok: Callable[[tuple[str, str] | None], bool],
+              timeout: float, pause: float = 0.001) -> tuple[float, int]:
+        """Seconds (perf_counter) at which ``ok(answer)`` first held, and queries sent."""
+        deadline = time.perf_counter() + timeout
+        n = 0
+        while True:
+            got = self.answer(name)
+            n += 1
+            now = time.perf_counter()
+            if ok(got):
+                return now, n
+            if now > deadline:
+                raise RuntimeError(f"{name}: still {got} after {timeout}s")
+            time.sleep(pause)
+
+
+def serve(args: argparse.Namespace) -> None:
+    tmp = tempfile.mkdtemp(prefix="kube-bench-serve-")
+    names = [f"c{i}" for i in range(args.clusters)]
+    places = [PLACES[i % len(PLACES)] for i in range(args.clusters)]
+    sim = SimThread()
+    apis: dict[str, FakeKubeAPI] = {}
+
+    async def populate() -> None:
+        for i, name in enumerate(names):
+            api = FakeKubeAPI(ObjectStore(history=1000), name=name)
+            for s in range(args.services):
+                api.apply("services", service(f"svc{s}", lb_ips=[lb_ip(i, s)]))
+                api.apply("endpointslices", endpoint_slice(f"svc{s}", ready=args.endpoints))
+            await api.start()
+            apis[name] = api
+
+    t0 = time.perf_counter()
+    sim.run(populate())
+    print(f"populate        {time.perf_counter() - t0:8.2f} s  ({args.clusters} clusters x "
+          f"{args.services} services x {args.endpoints} endpoints, simulators in a thread)")
+    kubeconfig = write_kubeconfig(os.path.join(tmp, "kubeconfig"),
+                                  [api.kubeconfig_entry(n) for n, api in apis.items()])
+    dns_port, http_port = free_port(), free_port()
+    cfg = os.path.join(tmp, "fedns.yaml")
+    with open(cfg, "w") as f:
+        yaml.safe_dump(serve_config(args, kubeconfig, names, places, dns_port, http_port), f,
+                       sort_keys=False)
+    exe = shutil.which("fedns")
+    cmd = [exe] if exe else [sys.executable, "-m", "dnsserver.cli"]
+    log = open(os.path.join(tmp, "fedns.log"), "wb")  # noqa: SIM115 (closed below)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*cmd, "serve", "-c", cfg, "--log-level", "WARNING"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    prober = Prober(dns_port)
+    rows: list[tuple[str, str]] = []
+    try:
+        while not prober.soa():
+            if proc.poll() is not None:
+                raise RuntimeError(f"fedns exited {proc.returncode}, see {log.name}")
+            time.sleep(0.01)
+        up = time.perf_counter() - t0
+        while not readyz(http_port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"fedns exited {proc.returncode}, see {log.name}")
+            time.sleep(0.01)
+        ready = time.perf_counter() - t0
+        last = f"svc{args.services - 1}"
+        for i in range(len(names)):
+            want = lb_ip(i, args.services - 1)
+            prober.until(az_name(last, places[i]), lambda a, w=want: a == ("A", w), 120, 0.005)
+        answered = time.perf_counter() - t0
+        st = proc_status(proc.pid)
+        rows.append(("fedns listening", f"{up:8.2f} s   process start -> SOA answered"))
+        rows.append(("/readyz 200", f"{ready:8.2f} s   every cluster listed once"))
+        rows.append(("first full sync", f"{answered:8.2f} s   the last Service of every "
+                     f"cluster answers its AZ name"))
+        missing = 0
+        for i, _name in enumerate(names):
+            for s in range(args.services):
+                if prober.answer(az_name(f"svc{s}", places[i])) != ("A", lb_ip(i, s)):
+                    missing += 1
+        rows.append(("all names", f"{len(names) * args.services - missing:8d}     of "
+                     f"{len(names) * args.services} AZ names answer their LB address"))
+        rows.append(("memory (synced)", f"{st['VmRSS']:8.1f} MB VmRSS (peak VmHWM "
+                     f"{st['VmHWM']:.1f} MB, {int(st['Threads'])} threads)"))
+
+        target, place = names[0], places[0]
+        down: list[float] = []
+        back: list[float] = []
+        queries = 0
+        for k in range(args.changes):
+            svc = f"svc{k % args.services}"
+            name = az_name(svc, place)
+            ip = lb_ip(0, k % args.services)
+            assert prober.answer(name) == ("A", ip), (name, prober.answer(name))
+            t0 = time.perf_counter()
+            sim.call(apis[target].apply, "endpointslices",
+                     endpoint_slice(svc, ready=0, not_ready=args.endpoints))
+            t1, n = prober.until(name, lambda a: a is not None and a[0] == "CNAME", 10)
+            down.append((t1 - t0) * 1000)
+            queries += n
+            time.sleep(args.settle)
+            t0 = time.perf_counter()
+            sim.call(apis[target].apply, "endpointslices",
+                     endpoint_slice(svc, ready=args.endpoints))
+            t1, n = prober.until(name, lambda a, ip=ip: a == ("A", ip), 10)
+            back.append((t1 - t0) * 1000)
+            queries += n
+            time.sleep(args.settle)
+        for label, lat in (("slice->CNAME", down), ("slice->A again", back)):
+            rows.append((label, f"{statistics.median(lat):8.1f} ms median, p95 "
+                         f"{pct(lat, 0.95):.1f} ms, max {max(lat):.1f} ms, min {min(lat):.1f} ms"
+                         f"  ({len(lat)} changes)"))
+        st = proc_status(proc.pid)
+        rows.append(("memory (after)", f"{st['VmRSS']:8.1f} MB VmRSS (peak VmHWM "
+                     f"{st['VmHWM']:.1f} MB) after {2 * args.changes} changes, "
+                     f"{queries} polling queries"))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        sim.run(stop_all(apis))
+        sim.close()
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+async def stop_all(apis: dict[str, FakeKubeAPI]) -> None:
+    for api in apis.values():
+        await api.kill()
+
+
+def readyz(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    if args.mode in ("serve", "both"):
+        serve(args)
+    if args.mode in ("inproc", "both"):
+        asyncio.run(inproc(args))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clusters", type=int, default=3)
     parser.add_argument("--services", type=int, default=2000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--changes", type=int, default=20)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--settle", type=float, default=0.2,
+                        help="seconds between changes (serve mode)")
+    parser.add_argument("--mode", choices=("serve", "inproc", "both"), default="serve")
+    main(parser.parse_args())
