@@ -340,6 +340,9 @@ def serve(args: argparse.Namespace) -> None:
                        sort_keys=False)
     exe = shutil.which("fedns")
     cmd = [exe] if exe else [sys.executable, "-m", "dnsserver.cli"]
+    if args.trace:
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            "kube_trace.py")]
     log = open(os.path.join(tmp, "fedns.log"), "wb")  # noqa: SIM115 (closed below)
     t0 = time.perf_counter()
     proc = subprocess.Popen([*cmd, "serve", "-c", cfg, "--log-level", "WARNING"],
@@ -381,6 +384,7 @@ def serve(args: argparse.Namespace) -> None:
         down: list[float] = []
         back: list[float] = []
         queries = 0
+        changes: list[tuple[str, float, float]] = []  # (kind, changed at, answered at)
         for k in range(args.changes):
             svc = f"svc{k % args.services}"
             name = az_name(svc, place)
@@ -391,6 +395,7 @@ def serve(args: argparse.Namespace) -> None:
                      endpoint_slice(svc, ready=0, not_ready=args.endpoints))
             t1, n = prober.until(name, lambda a: a is not None and a[0] == "CNAME", 10)
             down.append((t1 - t0) * 1000)
+            changes.append(("down", t0, t1))
             queries += n
             time.sleep(args.settle)
             t0 = time.perf_counter()
@@ -398,6 +403,7 @@ def serve(args: argparse.Namespace) -> None:
                      endpoint_slice(svc, ready=args.endpoints))
             t1, n = prober.until(name, lambda a, ip=ip: a == ("A", ip), 10)
             back.append((t1 - t0) * 1000)
+            changes.append(("up", t0, t1))
             queries += n
             time.sleep(args.settle)
         for label, lat in (("slice->CNAME", down), ("slice->A again", back)):
@@ -421,6 +427,54 @@ def serve(args: argparse.Namespace) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    if args.trace:
+        with open(log.name, "rb") as f:
+            print_breakdown(f.read().decode(errors="replace"), changes)
+
+
+STAGES = [  # (trace point ending the stage, what the stage is)
+    ("watch_line", "sim apply -> watch line read (HTTP chunk, watch thread)"),
+    ("source_event", "watch thread -> event loop (call_soon_threadsafe)"),
+    ("source_flush", "source coalescing (KubeOptions.coalesce) -> report"),
+    ("plan_start", "engine coalescing (engine.COALESCE) + to_thread"),
+    ("plan_end", "incremental plan (worker thread)"),
+    ("publish", "back to the loop, publish"),
+    ("dns_installed", "DNS table update (Rebuilder.submit -> _install)"),
+    ("answered", "seen by the poller (<= 1 ms sleep + one query)"),
+]
+
+
+def print_breakdown(log_text: str, changes: list[tuple[str, float, float]]) -> None:
+    """Per stage median/max over the changes, from kube_trace.py's TRACE lines."""
+    points: dict[str, list[float]] = {}
+    for line in log_text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "TRACE":
+            points.setdefault(parts[1], []).append(float(parts[2]))
+    per_stage: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    for _kind, t0, t1 in changes:
+        at = t0
+        for name, _ in STAGES:
+            if name == "answered":
+                nxt = t1
+            else:
+                later = [t for t in points.get(name, ()) if at <= t <= t1]
+                if not later:
+                    break
+                nxt = later[0]
+            per_stage[name].append((nxt - at) * 1000)
+            at = nxt
+    print(f"\nwhere the time goes ({len(changes)} changes; ms from the previous point)")
+    print(f"  {'stage':<62} {'median':>7} {'max':>7}")
+    total = 0.0
+    for name, what in STAGES:
+        lat = per_stage[name]
+        if not lat:
+            print(f"  {what:<62}    (no trace)")
+            continue
+        total += statistics.median(lat)
+        print(f"  {what:<62} {statistics.median(lat):7.2f} {max(lat):7.2f}")
+    print(f"  {'sum of medians':<62} {total:7.2f}")
 
 
 async def stop_all(apis: dict[str, FakeKubeAPI]) -> None:
@@ -452,5 +506,8 @@ if __name__ == "__main__":
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--settle", type=float, default=0.2,
                         help="seconds between changes (serve mode)")
+    parser.add_argument("--trace", action="store_true",
+                        help="serve mode: run fedns via bench/kube_trace.py, print a per-stage "
+                             "breakdown of the change latency")
     parser.add_argument("--mode", choices=("serve", "inproc", "both"), default="serve")
     main(parser.parse_args())
