@@ -475,6 +475,19 @@ def print_breakdown(log_text: str, changes: list[tuple[str, float, float]]) -> N
         total += statistics.median(lat)
         print(f"  {what:<62} {statistics.median(lat):7.2f} {max(lat):7.2f}")
     print(f"  {'sum of medians':<62} {total:7.2f}")
+    durations: dict[str, list[float]] = {}
+    for line in log_text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "TDUR":
+            start = float(parts[2])
+            if any(t0 <= start <= t1 + 0.05 for _k, t0, t1 in changes):
+                durations.setdefault(parts[1], []).append(float(parts[3]))
+    if durations:
+        print("\nper-call cost on the event loop during the changes (ms; calls are nested: "
+              "_flush -> _on_report -> _sync_probes, _publish -> published)")
+        print(f"  {'call':<40} {'calls':>6} {'median':>7} {'max':>7}")
+        for name, lat in durations.items():
+            print(f"  {name:<40} {len(lat):6d} {statistics.median(lat):7.2f} {max(lat):7.2f}")
 
 
 async def stop_all(apis: dict[str, FakeKubeAPI]) -> None:

@@ -15,6 +15,9 @@ Points, in path order:
   plan_end        Engine._plan returned
   publish         Engine._publish: subscribers (the DNS server) called
   dns_installed   DnsServer._install: the new answer table is live
+
+Besides, ``TDUR <name> <start> <milliseconds>`` for the calls on the event
+loop whose cost is paid per change (per report or per publish), see DURATIONS.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dnsserver import cli
+from dnsserver.rebuild import Rebuilder
 from dnsserver.server import DnsServer
 from healthwatch.engine import Engine
+from healthwatch.hostnames import ResolvingSource
 from healthwatch.kube.source import KubeSource
 from healthwatch.kube.watch import Watcher
+from healthwatch.metrics import HealthMetrics
 
 
 def _mark(point: str) -> None:
@@ -54,7 +60,36 @@ def _wrap(cls: type, method: str, point: str, end: str | None = None) -> None:
     setattr(cls, method, traced)
 
 
+def _time(cls: type, method: str, name: str) -> None:
+    original: Callable[..., Any] = getattr(cls, method)
+
+    @functools.wraps(original)
+    def timed(*args: Any, **kw: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kw)
+        finally:
+            end = time.perf_counter()
+            os.write(2, f"TDUR {name} {start:.6f} {(end - start) * 1000:.3f}\n".encode())
+
+    setattr(cls, method, timed)
+
+
+DURATIONS = [  # (class, method, name): where each runs, see kube_bench's table
+    (KubeSource, "_flush", "KubeSource._flush"),
+    (ResolvingSource, "_on_report", "ResolvingSource._on_report"),
+    (Engine, "_on_report", "Engine._on_report"),
+    (Engine, "_sync_probes", "Engine._sync_probes"),
+    (Engine, "_plan_inputs", "Engine._plan_inputs"),
+    (Engine, "_publish", "Engine._publish"),
+    (HealthMetrics, "published", "HealthMetrics.published"),
+    (Rebuilder, "submit", "Rebuilder.submit"),
+]
+
+
 def install() -> None:
+    for cls, method, name in DURATIONS:
+        _time(cls, method, name)
     _wrap(Watcher, "_handle", "watch_line")
     _wrap(KubeSource, "_on_changed", "source_event")
     _wrap(KubeSource, "_flush", "source_flush")
