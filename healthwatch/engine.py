@@ -3,9 +3,10 @@
 One ``Engine`` owns every background task of healthwatch: one per source,
 one probe loop per probed shard, the planner loop and the state writer.
 Any change (a report, a probe transition, a drain, a reload, a cluster's
-grace running out) marks the engine dirty; the planner loop coalesces a
-burst for ``COALESCE`` seconds, re-plans once and publishes if anything
-changed, so a change is published well within 100 ms. Queries never plan.
+grace running out) marks the engine dirty; the planner loop re-plans at once
+for a lone change and coalesces what follows within ``COALESCE`` seconds of
+the last plan into one re-plan, publishing if anything changed, so a change
+is published well within 100 ms. Queries never plan.
 
 SOA serial: every published change gets ``max(previous + 1, int(unix time))``,
 so it grows on every change and across restarts.
@@ -112,6 +113,7 @@ class Engine:
         self._subscribers: list[Subscriber] = []
         self._prober = Prober()
         self._dirty = asyncio.Event()
+        self._last_planned = 0.0  # time.monotonic() when the last plan finished
         self._persist_wanted: Snapshot | None = None
         self._persist_event = asyncio.Event()
         self._write: asyncio.Future[bool] | None = None
@@ -423,8 +425,13 @@ class Engine:
                     await self._dirty.wait()
             except TimeoutError:
                 pass
-            await asyncio.sleep(COALESCE)
+            # leading edge: a lone change plans at once; a burst right after a
+            # plan is collected until COALESCE has passed since that plan
+            since = time.monotonic() - self._last_planned
+            if since < COALESCE:
+                await asyncio.sleep(COALESCE - since)
             await self._replan_off_loop()
+            self._last_planned = time.monotonic()
 
     def _plan_inputs(self) -> tuple[Any, ...] | None:
         """Clear the dirty flag and capture what a plan needs (None: keep the stale one)."""

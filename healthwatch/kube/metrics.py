@@ -26,7 +26,7 @@ class KubeMetrics:
             ["cluster", "resource"], registry=registry)
         self.relists = Counter(
             "fedns_kube_relists_total",
-            "Full lists after the first one (after 410 Gone; retries of a failed relist count once)",
+            "Full lists after the first one (after 410 Gone; a retried relist counts once)",
             ["cluster", "resource"], registry=registry)
         self.events = Counter(
             "fedns_kube_events_total",
