@@ -57,6 +57,7 @@ Tail = tuple[int, tuple[bytes, ...]]
 Chain = tuple[int, bytes, bytes, "Tail | dict[str, Tail]"]
 Value = Entry | dict[str, Entry] | Chain
 Types = dict[int, Value]
+Deps = tuple[bytes, ...]  # distinct names (a tuple: a fraction of a frozenset's size)
 _EMPTY: Types = {}
 
 
@@ -77,7 +78,7 @@ class AnswerTable:
     __slots__ = ("complete", "deps", "names", "rdeps", "stats")
 
     def __init__(self, names: dict[bytes, Types], stats: TableStats,
-                 deps: dict[bytes, frozenset[bytes]], rdeps: dict[bytes, frozenset[bytes]]
+                 deps: dict[bytes, Deps], rdeps: dict[bytes, Deps]
                  ) -> None:
         self.names = names
         self.stats = stats
@@ -130,7 +131,7 @@ class AnswerTable:
         built = [(name, b.name(name)) for name in todo if name in names]
         # (a name beyond the key bound of an incomplete table is skipped)
         deps, rdeps = self.deps, self.rdeps
-        edges = [(n, deps.get(n, _NONE), b.deps.get(n, _NONE)) for n, _ in built]
+        edges = [(n, deps.get(n, ()), b.deps.get(n, ())) for n, _ in built]
         for name, types in built:
             names[name] = types
         for n, old, new in edges:
@@ -140,27 +141,24 @@ class AnswerTable:
                 deps.pop(n, None)
             if old == new:
                 continue
-            for t in old - new:
-                rest = rdeps[t] - {n}
+            for t in set(old).difference(new):
+                rest = tuple(x for x in rdeps[t] if x != n)
                 if rest:
                     rdeps[t] = rest
                 else:
                     del rdeps[t]
-            for t in new - old:
-                rdeps[t] = rdeps.get(t, _NONE) | {n}
+            for t in set(new).difference(old):
+                rdeps[t] = (*rdeps.get(t, ()), n)
         stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(built))
         return AnswerTable(names, stats, deps, rdeps)
 
 
-_NONE: frozenset[bytes] = frozenset()
-
-
-def _invert(deps: dict[bytes, frozenset[bytes]]) -> dict[bytes, frozenset[bytes]]:
-    out: dict[bytes, set[bytes]] = {}
+def _invert(deps: dict[bytes, Deps]) -> dict[bytes, Deps]:
+    out: dict[bytes, list[bytes]] = {}
     for name, targets in deps.items():
         for t in targets:
-            out.setdefault(t, set()).add(name)
-    return {t: frozenset(s) for t, s in out.items()}
+            out.setdefault(t, []).append(name)
+    return {t: tuple(s) for t, s in out.items()}
 
 
 class _Builder:
@@ -171,7 +169,7 @@ class _Builder:
         self.keys = 0
         self.entries = 0
         self.per_loc = 0
-        self.deps: dict[bytes, frozenset[bytes]] = {}
+        self.deps: dict[bytes, Deps] = {}
         self._wire_names: dict[str, bytes] = {}
         self._tails: dict[tuple[bytes, int], tuple[wire.Name, Tail | dict[str, Tail]] | None] = {}
 
@@ -246,7 +244,7 @@ class _Builder:
                 self.per_loc += 1
         deps.discard(name)
         if deps:
-            self.deps[name] = frozenset(deps)
+            self.deps[name] = tuple(sorted(deps))
         return out
 
     def _per_locality(self, name: bytes, qtype: int, first: Answer,

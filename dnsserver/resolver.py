@@ -41,6 +41,9 @@ log = logging.getLogger("dnsserver.resolver")
 _NAME_RDATA = frozenset(("CNAME", "NS", "PTR"))
 MAX_CHAIN = 8  # CNAME hops chased inside the zone
 _VARIES_MEMO_MAX = 65536
+# a name's locality-free records as (type code, records) pairs: a tuple is a
+# fraction of a dict's size, and most names have one type
+Static = tuple[tuple[int, tuple[Record, ...]], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ class Answer:
     depends: bool = False  # differs by client locality (ECS scope applies)
 
 
-@functools.lru_cache(maxsize=1 << 18)
+@functools.lru_cache(maxsize=1 << 12)  # small: a large zone's names cost MBs here
 def name_to_wire(name: str) -> bytes:
     """Presentation name (absolute, with trailing dot) -> lower-cased wire bytes."""
     labels = [lab.encode("ascii").lower() for lab in name.rstrip(".").split(".") if lab]
@@ -85,7 +88,7 @@ class Resolver:
         self.server = server
         self.zone = name_to_wire(snapshot.zone)
         self._zone_suffix = self.zone
-        self._static: dict[bytes, dict[int, tuple[Record, ...]]] = {}
+        self._static: dict[bytes, Static] = {}
         self._geo: dict[bytes, dict[str, dict[int, tuple[Record, ...]]]] = {}
         self._rrs: dict[Record, wire.PackedRR] = {}
         self._interner = Interner()  # shared with derived Resolvers
@@ -100,7 +103,8 @@ class Resolver:
             if code is None:
                 continue
             static.setdefault(name_to_wire(rec.name), {}).setdefault(code, []).append(rec)
-        self._static = {n: {t: tuple(rs) for t, rs in per.items()} for n, per in static.items()}
+        self._static = {n: tuple((t, tuple(rs)) for t, rs in per.items())
+                        for n, per in static.items()}
         for name, per_loc in snapshot.geo.items():
             try:
                 wname = name_to_wire(name)
@@ -124,7 +128,7 @@ class Resolver:
                     break
                 i += 1 + wname[i]
         self._names.add(self.zone)
-        apex = self._static.get(self.zone, {})
+        apex = dict(self._static.get(self.zone, ()))
         soa = apex.get(wire.T_SOA, ())
         self._set_soa(soa[0] if soa else None)
 
@@ -215,7 +219,7 @@ class Resolver:
         todo.add(self.snapshot.zone)
         found = _records_of(snapshot.records, todo)
         known = set(self.localities)
-        statics: list[tuple[bytes, dict[int, tuple[Record, ...]] | None]] = []
+        statics: list[tuple[bytes, Static | None]] = []
         geos: list[tuple[bytes, dict[str, dict[int, tuple[Record, ...]]] | None]] = []
         for name in todo:
             try:
@@ -228,7 +232,7 @@ class Resolver:
                 code = self._code(rec)
                 if code is not None:
                     typed.setdefault(code, []).append(rec)
-            per = {t: tuple(rs) for t, rs in typed.items()} or None
+            per = tuple((t, tuple(rs)) for t, rs in typed.items()) or None
             statics.append((wname, per))
             per_loc = snapshot.geo.get(name)
             geo = None
@@ -252,7 +256,7 @@ class Resolver:
         new = copy.copy(self)
         new.snapshot = snapshot
         new._varies_memo = {}
-        soa = new._static.get(new.zone, {}).get(wire.T_SOA, ())
+        soa = dict(new._static.get(new.zone, ())).get(wire.T_SOA, ())
         new._set_soa(soa[0] if soa else None)
         return new
 
@@ -327,7 +331,7 @@ class Resolver:
         return sorted(self._names)
 
     def types_at(self, name: bytes) -> set[int]:
-        types = set(self._static.get(name, {}))
+        types = {t for t, _ in self._static.get(name, ())}
         for per_type in self._geo.get(name, {}).values():
             types.update(per_type)
         return types
@@ -358,13 +362,13 @@ class Resolver:
         static = self._static.get(name)
         per_loc = self._geo.get(name)
         if per_loc is None:
-            return (static or {}), False
+            return (dict(static) if static else {}), False
         geo = per_loc.get(locality)
         if geo is None:
             geo = per_loc.get(UNKNOWN, {})
         if not static:
             return geo, True
-        return {**static, **geo}, True
+        return {**dict(static), **geo}, True
 
     def resolve(self, qname: bytes, qtype: int, locality: str) -> tuple[Answer, bool]:
         """(answer without ``depends``, whether a geo-aware name was visited)."""
@@ -422,7 +426,7 @@ class Resolver:
     def _glue(self, target: bytes) -> list[Record]:
         if not self.in_zone(target):
             return []
-        per = self._static.get(target, {})
+        per = dict(self._static.get(target, ()))
         return [*per.get(wire.T_A, ()), *per.get(wire.T_AAAA, ())]
 
     def lookup(self, qname: bytes, qtype: int, locality: str) -> Answer:
