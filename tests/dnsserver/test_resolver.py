@@ -210,3 +210,15 @@ def test_packer_matches_dnslib_for_every_fixture_answer() -> None:
                 assert ours[4:] == reference(labels, qtype, ans)[4:], (name, qtype, loc)
                 checked.update(r.rtype for r in (*ans.answer, *ans.authority, *ans.additional))
     assert {"A", "AAAA", "CNAME", "NS", "SOA", "MX", "TXT", "SRV", "CAA"} <= checked
+
+
+def test_interned_records_equal_plain_ones_and_share_parts() -> None:
+    from dnsserver.resolver import Interner, compile_record
+    interner = Interner()
+    recs = [zf.rec(f"a.{Z}", "A", "192.0.2.1"), zf.rec(f"a.{Z}", "A", "192.0.2.2"),
+            zf.rec(f"b.{Z}", "CNAME", f"a.{Z}"), zf.rec(f"m.{Z}", "MX", f"10 a.{Z}")]
+    shared = [compile_record(r, interner) for r in recs]
+    assert shared == [compile_record(r) for r in recs]
+    assert shared[0][0] is shared[1][0] is shared[2][2][0]  # one labels tuple per name
+    assert shared[0][1] is shared[1][1]  # same type, class and TTL: one bytes object
+    assert shared[2][0][1] is shared[3][0][1]  # one bytes object per label
