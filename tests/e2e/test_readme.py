@@ -132,6 +132,8 @@ NOT_RUNNABLE: dict[str, str] = {
         "no Docker here; the Dockerfile is checked by tests/e2e/test_dockerfile.py",
     "python bench/dnsperf_bench.py":
         "a minutes-long benchmark; its harness is smoke-tested by tests/bench/",
+    "python bench/kube_bench.py":
+        "a minutes-long benchmark (3 x 2,000 services); figures in docs/kubernetes.md",
     "apt-get install geoipupdate": "installs a Debian package",
     "geoipupdate": "downloads GeoLite2 with a MaxMind account and licence key",
     "17 4 * * 2,5 geoipupdate && kill -HUP $(pidof fedns)":
