@@ -5,8 +5,9 @@
                                    [--shards 3] [--max-keys N] [--json out.json]
 
 Builds a federation of ``--services`` services with the real planner
-(``healthwatch.planner.plan``), each service on ``--shards`` clusters in
-different regions, ``--regions`` x ``--zones`` AZs with one static cluster per AZ
+(``healthwatch.plan_state.Planner``, kept across plans as the engine keeps
+it), each service on ``--shards`` clusters in different regions,
+``--regions`` x ``--zones`` AZs with one static cluster per AZ
 (defaults: 5 x 3 = 15 AZ + 5 region localities = 20, plus "unknown"), every
 shard with a TCP probe reported up. Names: 3 levels per service (AZ, region,
 global). Then serves the Snapshot the way ``fedns serve`` does
@@ -36,7 +37,7 @@ from dnsserver.resolver import Resolver
 from dnsserver.server import DnsServer
 from healthwatch.drains import DrainSet
 from healthwatch.model import ClusterReport, ShardHealth, ShardSpec
-from healthwatch.planner import plan
+from healthwatch.plan_state import Planner
 
 T = TypeVar("T")
 
@@ -118,7 +119,10 @@ def main() -> int:
         lambda: federation(args.services, args.regions, args.zones, args.shards))
     say("inputs_seconds", t, "s")
     say("rss_inputs", rss_mb(), "MB")
-    snap, t = timed(lambda: plan(config, reports, health, DrainSet(), 1, 1000.0))
+    # one Planner kept across plans, as the engine does: the second plan is
+    # incremental and hands the server its change hint (Snapshot.changed)
+    planner = Planner()
+    snap, t = timed(lambda: planner.plan(config, reports, health, DrainSet(), 1, 1000.0))
     localities = len(snap.localities)
     names = sum(1 for _ in snap.names())
     print(f"snapshot: {len(snap.records)} records, {len(snap.geo)} geo names x "
@@ -148,8 +152,8 @@ def main() -> int:
     key = next(iter(health))
     changed = dict(health)
     changed[key] = ShardHealth(False, "probe failed: connection refused x2", False, 2.0)
-    snap2, t = timed(lambda: plan(config, reports, changed, DrainSet(), 2, 1001.0,
-                                  previous=snap))
+    snap2, t = timed(lambda: planner.plan(config, reports, changed, DrainSet(), 2, 1001.0,
+                                          previous=snap))
     say("replan_seconds", t, "s", "(one probe down)")
     ok, t = timed(lambda: server.update(snap2))
     assert ok, "second snapshot rejected"
