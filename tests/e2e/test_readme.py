@@ -270,6 +270,13 @@ def test_readme_operator_commands(demo: Live) -> None:
     api = f"http://127.0.0.1:{demo.http_port}"
     res = demo.sh("fedns status")
     assert res.returncode == 0 and "healthy" in res.stdout and "probe ok" in res.stdout
+    # every shard of the running demo has its own row, with its reason
+    rows = res.stdout.splitlines()
+    shards = status(api)["shards"]
+    assert len(shards) >= 3
+    for shard in shards:
+        assert any(shard["service"] in row and f" {shard['cluster']} " in row
+                   and shard["reason"] in row for row in rows), (shard, res.stdout)
     for template in ("fedns drain CLUSTER [NAMESPACE/NAME]",
                      "fedns undrain CLUSTER [NAMESPACE/NAME]"):
         for service in ("", " default/nginx"):
