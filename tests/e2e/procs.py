@@ -6,6 +6,7 @@ from the ``started`` log line, so parallel runs never race for ports.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,9 +18,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -179,3 +180,30 @@ def eventually(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float,
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop in a daemon thread, e.g. for simulated Kubernetes APIs
+    that must keep serving while the test blocks on a ``fedns`` process."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run a plain function on the loop (the simulator is not thread-safe)."""
+        async def wrapper() -> T:
+            return fn(*args, **kw)
+        return self.run(wrapper())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()

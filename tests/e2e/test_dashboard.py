@@ -17,7 +17,6 @@ HTTP API and asserts that each returns data with a finite value.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.server
 import json
@@ -34,10 +33,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dns.exception
 import dns.flags
@@ -49,8 +48,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from healthwatch.kube.sim.fleet import SimFleet
+from tests.e2e.procs import LoopThread
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "fedns.json"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -197,27 +196,6 @@ class Backend:
         self.server.server_close()
 
 
-class LoopThread:
-    """An event loop in a daemon thread for the simulated Kubernetes API."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """Run a plain function on the loop (the simulator is not thread-safe)."""
-        async def wrapper() -> T:
-            return fn(*args, **kw)
-        return self.run(wrapper())
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @dataclass

@@ -12,12 +12,10 @@ arrives through the resumed watch, without a relist.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dns.message
 import dns.query
@@ -26,9 +24,8 @@ import dns.rdatatype
 import pytest
 
 from healthwatch.kube.sim.fleet import SimFleet
-from tests.e2e.procs import Fedns, dig, eventually, status, write
+from tests.e2e.procs import Fedns, LoopThread, dig, eventually, status, write
 
-T = TypeVar("T")
 US_IP, US_IP2, EU_IP, SHOP_IP = "192.0.2.10", "192.0.2.11", "192.0.2.20", "192.0.2.21"
 NGINX = "nginx.default.myfed.svc.example.com."
 NGINX_US = "nginx.default.myfed.svc.us-east1.example.com."
@@ -56,27 +53,6 @@ records:
 """
 
 
-class LoopThread:
-    """An event loop in a daemon thread; ``run`` executes a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Any, *args: Any, **kw: Any) -> Any:
-        """Run a plain function on the loop (the simulator is not thread-safe)."""
-        async def wrapper() -> Any:
-            return fn(*args, **kw)
-        return self.run(wrapper())
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @pytest.fixture

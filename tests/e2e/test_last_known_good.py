@@ -10,24 +10,21 @@ never answers (a dead API server behind a live load balancer).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import socket
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from healthwatch.kube.sim.fleet import SimFleet
 from healthwatch.kube.sim.kubeconfig import KubeconfigEntry, write_kubeconfig
 from tests.e2e.configs import GLOBAL, static_config
-from tests.e2e.procs import Fedns, dig, eventually, http, status, write
+from tests.e2e.procs import Fedns, LoopThread, dig, eventually, http, status, write
 
-T = TypeVar("T")
 US_IP, EU_IP = "192.0.2.10", "192.0.2.20"
 LISTENING = re.compile(r"\blistening address=127\.0\.0\.1 port=(\d+) proto=udp")
 GRACE = 1.5  # cluster_grace: sources are declared unreachable after this
@@ -53,21 +50,6 @@ records:
 """
 
 
-class LoopThread:
-    """An event loop in a daemon thread; ``run`` executes a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @pytest.fixture
