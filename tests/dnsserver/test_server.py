@@ -167,6 +167,28 @@ async def test_chaos_notify_and_metrics(running: Running) -> None:
     assert "fedns_dns_request_duration_seconds_bucket" in metrics
 
 
+async def test_request_counters_are_exact_with_udp_and_tcp_at_once(running: Running) -> None:
+    """UDP (its own thread in thread mode) and TCP (the loop) count in parallel."""
+    def total(proto: str) -> float:
+        return sum(v for m in running.registry.collect() if m.name == "fedns_dns_requests"
+                   for smp in m.samples if smp.labels.get("proto") == proto
+                   and smp.name.endswith("_total") for v in [smp.value])
+
+    before = total("udp"), total("tcp")
+    q = dns.message.make_query(f"www.{Z}", "A")
+
+    async def udp_burst() -> None:
+        for _ in range(300):
+            await udp(running, q)
+
+    async def tcp_burst() -> None:
+        for _ in range(300):
+            await dns.asyncquery.tcp(q, "127.0.0.1", port=running.port, timeout=2)
+
+    await asyncio.gather(udp_burst(), udp_burst(), tcp_burst())
+    assert (total("udp") - before[0], total("tcp") - before[1]) == (600, 300)
+
+
 # -- RFC 8906 section 8 ------------------------------------------------------------
 
 
