@@ -18,14 +18,12 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 import yaml
+from procs import free_port, wait_http  # bench/ is sys.path[0] when run as a script
 
 ZONE = "bench.example."
 FED = "fed"
@@ -38,16 +36,6 @@ REGIONS = {
 SERVICES = 16
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        udp = int(s.getsockname()[1])
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-        try:
-            t.bind(("127.0.0.1", udp))
-        except OSError:
-            return free_port()
-    return udp
 
 
 def bench_config(dns_port: int, http_port: int) -> dict[str, object]:
@@ -93,20 +81,6 @@ def ecs_option(cluster_index: int) -> str:
     # family 1 (IPv4), source prefix 24, scope 0, address 3 bytes
     return f"8:0001{24:02x}00{10:02x}{cluster_index:02x}00"
 
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"fedns serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1.0) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("fedns serve did not become ready in time")
 
 
 def parse_dnsperf(out: str) -> dict[str, float]:
@@ -157,7 +131,7 @@ def main() -> int:
         log = open(os.path.join(tmp, "server.log"), "wb")  # noqa: SIM115
         proc = subprocess.Popen(server_cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_ready(f"http://127.0.0.1:{http_port}/readyz", proc)
+            wait_http(f"http://127.0.0.1:{http_port}/readyz", proc)
             perf = [dnsperf, "-s", "127.0.0.1", "-p", str(dns_port), "-d", qfile,
                     "-l", str(args.seconds), "-c", str(args.clients),
                     "-q", str(args.outstanding), "-t", "2"]

@@ -41,13 +41,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dnsperf_bench import (
-    bench_config,
-    free_port,
-    parse_dnsperf,
-    query_lines,
-    wait_ready,
-)
+from dnsperf_bench import bench_config, parse_dnsperf, query_lines
+from procs import free_port, wait_http
 
 OFF_RUNNER = """\
 import sys
@@ -112,7 +107,7 @@ def run_round(variant: str, args: argparse.Namespace, tmp: Path, qfile: Path,
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         scraper = Scraper(f"http://127.0.0.1:{http_port}/metrics", args.scrape)
         try:
-            wait_ready(f"http://127.0.0.1:{http_port}/readyz", proc)
+            wait_http(f"http://127.0.0.1:{http_port}/readyz", proc)
             perf = [dnsperf, "-s", "127.0.0.1", "-p", str(dns_port), "-d", str(qfile),
                     "-l", str(args.seconds), "-c", str(args.clients),
                     "-q", str(args.outstanding), "-t", "2"]
