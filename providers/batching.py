@@ -1,12 +1,14 @@
-"""Greedy packing of change groups into API-sized batches.
+"""Greedy packing of change groups into API-sized batches, and call pacing.
 
 A group holds every change of one name (and its ownership markers); groups
 are never split, so each name changes atomically.  A group that alone
-exceeds a limit travels alone and the service decides.
+exceeds a limit travels alone and the service decides.  ``RateLimiter`` and
+``backoff_delay`` pace the calls that carry the batches.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -42,3 +44,8 @@ class RateLimiter:
         slot = max(now, self._next)
         self._next = slot + self._interval
         return slot - now
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Jittered exponential backoff: ``min(cap, base * 2**attempt)`` times 0.5-1.5."""
+    return float(min(cap, base * 2 ** attempt) * rng.uniform(0.5, 1.5))

@@ -26,7 +26,7 @@ import botocore.exceptions
 from config.model import Provider
 from providers import ownership, txtzone
 from providers.backend import ApplyResult, Current, RecordError
-from providers.batching import RateLimiter, pack
+from providers.batching import RateLimiter, backoff_delay, pack
 from providers.errors import PermanentError, TransientError
 from providers.plan import Change, Plan
 from providers.rrset import RRKey, RRSet, absolute, make_rrset
@@ -148,7 +148,7 @@ class Route53Backend:
             self.on_retry("throttled" if "Throttl" in detail or "Prior" in detail
                           else "transient")
             if attempt + 1 < self.attempts:
-                delay = min(20.0, self.backoff * 2 ** attempt) * self._rng.uniform(0.5, 1.5)
+                delay = backoff_delay(attempt, self.backoff, 20.0, self._rng)
                 self._log.info("retry op=%s attempt=%d delay=%.2f detail=%s",
                                op, attempt + 1, delay, detail)
                 await asyncio.sleep(delay)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from config.model import Provider
 from healthwatch.snapshot import Record, Snapshot
 from providers.backend import ApplyResult, Backend, Current, RecordError
+from providers.batching import backoff_delay
 from providers.errors import (
     ConflictError,
     PermanentError,
@@ -234,8 +235,7 @@ class Syncer:
         self._metrics.errors.labels(self.name, kind).inc()
 
     def _delay(self, attempt: int) -> float:
-        base = min(self._max_backoff, self._backoff * (2 ** attempt))
-        return float(base * self._rng.uniform(0.5, 1.5))
+        return backoff_delay(attempt, self._backoff, self._max_backoff, self._rng)
 
     def _fail(self, kind: str, err: ProviderError, state: str = "error") -> None:
         self._metrics.errors.labels(self.name, kind).inc()
