@@ -25,7 +25,7 @@ import functools
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from dnslib import QTYPE, RR, DNSBuffer
@@ -41,9 +41,14 @@ log = logging.getLogger("dnsserver.resolver")
 _NAME_RDATA = frozenset(("CNAME", "NS", "PTR"))
 MAX_CHAIN = 8  # CNAME hops chased inside the zone
 _VARIES_MEMO_MAX = 65536
-# a name's locality-free records as (type code, records) pairs: a tuple is a
-# fraction of a dict's size, and most names have one type
-Static = tuple[tuple[int, tuple[Record, ...]], ...]
+_WIRE_MEMO_MAX = 8192  # CNAME targets -> wire names
+_TYPED_MAX = 4096  # geo answers -> records by type
+_PACKED_MAX = 16384  # packed records kept (the table build packs name by name)
+_INTERN_MAX = 16384  # names and parts the Interner keeps
+# a name's servable locality-free records, grouped by type: the Record itself
+# when there is one (most names), else a tuple; a tuple or a dict per name
+# would cost 70-600 bytes more, times every name of a large zone
+Static = Record | tuple[Record, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,48 +93,53 @@ class Resolver:
         self.server = server
         self.zone = name_to_wire(snapshot.zone)
         self._zone_suffix = self.zone
+        # The per-name maps hold in-zone names only (nothing else is served).
+        # A name exists when it is in ``_static``, ``_geo`` or ``_ents``.
         self._static: dict[bytes, Static] = {}
-        self._geo: dict[bytes, dict[str, dict[int, tuple[Record, ...]]]] = {}
-        self._rrs: dict[Record, wire.PackedRR] = {}
-        self._interner = Interner()  # shared with derived Resolvers
+        # the Snapshot's own per-locality mappings (not copied: records are
+        # checked and grouped by type when used, ``_by_type``)
+        self._geo: dict[bytes, Mapping[str, tuple[Record, ...]]] = {}
+        self._ents: set[bytes] = set()  # empty non-terminals (and the apex)
+        # caches shared with derived Resolvers, each bounded
+        self._packed: dict[Record, wire.PackedRR] = {}
+        self._interner = Interner()
+        self._wire_memo: dict[str, bytes] = {}
+        self._typed: dict[int, tuple[tuple[Record, ...], dict[int, tuple[Record, ...]]]] = {}
         self._bad: set[Record] = set()
         self._varies_memo: dict[tuple[bytes, int], bool] = {}
-        self._wire_memo: dict[str, bytes] = {}  # shared with derived Resolvers
-        self._typed: dict[int, tuple[tuple[Record, ...], dict[int, tuple[Record, ...]]]] = {}
-        self._names: set[bytes] = set()
         static: dict[bytes, dict[int, list[Record]]] = {}
         for rec in snapshot.records:
             code = self._code(rec)
             if code is None:
                 continue
-            static.setdefault(name_to_wire(rec.name), {}).setdefault(code, []).append(rec)
-        self._static = {n: tuple((t, tuple(rs)) for t, rs in per.items())
-                        for n, per in static.items()}
+            wname = name_to_wire(rec.name)
+            if self.in_zone(wname):
+                static.setdefault(wname, {}).setdefault(code, []).append(rec)
+        self._static = {n: _flat(per) for n, per in static.items()}
         for name, per_loc in snapshot.geo.items():
             try:
                 wname = name_to_wire(name)
             except ValueError as exc:
                 log.warning("geo_name_skipped name=%r error=%s", name, exc)
                 continue
-            self._geo[wname] = {loc: self._by_type(recs) for loc, recs in per_loc.items()}
+            if self.in_zone(wname):
+                self._geo[wname] = per_loc
         locs = dict.fromkeys([UNKNOWN, *snapshot.localities])
         for per_loc in snapshot.geo.values():
             locs.update(dict.fromkeys(per_loc))
         self.localities: tuple[str, ...] = tuple(locs)
+        zone, ents, geo = self.zone, self._ents, self._geo
         for wname in [*self._static, *self._geo]:
-            if not self.in_zone(wname):
-                continue
-            names = self._names
             i = 0
-            while wname[i:] not in names:  # this name and its ancestors up to the apex
-                suffix = wname[i:]
-                names.add(suffix)
-                if suffix == self.zone:
-                    break
+            while wname[i:] != zone:  # its ancestors up to the apex
                 i += 1 + wname[i]
-        self._names.add(self.zone)
-        apex = dict(self._static.get(self.zone, ()))
-        soa = apex.get(wire.T_SOA, ())
+                suffix = wname[i:]
+                if suffix in ents or suffix in self._static or suffix in geo:
+                    break
+                ents.add(suffix)
+        if zone not in self._static and zone not in geo:
+            ents.add(zone)
+        soa = self._typed_static(self.zone).get(wire.T_SOA, ())
         self._set_soa(soa[0] if soa else None)
 
     def _set_soa(self, rec: Record | None) -> None:
@@ -207,24 +217,23 @@ class Resolver:
         Snapshot, the SOA and its blobs) live in the returned object only.
         Nothing is changed when the result is None: another zone, new
         localities, a name appearing or disappearing (the name set and empty
-        non-terminals change), or the RR cache has grown too much; build a
-        new ``Resolver`` then."""
+        non-terminals change); build a new ``Resolver`` then."""
         if snapshot.zone != self.snapshot.zone:
             return None
         if not set(self.localities).issuperset(snapshot.localities):
-            return None
-        if len(self._rrs) > 2 * len(snapshot.records) + 100_000:
             return None
         todo = {str(n) for n in changed}
         todo.add(self.snapshot.zone)
         found = _records_of(snapshot.records, todo)
         known = set(self.localities)
         statics: list[tuple[bytes, Static | None]] = []
-        geos: list[tuple[bytes, dict[str, dict[int, tuple[Record, ...]]] | None]] = []
+        geos: list[tuple[bytes, Mapping[str, tuple[Record, ...]] | None]] = []
         for name in todo:
             try:
                 wname = name_to_wire(name)
             except ValueError:
+                continue
+            if not self.in_zone(wname):
                 continue
             existed = wname in self._static or wname in self._geo
             typed: dict[int, list[Record]] = {}
@@ -232,14 +241,11 @@ class Resolver:
                 code = self._code(rec)
                 if code is not None:
                     typed.setdefault(code, []).append(rec)
-            per = tuple((t, tuple(rs)) for t, rs in typed.items()) or None
+            per = _flat(typed) if typed else None
             statics.append((wname, per))
-            per_loc = snapshot.geo.get(name)
-            geo = None
-            if per_loc is not None:
-                if not known.issuperset(per_loc):
-                    return None
-                geo = {loc: self._by_type(recs) for loc, recs in per_loc.items()}
+            geo = snapshot.geo.get(name)
+            if geo is not None and not known.issuperset(geo):
+                return None
             geos.append((wname, geo))
             if existed != (per is not None or geo is not None):
                 return None
@@ -256,7 +262,7 @@ class Resolver:
         new = copy.copy(self)
         new.snapshot = snapshot
         new._varies_memo = {}
-        soa = dict(new._static.get(new.zone, ())).get(wire.T_SOA, ())
+        soa = new._typed_static(new.zone).get(wire.T_SOA, ())
         new._set_soa(soa[0] if soa else None)
         return new
 
@@ -280,14 +286,14 @@ class Resolver:
         return code
 
     def _by_type(self, recs: tuple[Record, ...]) -> dict[int, tuple[Record, ...]]:
-        """``recs`` by type code; one dict per distinct tuple object (the planner
-        interns answers), so localities with the same answer share it and
-        ``geo_groups`` can group them by identity."""
+        """``recs`` (servable ones) by type code, memoised per tuple object
+        (the planner interns answers: localities with the same answer share
+        one tuple)."""
         hit = self._typed.get(id(recs))
         if hit is not None and hit[0] is recs:
             return hit[1]
         typed = self._by_type_new(recs)
-        if len(self._typed) >= _VARIES_MEMO_MAX:
+        if len(self._typed) >= _TYPED_MAX:
             self._typed.clear()
         self._typed[id(recs)] = (recs, typed)
         return typed
@@ -301,7 +307,12 @@ class Resolver:
         return {t: tuple(rs) for t, rs in out.items()}
 
     def _rr(self, rec: Record) -> wire.PackedRR | None:
-        rr = self._rrs.get(rec)
+        """The packed record, None if it cannot be served (logged once).
+        Packed on demand, a bounded number kept: a packed record is several
+        times the size of its ``Record``, and the table build and the full
+        path use each one briefly."""
+        packed = self._packed
+        rr = packed.get(rec)
         if rr is not None or rec in self._bad:
             return rr
         try:
@@ -310,8 +321,33 @@ class Resolver:
             self._bad.add(rec)
             log.warning("record_skipped name=%s type=%s error=%r", rec.name, rec.rtype, exc)
             return None
-        self._rrs[rec] = rr
+        if len(packed) >= _PACKED_MAX:
+            packed.clear()
+        packed[rec] = rr
         return rr
+
+    def _typed_static(self, name: bytes) -> dict[int, tuple[Record, ...]]:
+        """``name``'s locality-free records by type code (a new dict)."""
+        static = self._static.get(name)
+        if static is None:
+            return {}
+        if isinstance(static, Record):
+            return {_code_of(static.rtype): (static,)}
+        out: dict[int, tuple[Record, ...]] = {}
+        i = 0
+        n = len(static)
+        while i < n:  # runs of one type code (``_flat`` made them)
+            code = _code_of(static[i].rtype)
+            j = i + 1
+            while j < n and _code_of(static[j].rtype) == code:
+                j += 1
+            out[code] = static[i:j]
+            i = j
+        return out
+
+    def _exists(self, name: bytes) -> bool:
+        """Does the in-zone ``name`` exist (records or an empty non-terminal)?"""
+        return name in self._static or name in self._geo or name in self._ents
 
     def in_zone(self, name: bytes) -> bool:
         z = self._zone_suffix
@@ -328,12 +364,14 @@ class Resolver:
 
     def names(self) -> list[bytes]:
         """Every name that exists in the zone (incl. empty non-terminals)."""
-        return sorted(self._names)
+        return sorted({*self._static, *self._geo, *self._ents})
 
     def types_at(self, name: bytes) -> set[int]:
-        types = {t for t, _ in self._static.get(name, ())}
-        for per_type in self._geo.get(name, {}).values():
-            types.update(per_type)
+        types = set(self._typed_static(name))
+        per_loc = self._geo.get(name)
+        if per_loc is not None:
+            for recs in {id(r): r for r in per_loc.values()}.values():
+                types.update(self._by_type(recs))
         return types
 
     def geo_names(self) -> set[bytes]:
@@ -346,7 +384,7 @@ class Resolver:
         """The localities of a geo-aware ``name`` grouped by identical records
         (the first group holds the unknown locality ``""``)."""
         per_loc = self._geo[name]
-        fallback = per_loc.get(UNKNOWN, {})
+        fallback = per_loc.get(UNKNOWN, ())
         groups: dict[int, list[str]] = {}
         for loc in self.localities:
             groups.setdefault(id(per_loc.get(loc, fallback)), []).append(loc)
@@ -354,21 +392,23 @@ class Resolver:
 
     def rr(self, rec: Record) -> wire.PackedRR:
         """The packed form of a served record."""
-        return self._rrs[rec]
+        rr = self._rr(rec)
+        assert rr is not None, rec
+        return rr
 
     # -- resolution ------------------------------------------------------------
 
     def _rrsets(self, name: bytes, locality: str) -> tuple[dict[int, tuple[Record, ...]], bool]:
-        static = self._static.get(name)
         per_loc = self._geo.get(name)
         if per_loc is None:
-            return (dict(static) if static else {}), False
-        geo = per_loc.get(locality)
-        if geo is None:
-            geo = per_loc.get(UNKNOWN, {})
-        if not static:
+            return self._typed_static(name), False
+        recs = per_loc.get(locality)
+        if recs is None:
+            recs = per_loc.get(UNKNOWN, ())
+        geo = self._by_type(recs)
+        if name not in self._static:
             return geo, True
-        return {**dict(static), **geo}, True
+        return {**self._typed_static(name), **geo}, True
 
     def resolve(self, qname: bytes, qtype: int, locality: str) -> tuple[Answer, bool]:
         """(answer without ``depends``, whether a geo-aware name was visited)."""
@@ -380,7 +420,7 @@ class Resolver:
         rcode = wire.NOERROR
         negative = False
         for _hop in range(MAX_CHAIN + 1):
-            if name not in self._names:
+            if not self._exists(name):
                 rcode = wire.NXDOMAIN
                 negative = True
                 break
@@ -418,7 +458,7 @@ class Resolver:
         """``name_to_wire`` memoised (CNAME targets, resolved per locality)."""
         w = self._wire_memo.get(name)
         if w is None:
-            if len(self._wire_memo) >= _VARIES_MEMO_MAX:
+            if len(self._wire_memo) >= _WIRE_MEMO_MAX:
                 self._wire_memo.clear()
             w = self._wire_memo[name] = name_to_wire(name)
         return w
@@ -426,7 +466,7 @@ class Resolver:
     def _glue(self, target: bytes) -> list[Record]:
         if not self.in_zone(target):
             return []
-        per = dict(self._static.get(target, ()))
+        per = self._typed_static(target)
         return [*per.get(wire.T_A, ()), *per.get(wire.T_AAAA, ())]
 
     def lookup(self, qname: bytes, qtype: int, locality: str) -> Answer:
@@ -453,11 +493,11 @@ class Resolver:
 
     def pack_body(self, labels: tuple[bytes, ...], qtype: int, qclass: int, ans: Answer) -> bytes:
         """The packed message (ID 0, flags 0) with a lower-case question, no OPT."""
-        rrs = self._rrs
+        rr = self._rr
         return wire.pack_message(labels, qtype, qclass, (
-            tuple(rrs[rec] for rec in ans.answer),
-            tuple(self._rr(rec) for rec in ans.authority),  # type: ignore[misc]
-            tuple(rrs[rec] for rec in ans.additional)))
+            tuple(rr(rec) for rec in ans.answer),  # type: ignore[misc]
+            tuple(rr(rec) for rec in ans.authority),  # type: ignore[misc]
+            tuple(rr(rec) for rec in ans.additional)))  # type: ignore[misc]
 
     def negative_body(self, ans: Answer, qlen: int) -> bytes | None:
         """The SOA authority blob when ``ans`` is a plain NXDOMAIN/NODATA (no
@@ -562,6 +602,26 @@ class Resolver:
         return out
 
 
+_CODES: dict[str, int] = {}
+
+
+def _code_of(rtype: str) -> int:
+    """``qtype_code`` of a servable record's type (memoised)."""
+    code = _CODES.get(rtype)
+    if code is None:
+        code = qtype_code(rtype)
+        assert code is not None, rtype
+        if len(_CODES) < 1024:
+            _CODES[rtype] = code
+    return code
+
+
+def _flat(typed: dict[int, list[Record]]) -> Static:
+    """Records grouped by type as ``Static``."""
+    recs = tuple(r for rs in typed.values() for r in rs)
+    return recs[0] if len(recs) == 1 else recs
+
+
 def _records_of(records: tuple[Record, ...], names: set[str]) -> dict[str, list[Record]]:
     """The records of each of ``names``: bisection when ``records`` is sorted
     by name around every hit (checked at the run's ends), else one scan."""
@@ -603,7 +663,8 @@ class Interner:
     """Shares the parts of packed records between records: one labels tuple
     per name, one bytes object per label and per fixed part (type, class,
     TTL). A large zone repeats them in every record; kept once they cost a
-    fraction of the memory. Grows with the distinct names and TTLs seen."""
+    fraction of the memory. Bounded: forgets everything past ``_INTERN_MAX``
+    names or parts (sharing is then best effort)."""
 
     __slots__ = ("_bytes", "_names")
 
@@ -615,11 +676,16 @@ class Interner:
         hit = self._names.get(name)
         if hit is None:
             parts = self._bytes
+            if len(self._names) >= _INTERN_MAX or len(parts) >= _INTERN_MAX:
+                self._names.clear()  # bounded: sharing is best effort
+                parts.clear()
             hit = tuple(parts.setdefault(lab, lab) for lab in _labels(name))
             hit = self._names.setdefault(name, hit)
         return hit
 
     def part(self, data: bytes) -> bytes:
+        if len(self._bytes) >= _INTERN_MAX:
+            self._bytes.clear()
         return self._bytes.setdefault(data, data)
 
 

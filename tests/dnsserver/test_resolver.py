@@ -222,3 +222,29 @@ def test_interned_records_equal_plain_ones_and_share_parts() -> None:
     assert shared[0][0] is shared[1][0] is shared[2][2][0]  # one labels tuple per name
     assert shared[0][1] is shared[1][1]  # same type, class and TTL: one bytes object
     assert shared[2][0][1] is shared[3][0][1]  # one bytes object per label
+
+
+def test_tiny_cache_bounds_give_the_same_answers_and_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Resolver's caches (packed records, interned parts, records by type,
+    CNAME targets) are bounded; forgetting entries all the time changes no
+    answer, no packed body and no table entry."""
+    from dnsserver import resolver as res
+    from dnsserver.answers import AnswerTable
+    from dnsserver.resolver import Resolver, wire_to_labels
+
+    plain = Resolver(zf.snapshot(), zf.config().server)
+    for knob in ("_PACKED_MAX", "_INTERN_MAX", "_TYPED_MAX", "_WIRE_MEMO_MAX"):
+        monkeypatch.setattr(res, knob, 2)
+    tiny = Resolver(zf.snapshot(), zf.config().server)
+    assert tiny.names() == plain.names()
+    for name in plain.names():
+        labels = wire_to_labels(name)
+        assert tiny.types_at(name) == plain.types_at(name)
+        for qtype in (1, 5, 6, 15, 28, 255):
+            for loc in plain.localities:
+                a, b = tiny.lookup(name, qtype, loc), plain.lookup(name, qtype, loc)
+                assert a == b
+                assert tiny.pack_body(labels, qtype, 1, a) == plain.pack_body(labels, qtype, 1, b)
+    assert len(tiny._packed) <= 2 and len(tiny._typed) <= 2
+    assert AnswerTable.build(tiny).names == AnswerTable.build(plain).names
