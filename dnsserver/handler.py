@@ -1,10 +1,13 @@
 """One query in, one reply (or nothing) out: the fast path and its fallback.
 
 Transport-independent (UDP and TCP both call ``QueryHandler.handle``). The fast
-path is ``wire.fast_parse`` + one ``AnswerTable`` lookup + byte patching (ID,
-RD/CD, the client's question bytes, ECS); everything else goes through
-``wire.parse_query`` and ``Resolver.respond``. No exception leaves
-``handle``: an unexpected one becomes SERVFAIL, a counter and (once) a log line.
+path reads the header and question itself, looks the OPT record up in a
+per-state cache (``wire.fast_opt`` + locality + the reply's OPT, worked out once
+per distinct record, i.e. once per ECS prefix), does one ``AnswerTable``
+lookup and joins the reply from the client's ID and question bytes and the
+stored body. Everything else goes through ``wire.parse_query`` and
+``Resolver.respond``. No exception leaves ``handle``: an unexpected one
+becomes SERVFAIL, a counter and (once) a log line.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from config.model import Server
@@ -20,16 +23,38 @@ from dnsserver import wire
 from dnsserver.answers import CHASE, NODATA, AnswerTable, Tail, Value
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
-from dnsserver.metrics import DnsMetrics, locality_kind
+from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
 from dnsserver.resolver import Resolver
 
 log = logging.getLogger("dnsserver.handler")
 
 TCP_LIMIT = wire.MAX_UDP
-ECS_CACHE_MAX = 65536
+EDNS_CACHE_MAX = 65536  # distinct OPT records (mostly: ECS prefixes) per ServingState
+CLIENT_CACHE_MAX = 65536  # client addresses located per ServingState
 # qtypes the fast path leaves to the full path (transfers, meta types)
 _FULL_PATH_QTYPES = frozenset((wire.T_OPT, wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
                                wire.T_MAILB))
+# a query's flags bytes (QR=0, opcode QUERY; AA/TC/Z/AD/RA/rcode ignored) ->
+# the flags of a positive authoritative reply: QR, AA, and RD and CD copied
+_FLAGS: dict[bytes, bytes] = {bytes((a, b)): bytes((0x84 | (a & 0x01), b & 0x10))
+                              for a in range(8) for b in range(256)}
+_QD_ONLY = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD=1, AN=NS=AR=0
+_QD_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QD=1, AR=1 (the OPT)
+# a stored reply's counts -> the same with ARCOUNT + 1 (for the OPT record)
+_PLUS_AR: dict[bytes, bytes] = {}
+
+# (UDP payload limit, the reply's OPT record for an answer that does not
+# depend on locality (ECS scope 0), the same for one that does, locality or
+# None (locate by the client address), metrics kind of that locality)
+EdnsEntry = tuple[int, bytes, bytes, "str | None", str]
+
+
+def _ar(counts: bytes) -> bytes:
+    ar = (counts[6] << 8 | counts[7]) + 1
+    plus = counts[:6] + ar.to_bytes(2, "big")
+    if len(_PLUS_AR) < 4096:
+        _PLUS_AR[counts] = plus
+    return plus
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +66,11 @@ class ServingState:
     serial: int
     udp_max: int = 1232  # max(512, server.edns_udp_size)
     opt_heads: tuple[bytes, bytes, bytes] = (b"", b"", b"")  # OPT up to RDLENGTH per variant
+    # what the fast path worked out per distinct OPT record / client address;
+    # they belong to this state (its locator results, its OPT heads), so a
+    # swap starts from empty caches
+    edns: dict[bytes, EdnsEntry | bool] = field(default_factory=dict)
+    clients: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def make(cls, resolver: Resolver, table: AnswerTable, serial: int) -> ServingState:
@@ -69,13 +99,16 @@ class QueryHandler:
         self.state: ServingState | None = None
         self._logged_error = False
         self._kinds: dict[str, str] = {}
-        # ECS option body -> (locality, scope); cleared on every swap, so a
-        # locator reload (which always comes with a table rebuild) is seen
-        self._ecs_cache: dict[bytes, tuple[str, int]] = {}
+        self._tick = 1  # time the first query, then 1 in sample_every
+        # per locality kind: qtype -> positive replies (one writer per dict:
+        # the UDP thread writes only "udp" counts, the loop only "tcp")
+        self._udp_counts = {k: metrics.counter("udp", wire.NOERROR, k) for k in LOCALITY_KINDS}
+        self._tcp_counts = {k: metrics.counter("tcp", wire.NOERROR, k) for k in LOCALITY_KINDS}
 
     def swap(self, state: ServingState) -> None:
+        """Serve ``state`` from now on (a locator reload always comes with a
+        new state, so the per-state locality caches see it)."""
         self.state = state
-        self._ecs_cache = {}
 
     # -- locality ----------------------------------------------------------------
 
@@ -94,87 +127,125 @@ class QueryHandler:
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         """The reply to one query from ``client`` (None: send nothing)."""
-        metrics = self.metrics
-        metrics.tick += 1
-        sampled = not metrics.tick % metrics.sample_every
-        started = time.perf_counter() if sampled else 0.0
+        tick = self._tick - 1
+        if tick:  # 1 in sample_every queries is timed (duration and size)
+            self._tick = tick
+            started = 0.0
+        else:
+            self._tick = self.metrics.sample_every
+            started = time.perf_counter()
         try:
             out = self._fast(data, client, tcp) if self.fast_path else None
             if out is None:
                 out = self._slow(data, client, tcp)
         except Exception:
             out = self._servfail(data)
-        if out is not None and sampled:
-            metrics.observe("tcp" if tcp else "udp", time.perf_counter() - started, len(out))
+        if started and out is not None:
+            self.metrics.observe("tcp" if tcp else "udp", time.perf_counter() - started,
+                                 len(out))
         return out
 
     def _fast(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        """The reply from the precomputed table, or None (use the full path).
+
+        Per query: one dict lookup for the header flags, one for the OPT
+        record (``_edns``: validation, locality, the reply's OPT), two for the
+        name and type, one per-locality pick; one ``join``."""
         state = self.state
-        if state is None:
+        flags = _FLAGS.get(data[2:4])  # None: QR set or an opcode other than QUERY
+        if state is None or flags is None:
             return None
-        fq = wire.fast_parse(data)
-        if fq is None:
+        counts = data[4:12]
+        i = data.find(b"\x00", 12) + 1
+        if i < 13 or i > 12 + wire.MAX_NAME:
             return None
-        qname, qtype, qclass, qend, variant, limit, ecs = fq
-        if qclass != wire.C_IN or qtype in _FULL_PATH_QTYPES:
+        qend = i + 4
+        if counts == _QD_AR:
+            edns = state.edns.get(data[qend:])
+            if edns is None:
+                edns = self._edns_entry(data[qend:], state)
+            if edns is False:
+                return None
+            limit, opt, geo_opt, loc, kind = edns  # type: ignore[misc]
+        elif counts == _QD_ONLY and qend == len(data):
+            limit, opt, geo_opt, loc, kind = 512, b"", b"", None, ""
+        else:
             return None
-        table = state.table
-        types = table.names.get(qname)
+        if data[i + 2:qend] != b"\x00\x01":
+            return None  # not class IN (or the question is cut short)
+        qtype = (data[i] << 8) | data[i + 1]
+        types = state.table.names.get(data[12:i].lower())
+        value = None if types is None else types.get(qtype)
+        if type(value) is dict:
+            if loc is None:
+                loc, kind = self._client_locality(client, state)
+            entry = value.get(loc)
+            if entry is None:
+                entry = value[""]
+            value = entry
+            opt = geo_opt
+        else:
+            kind = "none"
+        if type(value) is bytes:
+            if tcp:
+                limit = TCP_LIMIT
+            if len(value) + len(opt) > limit:
+                out = self._truncated(data, qend, value[2], value[3], opt)
+                self.metrics.truncate("tcp" if tcp else "udp")
+            elif opt:
+                out = b"".join((data[:2], flags, _PLUS_AR.get(value[4:12]) or _ar(value[4:12]),
+                                data[12:qend], value[qend:], opt))
+            else:
+                out = b"".join((data[:2], flags, value[4:12], data[12:qend], value[qend:]))
+            counter = (self._tcp_counts if tcp else self._udp_counts)[kind]
+            counter[qtype] = counter.get(qtype, 0) + 1
+            return out
+        return self._fast_other(data, client, tcp, state, types, value, qtype, qend, i,
+                                limit, opt, geo_opt, loc)
+
+    def _fast_other(self, data: bytes, client: str, tcp: bool, state: ServingState,
+                    types: dict[int, Value] | None, value: Value | None, qtype: int,
+                    qend: int, i: int, limit: int, opt: bytes, geo_opt: bytes,
+                    loc: str | None) -> bytes | None:
+        """The fast path's rarer answers: NXDOMAIN, NODATA, REFUSED and static
+        CNAME chains into geo-aware names."""
         aa = 0x04
         if types is None:
-            if not table.complete or not wire.plain_name(data, qend - 4):
+            if (qtype in _FULL_PATH_QTYPES or not state.table.complete
+                    or not wire.plain_name(data, i)):
                 return None
+            qname = data[12:i].lower()
             if state.resolver.in_zone(qname):
-                value: Value = wire.NXDOMAIN
+                value = wire.NXDOMAIN
             else:
                 value, aa = wire.REFUSED, 0  # REFUSED: no AA, no SOA
-        else:
-            found = types.get(qtype)
-            if found is None:
-                if CHASE in types:
-                    return None
-                value = NODATA
-            else:
-                value = found
-        scope = 0
+        elif value is None:
+            if CHASE in types or qtype in _FULL_PATH_QTYPES:
+                return None
+            value = NODATA
+        kind = "none"
         if type(value) is tuple:  # a static CNAME chain into a geo-aware name
             an, rrs, ptr, tails = value
             if type(tails) is dict:
-                loc, scope = self._locate_fast(ecs, client)
+                if loc is None:
+                    loc, kind = self._client_locality(client, state)
+                else:
+                    kind = self._kinds.get(loc) or self._kind(loc)
                 tail = tails.get(loc)
                 count, parts = tails[""] if tail is None else tail
-                kind = self._kinds.get(loc) or self._kind(loc)
+                opt = geo_opt
             else:
                 count, parts = cast(Tail, tails)
-                kind = "none"
             value = (b"\x00\x00\x84\x00\x00\x01" + (an + count).to_bytes(2, "big")
                      + b"\x00\x00\x00\x00" + data[12:qend] + rrs + ptr.join(parts))
-        elif type(value) is dict:
-            loc, scope = self._locate_fast(ecs, client)
-            entry = value.get(loc)
-            value = value[""] if entry is None else entry
-            kind = self._kinds.get(loc) or self._kind(loc)
-        else:
-            kind = "none"
         if tcp:
             limit = TCP_LIMIT
-        elif limit > state.udp_max:
-            limit = state.udp_max
-        if variant:
-            opt = state.opt_heads[variant]
-            if ecs is None:
-                opt += b"\x00\x00"
-            else:
-                opt += ((len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08"
-                        + len(ecs).to_bytes(2, "big") + ecs[:3] + bytes((scope,)) + ecs[4:])
-        else:
-            opt = b""
         if type(value) is bytes:
             body = value
             rcode = body[3] & 0x0F
             if len(body) + len(opt) > limit:
                 out = self._truncated(data, qend, body[2], body[3], opt)
-            elif variant:
+            elif opt:
                 out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
                        + body[4:10] + bytes((body[10], body[11] + 1)) + data[12:qend]
                        + body[qend:] + opt)
@@ -190,15 +261,13 @@ class QueryHandler:
                     return None  # an SOA the blob cannot express: full path
             out = (data[:2] + bytes((0x80 | aa | (data[2] & 0x01), rcode | (data[3] & 0x10)))
                    + b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
-                   + (b"\x00\x01" if variant else b"\x00\x00") + data[12:qend] + auth + opt)
+                   + (b"\x00\x01" if opt else b"\x00\x00") + data[12:qend] + auth + opt)
             if len(out) > limit:
                 out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
         proto = "tcp" if tcp else "udp"
         if out[2] & 0x02:
             self.metrics.truncate(proto)
-        requests = self.metrics.requests
-        key = (proto, qtype, rcode, kind)
-        requests[key] = requests.get(key, 0) + 1
+        self.metrics.request(proto, qtype, rcode, kind)
         return out
 
     @staticmethod
@@ -209,26 +278,51 @@ class QueryHandler:
                 + b"\x00\x01\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
                 + data[12:qend] + opt)
 
-    def _locate_fast(self, ecs: bytes | None, client: str) -> tuple[str, int]:
-        """``locate`` for the raw ECS option body of ``wire.fast_parse``."""
-        if ecs is not None:
-            hit = self._ecs_cache.get(ecs)
-            if hit is not None:
-                return hit
-            source = ecs[2]
-            if source == 0:
-                return "", 0
-            address = wire.ecs_address(ecs)
-            if not wire.is_private(address):
-                loc, scope = self.locator.locate(address, source)
-                limit = 32 if ecs[1] == 1 else 128
-                hit = (loc, scope if scope < limit else limit)
-                if len(self._ecs_cache) >= ECS_CACHE_MAX:
-                    self._ecs_cache.clear()
-                self._ecs_cache[ecs] = hit
-                return hit
-        loc, _ = self.locator.locate(packed_address(client), None)
-        return loc, 0
+    def _edns_entry(self, raw: bytes, state: ServingState) -> EdnsEntry | bool:
+        """Parse the OPT record ``raw`` (everything after the question) once:
+        (UDP limit, the reply's OPT record, locality or None to locate by the
+        client address, its metrics kind), or False (full path). Cached per
+        distinct ``raw`` until the next swap."""
+        entry: EdnsEntry | bool = False
+        parsed = wire.fast_opt(raw)
+        if parsed is not None:
+            size, do, ecs = parsed
+            limit = size if size < state.udp_max else state.udp_max
+            head = state.opt_heads[2 if do else 1]
+            loc: str | None = None
+            kind = ""
+            if ecs is None:
+                opt = geo_opt = head + b"\x00\x00"
+            else:
+                scope = 0
+                if ecs[2] == 0:  # RFC 7871 7.1.2: the client opted out
+                    loc = ""
+                elif not wire.is_private(address := wire.ecs_address(ecs)):
+                    loc, scope = self.locator.locate(address, ecs[2])
+                    width = 32 if ecs[1] == 1 else 128
+                    scope = scope if scope < width else width
+                head += (len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08" + len(ecs).to_bytes(
+                    2, "big") + ecs[:3]
+                opt = head + b"\x00" + ecs[4:]
+                geo_opt = head + bytes((scope,)) + ecs[4:]
+            if loc is not None:
+                kind = self._kinds.get(loc) or self._kind(loc)
+            entry = (limit, opt, geo_opt, loc, kind)
+        if len(state.edns) >= EDNS_CACHE_MAX:
+            state.edns.clear()
+        state.edns[raw] = entry
+        return entry
+
+    def _client_locality(self, client: str, state: ServingState) -> tuple[str, str]:
+        """(locality, metrics kind) of a client located by its address."""
+        hit = state.clients.get(client)
+        if hit is None:
+            loc, _ = self.locator.locate(packed_address(client), None)
+            hit = (loc, self._kinds.get(loc) or self._kind(loc))
+            if len(state.clients) >= CLIENT_CACHE_MAX:
+                state.clients.clear()
+            state.clients[client] = hit
+        return hit
 
     def _kind(self, loc: str) -> str:
         kind = self._kinds[loc] = locality_kind(loc)

@@ -81,9 +81,12 @@ class _Hist:
 class DnsMetrics(Collector):
     """All ``fedns_dns_*`` metrics; register with ``DnsMetrics(registry)``."""
 
-    def __init__(self, registry: CollectorRegistry | None, *, sample_every: int = 8) -> None:
+    def __init__(self, registry: CollectorRegistry | None, *, sample_every: int = 32) -> None:
         self.sample_every = max(1, sample_every)
         self.requests: dict[tuple[str, int, int, str], int] = {}
+        # (proto, rcode, locality kind) -> qtype -> count: the fast path's
+        # counters, handed out once by ``counter`` (no tuple per query)
+        self.by_qtype: dict[tuple[str, int, str], dict[int, int]] = {}
         self.truncated: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.errors = 0
@@ -91,7 +94,6 @@ class DnsMetrics(Collector):
         self.last_build_seconds = 0.0
         self.durations: dict[str, _Hist] = {}
         self.sizes: dict[str, _Hist] = {}
-        self.tick = 0
         if registry is not None:
             registry.register(self)
 
@@ -101,10 +103,19 @@ class DnsMetrics(Collector):
         key = (proto, qtype, rcode, kind)
         self.requests[key] = self.requests.get(key, 0) + 1
 
-    def sample(self) -> bool:
-        """True for 1 in ``sample_every`` queries (time and size those)."""
-        self.tick += 1
-        return self.tick % self.sample_every == 0
+    def counter(self, proto: str, rcode: int, kind: str) -> dict[int, int]:
+        """The qtype -> count dict of (proto, rcode, kind), for a caller that
+        bumps ``counter[qtype]`` itself (one writer per proto)."""
+        return self.by_qtype.setdefault((proto, rcode, kind), {})
+
+    def totals(self) -> dict[tuple[str, int, int, str], int]:
+        """Queries answered per (proto, qtype, rcode, locality kind)."""
+        out = dict(self.requests)
+        for (proto, rcode, kind), per in list(self.by_qtype.items()):
+            for qtype, n in list(per.items()):
+                key = (proto, qtype, rcode, kind)
+                out[key] = out.get(key, 0) + n
+        return out
 
     def observe(self, proto: str, seconds: float, size: int) -> None:
         hist = self.durations.get(proto)
@@ -133,7 +144,7 @@ class DnsMetrics(Collector):
         req = CounterMetricFamily("fedns_dns_requests", "DNS queries answered",
                                   labels=["proto", "qtype", "rcode", "locality_kind"])
         merged: dict[tuple[str, str, str, str], int] = {}
-        for (proto, qtype, rcode, kind), n in list(self.requests.items()):
+        for (proto, qtype, rcode, kind), n in self.totals().items():
             k = (proto, qtype_label(qtype), rcode_label(rcode), kind)
             merged[k] = merged.get(k, 0) + n
         for labels, n in sorted(merged.items()):

@@ -40,7 +40,7 @@ class DnsServer:
     def __init__(self, config: Config, locator: Locator, *,
                  registry: CollectorRegistry | None, fast_path: bool = True,
                  udp_mode: str | None = None, reuse_port: bool = False) -> None:
-        """``udp_mode``: "thread" or "loop" (``udp.UDP_MODES``); default from the
+        """``udp_mode``: "mmsg", "thread" or "loop" (``udp.UDP_MODES``); default from the
         environment variable FEDNS_UDP, else ``udp.DEFAULT_MODE``.
         ``reuse_port``: bind with SO_REUSEPORT (worker processes share a port)."""
         self.config = config

@@ -1,8 +1,12 @@
 """The UDP transport: one datagram in, at most one datagram out.
 
-Two receive paths, chosen by ``open_udp(mode=...)`` (``UDP_MODES``):
+Three receive paths, chosen by ``open_udp(mode=...)`` (``UDP_MODES``):
 
-- ``"thread"`` (default): a dedicated thread loops on a blocking socket,
+- ``"mmsg"`` (default on Linux): a dedicated thread receives and sends whole
+  batches with ``recvmmsg``/``sendmmsg`` (``dnsserver.mmsg``): one system call
+  per batch instead of two per datagram. Falls back to ``"thread"`` where
+  libc lacks the calls.
+- ``"thread"``: a dedicated thread loops on a blocking socket,
   ``recvfrom`` -> handler -> ``sendto``, with no selector in between (the GIL
   is released inside both system calls, so the event loop keeps running TCP,
   HTTP and rebuilds). The handler only reads the current ``ServingState``
@@ -25,6 +29,8 @@ import socket
 import threading
 from collections.abc import Callable
 
+from dnsserver import mmsg
+
 log = logging.getLogger("dnsserver.udp")
 
 Handle = Callable[[bytes, str, bool], "bytes | None"]
@@ -33,8 +39,8 @@ RCVBUF = 4 * 1024 * 1024
 SNDBUF = 4 * 1024 * 1024
 BATCH = 64
 MAX_DATAGRAM = 65535
-UDP_MODES = ("thread", "loop")
-DEFAULT_MODE = "thread"
+UDP_MODES = ("mmsg", "thread", "loop")
+DEFAULT_MODE = "mmsg"
 
 
 class UdpListener:
@@ -88,10 +94,12 @@ class UdpListener:
 class UdpThreadListener:
     """A bound UDP socket served by its own thread until ``close``."""
 
-    def __init__(self, sock: socket.socket, handle: Handle, on_drop: OnDrop) -> None:
+    def __init__(self, sock: socket.socket, handle: Handle, on_drop: OnDrop,
+                 *, batched: bool = False) -> None:
         self.sock = sock
         self._handle = handle
         self._on_drop = on_drop
+        self._batch = mmsg.BatchSocket(sock) if batched else None
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._address = sock.getsockname()
@@ -107,6 +115,9 @@ class UdpThreadListener:
         self._thread.start()
 
     def _run(self) -> None:
+        if self._batch is not None:
+            self._batch.serve(self._handle, self._on_drop, lambda: self._stopping)
+            return
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
         handle = self._handle
@@ -143,6 +154,8 @@ class UdpThreadListener:
             thread.join(timeout=2.0)
             if thread.is_alive():
                 log.warning("udp_thread_stuck port=%d", self.port)
+            elif self._batch is not None:
+                self._batch.close()
         self.sock.close()
 
 
@@ -166,6 +179,11 @@ def open_udp(host: str, port: int, handle: Handle, on_drop: OnDrop,
     except OSError:
         sock.close()
         raise
-    listener = (UdpThreadListener if mode == "thread" else UdpListener)(sock, handle, on_drop)
+    listener: UdpListener | UdpThreadListener
+    if mode == "loop":
+        listener = UdpListener(sock, handle, on_drop)
+    else:
+        listener = UdpThreadListener(sock, handle, on_drop,
+                                     batched=mode == "mmsg" and mmsg.available())
     listener.start()
     return listener

@@ -2,10 +2,10 @@
 
 Two parsers live here:
 
-- ``fast_parse`` recognises only the common query shape (QR=0, opcode QUERY,
-  QDCOUNT=1, AN=NS=0, no compression in the question, at most one OPT with
-  version 0 and a well-formed ECS) and returns ``None`` for anything else, so
-  the caller falls back to the full path. It allocates one tuple per query.
+- ``fast_opt`` recognises only the common OPT record (version 0, at most one
+  well-formed ECS) and returns ``None`` for anything else, so the caller
+  falls back to the full path; the handler caches its result per distinct
+  record, and reads the header and question itself.
 - ``parse_query`` validates every query (RFC 1035, RFC 6891, RFC 7871) and
   raises ``DropPacket``/``MalformedQuery``; the full path uses it.
 
@@ -69,10 +69,6 @@ OPT_COOKIE = 10
 MAX_NAME = 255
 MAX_UDP = 65535
 
-# EDNS variants of a precomputed answer: no OPT, OPT without DO, OPT with DO
-V_PLAIN = 0
-V_EDNS = 1
-V_EDNS_DO = 2
 
 @dataclass(frozen=True, slots=True)
 class Ecs:
@@ -110,69 +106,43 @@ class Query:
 
 # -- the fast path -----------------------------------------------------------
 
-FastQuery = tuple[bytes, int, int, int, int, int, "bytes | None"]
 
+def fast_opt(raw: bytes) -> tuple[int, bool, bytes | None] | None:
+    """Parse the one additional record of a common query, ``raw`` being
+    everything after the question: a version-0 OPT at the root with at most
+    one well-formed ECS option (other options ignored).
 
-def fast_parse(data: bytes) -> FastQuery | None:
-    """Parse the common query shape, or return None (use ``parse_query``).
-
-    The question name is NOT validated here (see ``plain_name``): a caller
-    must check it unless the name matched a known valid name.
-
-    Returns ``(qname_lower, qtype, qclass, question_end, variant, udp_limit, ecs)``
-    where ``udp_limit`` is the client's payload size (512 without EDNS, at
-    least 512 with it) and ``ecs`` the body of a valid ECS option (FAMILY,
-    SOURCE, SCOPE, ADDRESS as sent; see ``ecs_valid``) or None.
+    Returns ``(udp_limit, do, ecs)`` where ``udp_limit`` is the client's
+    payload size (at least 512) and ``ecs`` the ECS option body (FAMILY,
+    SOURCE, SCOPE, ADDRESS as sent; see ``ecs_valid``) or None; None when the
+    record is anything else (the full path then decides).
     """
-    n = len(data)
-    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
+    n = len(raw)
+    if n < 11 or raw[0] or raw[1] or raw[2] != T_OPT:
         return None
-    # The name ends at its first zero byte unless a label holds one. The label
-    # walk is left to the caller (``plain_name``) for names it does not find
-    # in its table: a name equal to a stored (valid) name parses the same way.
-    i = data.find(b"\x00", 12) + 1
-    if i <= 0 or i - 12 > MAX_NAME:
+    if raw[6]:  # EDNS version > 0: BADVERS, full path
         return None
-    qend = i + 4
-    if qend > n:
+    if 11 + ((raw[9] << 8) | raw[10]) != n:
         return None
-    qtype = (data[i] << 8) | data[i + 1]
-    qclass = (data[i + 2] << 8) | data[i + 3]
-    qname = data[12:i].lower()
-    if data[10] or data[11] > 1:
-        return None
-    if data[11] == 0:
-        if qend != n:
-            return None
-        return qname, qtype, qclass, qend, V_PLAIN, 512, None
-    # exactly one additional record: it must be a version-0 OPT at the root
-    if n < qend + 11 or data[qend] or data[qend + 1] or data[qend + 2] != T_OPT:
-        return None
-    if data[qend + 6]:  # EDNS version > 0: BADVERS, full path
-        return None
-    rdlen = (data[qend + 9] << 8) | data[qend + 10]
-    if qend + 11 + rdlen != n:
-        return None
-    size = (data[qend + 3] << 8) | data[qend + 4]
-    variant = V_EDNS_DO if data[qend + 7] & 0x80 else V_EDNS
+    size = (raw[3] << 8) | raw[4]
     ecs: bytes | None = None
-    j = qend + 11
+    j = 11
     while j < n:
         if j + 4 > n:
             return None
-        code = (data[j] << 8) | data[j + 1]
-        olen = (data[j + 2] << 8) | data[j + 3]
+        code = (raw[j] << 8) | raw[j + 1]
+        olen = (raw[j + 2] << 8) | raw[j + 3]
         j += 4
         if j + olen > n:
             return None
         if code == OPT_ECS:
             if ecs is not None:
                 return None
-            ecs = data[j:j + olen]
+            ecs = raw[j:j + olen]
             if not ecs_valid(ecs):
                 return None
         j += olen
-    return qname, qtype, qclass, qend, variant, size if size > 512 else 512, ecs
+    return size if size > 512 else 512, bool(raw[7] & 0x80), ecs
 
 
 def plain_name(data: bytes, end: int) -> bool:

@@ -215,7 +215,7 @@ async def _serve(config: Config, addresses: list[tuple[str, int]],
                         snap = replace(snap, base_serial=msg[2], changed=frozenset(msg[3]))
                     loop.call_soon_threadsafe(install, snap)
                 elif msg[0] == "stats":
-                    total = sum(server.metrics.requests.values())
+                    total = sum(server.metrics.totals().values())
                     conn.send(("stats", server.serial, total))
                 elif msg[0] == "stop":
                     break

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from dnsserver.server import DnsServer
+from dnsserver.udp import UDP_MODES
 from tests.dnsserver import zonefixture as zf
 
 Z = zf.ZONE
@@ -30,7 +31,7 @@ class Running:
     registry: CollectorRegistry
 
 
-@pytest.fixture(params=["thread", "loop"])  # both UDP receive paths (udp.UDP_MODES)
+@pytest.fixture(params=list(UDP_MODES))  # every UDP receive path
 async def running(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
     registry = CollectorRegistry()
     server = DnsServer(zf.config(tcp_idle_timeout=0.5, tcp_max_per_client=4,
