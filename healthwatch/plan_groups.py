@@ -9,7 +9,10 @@ of localities fix) and the group's placed shards, so the incremental planner
 
 ``plan_group`` reuses the previous plan's Record tuples for every answer
 whose value did not change, so unchanged answers stay identical (``is``)
-across Snapshots and consumers can skip them.
+across Snapshots and consumers can skip them. A plan keeps nothing but the
+answers it publishes (the values to compare are read off the Records), and
+a CNAME's target is the very string its target's Records are named with:
+a large federation keeps millions of these objects.
 """
 
 from __future__ import annotations
@@ -168,12 +171,10 @@ class GroupPlan:
 
     name: str
     prefix: str | None  # service prefix when a Service belongs to the group
-    local_vals: tuple[Values, ...]  # per ``PlanContext.slots`` (services only)
-    local: tuple[Answer, ...]  # per slot, each sorted by record key
+    local: tuple[Answer, ...]  # per ``PlanContext.slots`` (services only), sorted by record key
     block: Answer  # every local record, sorted by record key
     geo: Mapping[str, Answer]  # locality -> answer
     failed: bool
-    answers: Mapping[Values, Answer]  # the geo answers by value
 
 
 class _Pool:
@@ -248,7 +249,6 @@ def plan_group(ctx: PlanContext, name: str, services: list[Placed], ingresses: l
     answers with unchanged values reuse its tuples."""
     sel = _Selector(ctx, name)
     prefix: str | None = None
-    local_vals: tuple[Values, ...] = ()
     local: tuple[Answer, ...] = ()
     block: Answer = ()
     failed = False
@@ -258,9 +258,11 @@ def plan_group(ctx: PlanContext, name: str, services: list[Placed], ingresses: l
         spec = services[0].spec
         prefix = service_prefix(ctx.config, spec.namespace, spec.name)
         pool = _Pool(services)
-        local_vals = _local_values(ctx, sel, pool, prefix, name)
+        names = {s.suffix: prefix + s.suffix for s in ctx.slots}
+        names[""] = name
         same = prev if prev is not None and prev.prefix == prefix else None
-        local = _local_answers(ctx, prefix, local_vals, same)
+        local = _local_answers(ctx, names, _local_values(ctx, sel, pool, prefix, names),
+                               same)
         if same is not None and all(map(operator.is_, local, same.local)):
             local, block = same.local, same.block
         else:
@@ -271,14 +273,16 @@ def plan_group(ctx: PlanContext, name: str, services: list[Placed], ingresses: l
         failed = failed or pool.failed()
     elif not services:
         pool = _Pool([])
-    geo, answers = _geo_answers(ctx, sel, name, pool, prev)
+    geo = _geo_answers(ctx, sel, name, pool, prev)
     if prev is not None and prev.geo == geo:
         geo = prev.geo  # identical answers: keep the mapping too
-    return GroupPlan(name, prefix, local_vals, local, block, geo, failed, answers)
+    return GroupPlan(name, prefix, local, block, geo, failed)
 
 
 def _local_values(ctx: PlanContext, sel: _Selector, pool: _Pool, prefix: str,
-                  gname: str) -> tuple[Values, ...]:
+                  names: Mapping[str, str]) -> list[Values]:
+    """Per slot: the values of the healthy shards there, or a CNAME to the
+    slot's fallback name (``names``: suffix -> the group's name there)."""
     out: list[Values] = []
     by_region, by_zone = pool.by_region, pool.by_zone
     for slot in ctx.slots:
@@ -286,20 +290,35 @@ def _local_values(ctx: PlanContext, sel: _Selector, pool: _Pool, prefix: str,
         if healthy:
             out.append(sel.values(healthy))
         else:
-            out.append((("CNAME", prefix + slot.target if slot.target else gname),))
-    return tuple(out)
+            target = names.get(slot.target)
+            out.append((("CNAME", prefix + slot.target if target is None else target),))
+    return out
 
 
-def _local_answers(ctx: PlanContext, prefix: str, vals: tuple[Values, ...],
+def _same_values(ans: Answer, vals: Values) -> bool:
+    """Does ``ans`` (records of one name and TTL) hold exactly ``vals``?
+    (``vals`` holds no duplicates.)"""
+    if len(ans) != len(vals):
+        return False
+    if len(ans) == 1:
+        return (ans[0].rtype, ans[0].value) == vals[0]
+    return {(r.rtype, r.value) for r in ans} == set(vals)
+
+
+def _values_of(ans: Answer) -> Values:
+    return tuple((r.rtype, r.value) for r in ans)
+
+
+def _local_answers(ctx: PlanContext, names: Mapping[str, str], vals: list[Values],
                    prev: GroupPlan | None) -> tuple[Answer, ...]:
     ttl = ctx.ttl
     out: list[Answer] = []
-    old_vals = prev.local_vals if prev is not None else None
+    old = prev.local if prev is not None else None
     for i, v in enumerate(vals):
-        if old_vals is not None and old_vals[i] == v:
-            out.append(prev.local[i])  # type: ignore[union-attr]
+        if old is not None and _same_values(old[i], v):
+            out.append(old[i])
             continue
-        name = prefix + ctx.slots[i].suffix
+        name = names[ctx.slots[i].suffix]
         if len(v) == 1:
             out.append((Record(name, v[0][0], ttl, v[0][1]),))
         else:
@@ -309,10 +328,14 @@ def _local_answers(ctx: PlanContext, prefix: str, vals: tuple[Values, ...],
 
 
 def _geo_answers(ctx: PlanContext, sel: _Selector, name: str, pool: _Pool,
-                 prev: GroupPlan | None) -> tuple[dict[str, Answer], dict[Values, Answer]]:
-    """One answer per locality for a geo-aware name, and the answers by value."""
+                 prev: GroupPlan | None) -> dict[str, Answer]:
+    """One answer per locality for a geo-aware name (``prev``'s tuples for
+    values it had)."""
     answers: dict[Values, Answer] = {}
-    reuse = prev.answers if prev is not None else {}
+    reuse: dict[Values, Answer] = {}
+    if prev is not None:
+        for ans in {id(a): a for a in prev.geo.values()}.values():
+            reuse[_values_of(ans)] = ans
     ttl = ctx.ttl
 
     def records(vals: Values) -> Answer:
@@ -326,7 +349,7 @@ def _geo_answers(ctx: PlanContext, sel: _Selector, name: str, pool: _Pool,
 
     if not pool.healthy:
         fixed = () if ctx.nxdomain_when_down else records(sel.values(pool.all))
-        return dict.fromkeys(ctx.localities, fixed), answers
+        return dict.fromkeys(ctx.localities, fixed)
 
     by_region, by_zone = pool.by_region, pool.by_zone
     everyone = records(sel.values(pool.healthy))
@@ -369,7 +392,7 @@ def _geo_answers(ctx: PlanContext, sel: _Selector, name: str, pool: _Pool,
                     for_region(region) if region else everyone)
         else:
             out[loc] = everyone
-    return out, answers
+    return out
 
 
 def _cluster_home(ctx: PlanContext, cluster: str, shards: list[Placed]) -> tuple[str, str]:

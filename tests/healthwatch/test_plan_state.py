@@ -280,3 +280,29 @@ def test_a_health_mapping_changed_in_place_is_seen() -> None:
     second = planner.plan(config, reports, health, DrainSet(), 2, 101.0, previous=first)
     assert [s.healthy for s in first.shards] == [True]
     assert [s.healthy for s in second.shards] == [False]
+
+
+def test_cname_values_share_their_target_names_string() -> None:
+    """A fallback CNAME (AZ -> region -> global name) holds the very string
+    its target's records are named with (one string per name, not two), and
+    replanning a service keeps the CNAMEs that did not change."""
+    config = make_config()
+    specs = [ShardSpec("use", "service", "default", name, addresses=(f"192.0.2.{i}",),
+                       ready=1, probe=PROBE) for i, name in enumerate(SERVICES, 1)]
+    reports = {"use": ClusterReport("use", tuple(specs))}
+    health = {s.key: UP for s in specs}
+    planner = Planner()
+    first = planner.plan(config, reports, health, DrainSet(), 1, 100.0)
+    names = {r.name: r.name for r in first.records}
+    names.update((n, n) for n in first.geo)
+    planned = tuple(f"{s}.default." for s in SERVICES)  # not the config's static records
+    cnames = [r for r in first.records if r.rtype == "CNAME" and r.name.startswith(planned)]
+    assert len(cnames) >= 4
+    for r in cnames:
+        assert r.value in names and r.value is names[r.value], r
+    health = dict(health)
+    health[specs[0].key] = DOWN
+    second = planner.plan(config, reports, health, DrainSet(), 2, 101.0, previous=first)
+    kept = {(r.name, r.value): r for r in first.records if r.rtype == "CNAME"}
+    same = [r for r in second.records if r.rtype == "CNAME" and (r.name, r.value) in kept]
+    assert same and all(kept[(r.name, r.value)] is r for r in same)
