@@ -26,10 +26,15 @@ in NXDOMAIN/NODATA carries the SOA) are left out and take the full path.
 ``derive`` rebuilds only the names whose records changed (plus the names
 whose CNAME chains or glue reach them, and the apex) in maps shared with the
 table it derives from: the cost follows the changed names, not the zone.
+
+Memory (a large zone has hundreds of thousands of names): replies equal
+within a name are one object, a name's per-locality dicts equal across
+qtypes are one dict, and only the reverse dependencies are kept.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Iterable
@@ -59,6 +64,7 @@ Value = Entry | dict[str, Entry] | Chain
 Types = dict[int, Value]
 Deps = tuple[bytes, ...]  # distinct names (a tuple: a fraction of a frozenset's size)
 _EMPTY: Types = {}
+_PTRS: dict[int, bytes] = {}  # compression pointer bytes by offset (chains share them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +81,18 @@ class TableStats:
 class AnswerTable:
     """Immutable: ``names`` (read by the fast path) plus what ``derive`` needs."""
 
-    __slots__ = ("complete", "deps", "names", "rdeps", "stats")
+    __slots__ = ("complete", "names", "rdeps", "stats")
 
     def __init__(self, names: dict[bytes, Types], stats: TableStats,
-                 deps: dict[bytes, Deps], rdeps: dict[bytes, Deps]
-                 ) -> None:
+                 rdeps: dict[bytes, Deps]) -> None:
         self.names = names
         self.stats = stats
         self.complete = stats.complete
-        self.deps = deps  # name -> other names its answers contain records of
-        self.rdeps = rdeps  # the inverse: name -> names whose answers contain it
+        # name -> the names whose answers contain records of it (a superset
+        # after ``derive``: an edge that went away stays, and costs at most
+        # one needless rebuild; the forward map it would take to drop such
+        # edges is larger than they are)
+        self.rdeps = rdeps
 
     def get(self, qname: bytes, qtype: int) -> Value | None:
         """The stored value for (qname, qtype), None if not stored (tests, tools)."""
@@ -93,7 +101,7 @@ class AnswerTable:
 
     @classmethod
     def empty(cls) -> AnswerTable:
-        return cls({}, TableStats(0, 0, 0, False, 0.0), {}, {})
+        return cls({}, TableStats(0, 0, 0, False, 0.0), {})
 
     @classmethod
     def build(cls, resolver: Resolver, *, max_keys: int = DEFAULT_MAX_KEYS) -> AnswerTable:
@@ -101,16 +109,17 @@ class AnswerTable:
         b = _Builder(resolver)
         names: dict[bytes, Types] = {}
         complete = True
-        for name in resolver.names():
+        every = resolver.names()
+        for name in every:
             if b.keys >= max_keys:
                 complete = False
                 break
             names[name] = b.name(name)
-        rdeps = _invert(b.deps)
+        rdeps = _invert(b.deps, every)
         stats = b.stats(len(names), complete, time.perf_counter() - started, len(names))
         if not complete:
             log.warning("answer_table_bounded keys=%d max_keys=%d", b.keys, max_keys)
-        return cls(names, stats, b.deps, rdeps)
+        return cls(names, stats, rdeps)
 
     def derive(self, resolver: Resolver, changed: Iterable[bytes]) -> AnswerTable:
         """The table for ``resolver`` (derived from this table's resolver with
@@ -130,35 +139,32 @@ class AnswerTable:
         b = _Builder(resolver)
         built = [(name, b.name(name)) for name in todo if name in names]
         # (a name beyond the key bound of an incomplete table is skipped)
-        deps, rdeps = self.deps, self.rdeps
-        edges = [(n, deps.get(n, ()), b.deps.get(n, ())) for n, _ in built]
+        rdeps = self.rdeps
         for name, types in built:
             names[name] = types
-        for n, old, new in edges:
-            if new:
-                deps[n] = new
-            else:
-                deps.pop(n, None)
-            if old == new:
-                continue
-            for t in set(old).difference(new):
-                rest = tuple(x for x in rdeps[t] if x != n)
-                if rest:
-                    rdeps[t] = rest
-                else:
-                    del rdeps[t]
-            for t in set(new).difference(old):
-                rdeps[t] = (*rdeps.get(t, ()), n)
+        for n, targets in b.deps.items():
+            for t in targets:
+                have = rdeps.get(t, ())
+                if n not in have:
+                    rdeps[t] = (*have, n)
         stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(built))
-        return AnswerTable(names, stats, deps, rdeps)
+        return AnswerTable(names, stats, rdeps)
 
 
-def _invert(deps: dict[bytes, Deps]) -> dict[bytes, Deps]:
+def _invert(deps: dict[bytes, Deps], names: list[bytes]) -> dict[bytes, Deps]:
+    """name -> the names that depend on it, keyed by the objects of ``names``
+    (sorted; the table's own keys) where they hold the name: no second copy."""
     out: dict[bytes, list[bytes]] = {}
     for name, targets in deps.items():
         for t in targets:
             out.setdefault(t, []).append(name)
-    return {t: tuple(s) for t, s in out.items()}
+    rdeps: dict[bytes, Deps] = {}
+    for t, s in out.items():
+        i = bisect.bisect_left(names, t)
+        if i < len(names) and names[i] == t:
+            t = names[i]
+        rdeps[t] = tuple(s)
+    return rdeps
 
 
 class _Builder:
@@ -186,6 +192,7 @@ class _Builder:
         qtypes = types_at | set(CHASE_QTYPES if chase else COMMON_QTYPES)
         out: Types = {CHASE: NODATA} if chase else {}
         bodies: dict[Answer, Entry | None] = {}
+        per_locs: list[dict[str, Entry]] = []  # this name's, one per distinct content
         labels = wire_to_labels(name)
         deps: set[bytes] = set()
         geo = r.is_geo(name)
@@ -239,7 +246,9 @@ class _Builder:
                     break
                 per[loc] = e
             else:
-                out[qtype] = per
+                out[qtype] = next((d for d in per_locs if d == per), per)
+                if out[qtype] is per:
+                    per_locs.append(per)
                 self.keys += 1
                 self.per_loc += 1
         deps.discard(name)
@@ -292,7 +301,10 @@ class _Builder:
             deps.add(self._wire(rec.name))
         deps.add(target)
         self.entries += 1
-        return k, body[12 + len(name) + 4:], bytes((0xC0 | (at >> 8), at & 0xFF)), tails[1]
+        ptr = _PTRS.get(at)
+        if ptr is None:
+            ptr = _PTRS[at] = bytes((0xC0 | (at >> 8), at & 0xFF))
+        return k, body[12 + len(name) + 4:], ptr, tails[1]
 
     def _tail(self, target: bytes, qtype: int
               ) -> tuple[wire.Name, Tail | dict[str, Tail]] | None:

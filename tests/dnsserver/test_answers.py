@@ -304,6 +304,8 @@ def test_locality_free_names_share_one_entry() -> None:
     # AZ and region of the US share one reply object
     assert glob["zone:us-east1-b"] is glob["region:us-east1"]
     assert glob[""] is not glob["region:us-east1"]
+    # ANY answers with the A RRset here: the same per-locality dict, not a copy
+    assert table.get(name_to_wire(zf.GLOBAL), wire.T_ANY) is glob
     alias = table.get(name_to_wire(f"geoalias.{zf.ZONE}"), wire.T_A)
     # a static CNAME into a geo name: the chain prefix once, the geo name's
     # per-locality records shared with every chain that ends there
