@@ -34,12 +34,13 @@ CLIENT_CACHE_MAX = 65536  # client addresses located per ServingState
 # qtypes the fast path leaves to the full path (transfers, meta types)
 _FULL_PATH_QTYPES = frozenset((wire.T_OPT, wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
                                wire.T_MAILB))
-# a query's flags bytes (QR=0, opcode QUERY; AA/TC/Z/AD/RA/rcode ignored) ->
-# the flags of a positive authoritative reply: QR, AA, and RD and CD copied
-_FLAGS: dict[bytes, bytes] = {bytes((a, b)): bytes((0x84 | (a & 0x01), b & 0x10))
-                              for a in range(8) for b in range(256)}
-_QD_ONLY = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD=1, AN=NS=AR=0
-_QD_AR = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QD=1, AR=1 (the OPT)
+# a query's flags and counts (QR=0, opcode QUERY; AA/TC/Z/AD/RA/rcode ignored)
+# -> the flags of a positive authoritative reply (QR, AA, RD and CD copied)
+# and whether the query has an OPT record (QD=1 and AR=1, else QD=1 only)
+_HEADERS: dict[bytes, tuple[bytes, bool]] = {
+    bytes((a, b)) + b"\x00\x01\x00\x00\x00\x00\x00" + bytes((ar,)):
+        (bytes((0x84 | (a & 0x01), b & 0x10)), bool(ar))
+    for a in range(8) for b in range(256) for ar in (0, 1)}
 # a stored reply's counts -> the same with ARCOUNT + 1 (for the OPT record)
 _PLUS_AR: dict[bytes, bytes] = {}
 
@@ -100,6 +101,7 @@ class QueryHandler:
         self._logged_error = False
         self._kinds: dict[str, str] = {}
         self._tick = 1  # time the first query, then 1 in sample_every
+        self.slow_queries = 0  # queries the full path answered (tests, benches)
         # per locality kind: qtype -> positive replies (one writer per dict:
         # the UDP thread writes only "udp" counts, the loop only "tcp")
         self._udp_counts = {k: metrics.counter("udp", wire.NOERROR, k) for k in LOCALITY_KINDS}
@@ -126,94 +128,100 @@ class QueryHandler:
     # -- the query -----------------------------------------------------------------
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        """The reply to one query from ``client`` (None: send nothing)."""
+        """The reply to one query from ``client`` (None: send nothing).
+
+        The fast path, inline: one dict lookup for the header (flags and
+        counts), one for the OPT record (``_edns_entry``: validation,
+        locality, the reply's OPT, worked out once per distinct record), two
+        for the name and type, one per-locality pick, one ``join``. Anything
+        it does not cover goes to ``_slow``."""
         tick = self._tick - 1
-        if tick:  # 1 in sample_every queries is timed (duration and size)
-            self._tick = tick
-            started = 0.0
-        else:
-            self._tick = self.metrics.sample_every
-            started = time.perf_counter()
+        if not tick:  # 1 in sample_every queries is timed (duration and size)
+            return self._timed(data, client, tcp)
+        self._tick = tick
         try:
-            out = self._fast(data, client, tcp) if self.fast_path else None
-            if out is None:
-                out = self._slow(data, client, tcp)
+            state = self.state
+            # (reply flags, has the OPT); None: QR set, an opcode other than
+            # QUERY, or counts other than QD=1 and AR=0/1
+            head = _HEADERS.get(data[2:12])
+            if head is None or state is None or not self.fast_path:
+                return self._slow(data, client, tcp)
+            flags, has_opt = head
+            i = data.find(b"\x00", 12) + 1
+            if i < 13 or i > 12 + wire.MAX_NAME:
+                return self._slow(data, client, tcp)
+            qend = i + 4
+            if has_opt:
+                edns = state.edns.get(data[qend:])
+                if edns is None:
+                    edns = self._edns_entry(data[qend:], state)
+                if edns is False:
+                    return self._slow(data, client, tcp)
+                limit, opt, geo_opt, loc, kind = edns  # type: ignore[misc]
+            elif qend == len(data):
+                limit, opt, geo_opt, loc, kind = 512, b"", b"", None, ""
+            else:
+                return self._slow(data, client, tcp)
+            if data[i + 2:qend] != b"\x00\x01":
+                return self._slow(data, client, tcp)  # not class IN, or cut short
+            qtype = (data[i] << 8) | data[i + 1]
+            types = state.table.names.get(data[12:i].lower())
+            value = None if types is None else types.get(qtype)
+            if type(value) is dict:
+                if loc is None:
+                    loc, kind = self._client_locality(client, state)
+                entry = value.get(loc)
+                if entry is None:
+                    entry = value[""]
+                if type(entry) is not bytes:  # NODATA for this locality
+                    return self._fast_other(data, client, tcp, state, types, entry, qtype,
+                                            qend, i, limit, geo_opt, geo_opt, loc, kind)
+                body: bytes = entry
+                opt = geo_opt
+            elif type(value) is bytes:
+                body = value
+                kind = "none"
+            else:
+                return self._fast_other(data, client, tcp, state, types, value, qtype, qend,
+                                        i, limit, opt, geo_opt, loc)
+            if tcp:
+                limit = TCP_LIMIT
+            if len(body) + len(opt) > limit:
+                out = self._truncated(data, qend, body[2], body[3], opt)
+                self.metrics.truncate("tcp" if tcp else "udp")
+            elif opt:
+                counts = body[4:12]
+                out = b"".join((data[:2], flags, _PLUS_AR.get(counts) or _ar(counts),
+                                data[12:qend], body[qend:], opt))
+            else:
+                out = b"".join((data[:2], flags, body[4:12], data[12:qend], body[qend:]))
+            counter = (self._tcp_counts if tcp else self._udp_counts)[kind]
+            counter[qtype] = counter.get(qtype, 0) + 1
+            return out
         except Exception:
-            out = self._servfail(data)
-        if started and out is not None:
+            return self._servfail(data)
+
+    def _timed(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        """``handle`` with its duration and reply size observed."""
+        self._tick = self.metrics.sample_every + 1  # the call below is not timed again
+        started = time.perf_counter()
+        out = self.handle(data, client, tcp)
+        if out is not None:
             self.metrics.observe("tcp" if tcp else "udp", time.perf_counter() - started,
                                  len(out))
         return out
 
-    def _fast(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        """The reply from the precomputed table, or None (use the full path).
-
-        Per query: one dict lookup for the header flags, one for the OPT
-        record (``_edns``: validation, locality, the reply's OPT), two for the
-        name and type, one per-locality pick; one ``join``."""
-        state = self.state
-        flags = _FLAGS.get(data[2:4])  # None: QR set or an opcode other than QUERY
-        if state is None or flags is None:
-            return None
-        counts = data[4:12]
-        i = data.find(b"\x00", 12) + 1
-        if i < 13 or i > 12 + wire.MAX_NAME:
-            return None
-        qend = i + 4
-        if counts == _QD_AR:
-            edns = state.edns.get(data[qend:])
-            if edns is None:
-                edns = self._edns_entry(data[qend:], state)
-            if edns is False:
-                return None
-            limit, opt, geo_opt, loc, kind = edns  # type: ignore[misc]
-        elif counts == _QD_ONLY and qend == len(data):
-            limit, opt, geo_opt, loc, kind = 512, b"", b"", None, ""
-        else:
-            return None
-        if data[i + 2:qend] != b"\x00\x01":
-            return None  # not class IN (or the question is cut short)
-        qtype = (data[i] << 8) | data[i + 1]
-        types = state.table.names.get(data[12:i].lower())
-        value = None if types is None else types.get(qtype)
-        if type(value) is dict:
-            if loc is None:
-                loc, kind = self._client_locality(client, state)
-            entry = value.get(loc)
-            if entry is None:
-                entry = value[""]
-            value = entry
-            opt = geo_opt
-        else:
-            kind = "none"
-        if type(value) is bytes:
-            if tcp:
-                limit = TCP_LIMIT
-            if len(value) + len(opt) > limit:
-                out = self._truncated(data, qend, value[2], value[3], opt)
-                self.metrics.truncate("tcp" if tcp else "udp")
-            elif opt:
-                out = b"".join((data[:2], flags, _PLUS_AR.get(value[4:12]) or _ar(value[4:12]),
-                                data[12:qend], value[qend:], opt))
-            else:
-                out = b"".join((data[:2], flags, value[4:12], data[12:qend], value[qend:]))
-            counter = (self._tcp_counts if tcp else self._udp_counts)[kind]
-            counter[qtype] = counter.get(qtype, 0) + 1
-            return out
-        return self._fast_other(data, client, tcp, state, types, value, qtype, qend, i,
-                                limit, opt, geo_opt, loc)
-
     def _fast_other(self, data: bytes, client: str, tcp: bool, state: ServingState,
                     types: dict[int, Value] | None, value: Value | None, qtype: int,
                     qend: int, i: int, limit: int, opt: bytes, geo_opt: bytes,
-                    loc: str | None) -> bytes | None:
+                    loc: str | None, kind: str = "none") -> bytes | None:
         """The fast path's rarer answers: NXDOMAIN, NODATA, REFUSED and static
         CNAME chains into geo-aware names."""
         aa = 0x04
         if types is None:
             if (qtype in _FULL_PATH_QTYPES or not state.table.complete
                     or not wire.plain_name(data, i)):
-                return None
+                return self._slow(data, client, tcp)
             qname = data[12:i].lower()
             if state.resolver.in_zone(qname):
                 value = wire.NXDOMAIN
@@ -221,9 +229,8 @@ class QueryHandler:
                 value, aa = wire.REFUSED, 0  # REFUSED: no AA, no SOA
         elif value is None:
             if CHASE in types or qtype in _FULL_PATH_QTYPES:
-                return None
+                return self._slow(data, client, tcp)
             value = NODATA
-        kind = "none"
         if type(value) is tuple:  # a static CNAME chain into a geo-aware name
             an, rrs, ptr, tails = value
             if type(tails) is dict:
@@ -258,7 +265,7 @@ class QueryHandler:
             if aa:
                 auth = state.resolver.negative_authority(qend - 16) or b""
                 if not auth and state.resolver.negative_soa is not None:
-                    return None  # an SOA the blob cannot express: full path
+                    return self._slow(data, client, tcp)  # an SOA the blob cannot express
             out = (data[:2] + bytes((0x80 | aa | (data[2] & 0x01), rcode | (data[3] & 0x10)))
                    + b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
                    + (b"\x00\x01" if opt else b"\x00\x00") + data[12:qend] + auth + opt)
@@ -331,6 +338,7 @@ class QueryHandler:
         return kind
 
     def _slow(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        self.slow_queries += 1
         proto = "tcp" if tcp else "udp"
         try:
             q = wire.parse_query(data)

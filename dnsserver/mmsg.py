@@ -13,10 +13,10 @@ memoryviews; ctypes releases the GIL during both calls. ``available()`` is
 False where libc lacks the calls (non-Linux); the listener then uses
 ``recvfrom``/``sendto``.
 
-A datagram larger than ``SLOT`` is cut by the kernel (``MSG_TRUNC`` in its
-flags); it is counted as dropped ("malformed") and not answered: no DNS query
-is that large, and answering a truncated copy would answer something the
-client did not send.
+A datagram of ``SLOT`` bytes or more (the kernel cuts it to ``SLOT``) is
+counted as dropped ("malformed") and not answered: no DNS query is that
+large, and answering a truncated copy would answer something the client did
+not send.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ OnDrop = Callable[[str], None]
 SLOT = 16384  # bytes per receive/send buffer (a query, a UDP reply)
 NAME = 32  # bytes per address slot (sockaddr_in6 is 28)
 MSG_WAITFORONE = 0x10000
-MSG_TRUNC = 0x20
 ADDRESS_CACHE_MAX = 65536
 
 
@@ -124,14 +123,16 @@ class BatchSocket:
         self.rmv = memoryview(self._rbuf)
         self.smv = memoryview(self._sbuf)
         self.nmv = memoryview(self._names)
-        self._clients: dict[bytes, str] = {}
+        self._n32 = self.nmv.cast("I")
+        self._clients: dict[int | bytes, str] = {}  # address (IPv4 as a word) -> text
 
     @staticmethod
     def _address(buf: bytearray) -> int:
         return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
 
     def close(self) -> None:
-        for view in (self._r32, self._s64, self._siov64, self.rmv, self.smv, self.nmv):
+        for view in (self._r32, self._s64, self._siov64, self.rmv, self.smv, self._n32,
+                     self.nmv):
             view.release()
 
     def serve(self, handle: Handle, on_drop: OnDrop, stopping: Callable[[], bool]) -> None:
@@ -142,15 +143,19 @@ class BatchSocket:
         rmsgs, smsgs = self._rmsgs_at, self._smsgs_at
         r32, s64, siov64 = self._r32, self._s64, self._siov64
         rmv, smv, nmv = self.rmv, self.smv, self.nmv
-        names = self._names_base
+        n32 = self._n32
         clients = self._clients
-        words = _MSG // 4
-        len_at = _Mmsghdr.len.offset // 4
-        flags_at = _Msghdr.flags.offset // 4
-        qwords = _MSG // 8
-        alo, ahi = (8, 24) if self.v6 else (4, 8)
-        inet = socket.AF_INET6 if self.v6 else socket.AF_INET
+        v6 = self.v6
+        inet = socket.AF_INET6 if v6 else socket.AF_INET
         ntop = socket.inet_ntop
+        # per receive slot: (msg_len word, buffer offset, address start, address
+        # end, IPv4 address word, address pointer); per send slot: (buffer
+        # offset, iov_len word, msg_name word)
+        lo, hi = (8, 24) if v6 else (4, 8)
+        recv_slots = [(i * (_MSG // 4) + _Mmsghdr.len.offset // 4, i * SLOT, i * NAME + lo,
+                       i * NAME + hi, (i * NAME + 4) // 4, self._names_base + i * NAME)
+                      for i in range(batch)]
+        send_slots = [(i * SLOT, i * 2 + 1, i * (_MSG // 8)) for i in range(batch)]
         while True:
             n = recvmmsg(fd, rmsgs, batch, MSG_WAITFORONE, None)  # type: ignore[operator]
             if stopping():
@@ -163,34 +168,44 @@ class BatchSocket:
                     log.debug("udp_recv_error errno=%d", err)
                 continue
             out = 0
-            for i in range(n):
-                w = i * words
-                size = r32[w + len_at]
-                if r32[w + flags_at] & MSG_TRUNC:
+            for len_word, at, alo, ahi, a4, name in recv_slots[:n]:
+                size = r32[len_word]
+                if size >= SLOT:  # cut by the kernel (MSG_TRUNC): not a DNS query
                     on_drop("malformed")
                     continue
-                at = i * SLOT
-                o = i * NAME
-                raw = nmv[o + alo:o + ahi].tobytes()
-                client = clients.get(raw)
+                key: int | bytes = nmv[alo:ahi].tobytes() if v6 else n32[a4]
+                client = clients.get(key)
                 if client is None:
                     if len(clients) >= ADDRESS_CACHE_MAX:
                         clients.clear()
-                    client = clients[raw] = ntop(inet, raw)
+                    client = clients[key] = ntop(inet, nmv[alo:ahi].tobytes())
                 reply = handle(rmv[at:at + size].tobytes(), client, False)
                 if reply is None:
                     continue
                 size = len(reply)
-                if size > SLOT:  # cannot happen for a UDP-limited reply
-                    on_drop("send_failed")
+                if size > SLOT:  # only with edns_udp_size > SLOT: send it alone
+                    self._send_one(reply, alo - lo, client, on_drop)
                     continue
-                sat = out * SLOT
+                sat, len_word, name_word = send_slots[out]
                 smv[sat:sat + size] = reply
-                siov64[out * 2 + 1] = size
-                s64[out * qwords] = names + o
+                siov64[len_word] = size
+                s64[name_word] = name
                 out += 1
             if out:
                 self._send(sendmmsg, fd, smsgs, out, on_drop)
+
+    def _send_one(self, reply: bytes, at: int, client: str, on_drop: OnDrop) -> None:
+        """``sendto`` for a reply too large for a send slot (``at``: its address slot)."""
+        port = int.from_bytes(self.nmv[at + 2:at + 4], "big")
+        address: tuple[str, int] | tuple[str, int, int, int] = (client, port)
+        if self.v6:
+            scope = int.from_bytes(self.nmv[at + 24:at + 28], sys.byteorder)
+            address = (client, port, 0, scope)
+        try:
+            self.sock.sendto(reply, address)
+        except OSError as exc:
+            log.debug("udp_send_error error=%r", exc)
+            on_drop("send_failed")
 
     def _send(self, sendmmsg: object, fd: int, smsgs: int, count: int,
               on_drop: OnDrop) -> None:

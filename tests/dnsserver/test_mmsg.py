@@ -1,0 +1,141 @@
+"""Batched UDP I/O (recvmmsg/sendmmsg): every reply reaches the socket its
+query came from, in batches with gaps, over IPv4 and IPv6; oversized
+datagrams are dropped and counted; close stops the thread."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from dnsserver import mmsg
+from dnsserver.udp import UdpThreadListener, open_udp
+
+pytestmark = pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg/sendmmsg here")
+
+
+def echo(data: bytes, client: str, tcp: bool) -> bytes | None:
+    """Reply with the query, the client text and a marker; drop queries
+    starting with b"drop"."""
+    assert not tcp
+    if data.startswith(b"drop"):
+        return None
+    return data + b"|" + client.encode()
+
+
+class Drops:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def __call__(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+def _listener(host: str, drops: Drops) -> UdpThreadListener:
+    listener = open_udp(host, 0, echo, drops, "mmsg")
+    assert isinstance(listener, UdpThreadListener) and listener._batch is not None
+    return listener
+
+
+@pytest.fixture
+def v4() -> Iterator[tuple[UdpThreadListener, Drops]]:
+    drops = Drops()
+    listener = _listener("127.0.0.1", drops)
+    yield listener, drops
+    listener.close()
+
+
+def _clients(n: int, family: int = socket.AF_INET, host: str = "127.0.0.1"
+             ) -> list[socket.socket]:
+    out = []
+    for _ in range(n):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        s.settimeout(5)
+        out.append(s)
+    return out
+
+
+def test_every_reply_goes_back_to_its_sender(v4: tuple[UdpThreadListener, Drops]) -> None:
+    listener, drops = v4
+    clients = _clients(8)
+    addr = ("127.0.0.1", listener.port)
+    try:
+        # queue far more than one batch before the server can drain them; every
+        # third query is dropped by the handler, so replies and slots differ
+        sent: dict[int, list[bytes]] = {k: [] for k in range(len(clients))}
+        for i in range(400):
+            k = i % len(clients)
+            msg = (b"drop" if i % 3 == 0 else b"q") + str(i).encode()
+            clients[k].sendto(msg, addr)
+            if not msg.startswith(b"drop"):
+                sent[k].append(msg)
+        for k, s in enumerate(clients):
+            got = sorted(s.recv(2048) for _ in sent[k])
+            assert got == sorted(m + b"|127.0.0.1" for m in sent[k])
+            s.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                s.recv(2048)  # nothing more: dropped queries got no reply
+        assert drops.reasons == []
+    finally:
+        for s in clients:
+            s.close()
+
+
+def test_oversized_datagrams_are_dropped_and_counted(v4: tuple[UdpThreadListener, Drops]
+                                                   ) -> None:
+    listener, drops = v4
+    (s,) = _clients(1)
+    try:
+        s.sendto(b"x" * mmsg.SLOT, ("127.0.0.1", listener.port))
+        s.sendto(b"q-small", ("127.0.0.1", listener.port))
+        assert s.recv(2048) == b"q-small|127.0.0.1"
+        assert drops.reasons == ["malformed"]
+        # the largest query still read whole; its reply does not fit a send
+        # slot and goes out on its own
+        big = b"y" * (mmsg.SLOT - 1)
+        s.sendto(big, ("127.0.0.1", listener.port))
+        assert s.recv(65535) == big + b"|127.0.0.1"
+        assert drops.reasons == ["malformed"]
+    finally:
+        s.close()
+
+
+def test_ipv6() -> None:
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    drops = Drops()
+    listener = _listener("::1", drops)
+    clients = _clients(3, socket.AF_INET6, "::1")
+    try:
+        big = b"b" * (mmsg.SLOT + 98)  # its reply is larger than a send slot (IPv6)
+        clients[0].sendto(big[:-100], ("::1", listener.port))
+        assert clients[0].recv(65535) == big[:-100] + b"|::1"
+        for i, s in enumerate(clients):
+            for j in range(20):
+                s.sendto(f"q{i}-{j}".encode(), ("::1", listener.port))
+        for i, s in enumerate(clients):
+            got = sorted(s.recv(2048) for _ in range(20))
+            assert got == sorted(f"q{i}-{j}|::1".encode() for j in range(20))
+    finally:
+        for s in clients:
+            s.close()
+        listener.close()
+
+
+def test_close_stops_the_thread() -> None:
+    drops = Drops()
+    listener = _listener("127.0.0.1", drops)
+    thread = listener._thread
+    assert thread is not None and thread.is_alive()
+    started = time.monotonic()
+    listener.close()
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2.5
+    assert listener.sock.fileno() == -1
