@@ -171,10 +171,13 @@ class GroupPlan:
 
     name: str
     prefix: str | None  # service prefix when a Service belongs to the group
-    local: tuple[Answer, ...]  # per ``PlanContext.slots`` (services only), sorted by record key
-    block: Answer  # every local record, sorted by record key
+    # every locality-free record (services only), sorted by record key: the
+    # answers of ``PlanContext.slots`` in slot order, ``runs`` records each
+    # (``local_answers``; bytes: a fraction of a tuple's size)
+    block: Answer
     geo: Mapping[str, Answer]  # locality -> answer
     failed: bool
+    runs: bytes | tuple[int, ...] = b""
 
 
 class _Pool:
@@ -249,8 +252,8 @@ def plan_group(ctx: PlanContext, name: str, services: list[Placed], ingresses: l
     answers with unchanged values reuse its tuples."""
     sel = _Selector(ctx, name)
     prefix: str | None = None
-    local: tuple[Answer, ...] = ()
     block: Answer = ()
+    runs: bytes | tuple[int, ...] = b""
     failed = False
     if prev is not None and prev.name != name:
         prev = None
@@ -258,15 +261,22 @@ def plan_group(ctx: PlanContext, name: str, services: list[Placed], ingresses: l
         spec = services[0].spec
         prefix = service_prefix(ctx.config, spec.namespace, spec.name)
         pool = _Pool(services)
-        names = {s.suffix: prefix + s.suffix for s in ctx.slots}
-        names[""] = name
-        same = prev if prev is not None and prev.prefix == prefix else None
-        local = _local_answers(ctx, names, _local_values(ctx, sel, pool, prefix, names),
-                               same)
-        if same is not None and all(map(operator.is_, local, same.local)):
-            local, block = same.local, same.block
+        names = {"": name}  # slot suffix -> the group's name there (made when needed)
+        old = None
+        if prev is not None and prev.prefix == prefix:
+            old = local_answers(ctx, prev)
+            for slot, ans in zip(ctx.slots, old, strict=True):
+                if ans:  # the name string its records (and CNAMEs to it) hold
+                    names[slot.suffix] = ans[0].name
+        local = _local_answers(ctx, prefix, names,
+                               _local_values(ctx, sel, pool, prefix, names), old)
+        block = tuple(r for ans in local for r in ans)
+        if prev is not None and old is not None and len(block) == len(prev.block) \
+                and all(map(operator.is_, block, prev.block)):
+            block, runs = prev.block, prev.runs
         else:
-            block = tuple(r for ans in local for r in ans)
+            lengths = [len(ans) for ans in local]
+            runs = bytes(lengths) if max(lengths, default=0) < 256 else tuple(lengths)
         failed = pool.failed()
     if ingresses:  # an Ingress host equal to a Service's global name: merged
         pool = _Pool(ingresses + services)
@@ -276,13 +286,28 @@ def plan_group(ctx: PlanContext, name: str, services: list[Placed], ingresses: l
     geo = _geo_answers(ctx, sel, name, pool, prev)
     if prev is not None and prev.geo == geo:
         geo = prev.geo  # identical answers: keep the mapping too
-    return GroupPlan(name, prefix, local, block, geo, failed)
+    return GroupPlan(name, prefix, block, geo, failed, runs)
+
+
+def local_answers(ctx: PlanContext, plan: GroupPlan) -> list[Answer]:
+    """Per ``ctx.slots``: the records of ``plan.block`` at that slot's name
+    (empty for an Ingress-only group). ``plan`` was made under ``ctx``."""
+    if not plan.runs:
+        return [()] * len(ctx.slots)
+    out: list[Answer] = []
+    block = plan.block
+    i = 0
+    for n in plan.runs:
+        out.append(block[i:i + n])
+        i += n
+    return out
 
 
 def _local_values(ctx: PlanContext, sel: _Selector, pool: _Pool, prefix: str,
-                  names: Mapping[str, str]) -> list[Values]:
+                  names: dict[str, str]) -> list[Values]:
     """Per slot: the values of the healthy shards there, or a CNAME to the
-    slot's fallback name (``names``: suffix -> the group's name there)."""
+    slot's fallback name (``names``: suffix -> the group's name there, added
+    to when missing)."""
     out: list[Values] = []
     by_region, by_zone = pool.by_region, pool.by_zone
     for slot in ctx.slots:
@@ -291,7 +316,9 @@ def _local_values(ctx: PlanContext, sel: _Selector, pool: _Pool, prefix: str,
             out.append(sel.values(healthy))
         else:
             target = names.get(slot.target)
-            out.append((("CNAME", prefix + slot.target if target is None else target),))
+            if target is None:
+                target = names[slot.target] = prefix + slot.target
+            out.append((("CNAME", target),))
     return out
 
 
@@ -301,7 +328,8 @@ def _same_values(ans: Answer, vals: Values) -> bool:
     if len(ans) != len(vals):
         return False
     if len(ans) == 1:
-        return (ans[0].rtype, ans[0].value) == vals[0]
+        r, v = ans[0], vals[0]
+        return r.value == v[1] and r.rtype == v[0]
     return {(r.rtype, r.value) for r in ans} == set(vals)
 
 
@@ -309,22 +337,32 @@ def _values_of(ans: Answer) -> Values:
     return tuple((r.rtype, r.value) for r in ans)
 
 
-def _local_answers(ctx: PlanContext, names: Mapping[str, str], vals: list[Values],
-                   prev: GroupPlan | None) -> tuple[Answer, ...]:
+def _local_answers(ctx: PlanContext, prefix: str, names: dict[str, str], vals: list[Values],
+                   old: list[Answer] | None) -> list[Answer]:
+    """Per slot, the records of ``vals`` (``old``'s where the values are the same)."""
     ttl = ctx.ttl
     out: list[Answer] = []
-    old = prev.local if prev is not None else None
     for i, v in enumerate(vals):
-        if old is not None and _same_values(old[i], v):
-            out.append(old[i])
-            continue
-        name = names[ctx.slots[i].suffix]
+        if old is not None:
+            was = old[i]
+            if len(was) == 1 == len(v):  # most slots: inline ``_same_values``
+                r, x = was[0], v[0]
+                if r.value == x[1] and r.rtype == x[0]:
+                    out.append(was)
+                    continue
+            elif _same_values(was, v):
+                out.append(was)
+                continue
+        suffix = ctx.slots[i].suffix
+        name = names.get(suffix)
+        if name is None:
+            name = names[suffix] = prefix + suffix
         if len(v) == 1:
             out.append((Record(name, v[0][0], ttl, v[0][1]),))
         else:
             out.append(tuple(sorted((Record(name, t, ttl, value) for t, value in v),
                                     key=record_key)))
-    return tuple(out)
+    return out
 
 
 def _geo_answers(ctx: PlanContext, sel: _Selector, name: str, pool: _Pool,

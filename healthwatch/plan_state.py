@@ -374,10 +374,12 @@ class Planner:
             else:
                 if new.geo is not old.geo:
                     changed.add(g)
-                if new.local is not old.local and new.prefix is not None:
-                    for slot, a, b in zip(ctx.slots, old.local, new.local, strict=True):
-                        if a is not b:
-                            changed.add(new.prefix + slot.suffix)
+                if new.block is not old.block:
+                    # a slot's answer is reused whole or made anew: the names
+                    # of the records only one of the blocks holds
+                    kept = set(map(id, old.block)).intersection(map(id, new.block))
+                    changed.update(r.name for r in old.block if id(r) not in kept)
+                    changed.update(r.name for r in new.block if id(r) not in kept)
             if new.failed != (g in self._failed):
                 failed_changed = True
                 if new.failed:

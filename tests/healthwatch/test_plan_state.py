@@ -306,3 +306,9 @@ def test_cname_values_share_their_target_names_string() -> None:
     kept = {(r.name, r.value): r for r in first.records if r.rtype == "CNAME"}
     same = [r for r in second.records if r.rtype == "CNAME" and (r.name, r.value) in kept]
     assert same and all(kept[(r.name, r.value)] is r for r in same)
+    names = {r.name: r.name for r in second.records}
+    names.update((n, n) for n in second.geo)
+    cnames = [r for r in second.records if r.rtype == "CNAME" and r.name.startswith(planned)]
+    assert len(cnames) > len(same)  # the flipped service's AZ now falls back too
+    for r in cnames:  # new CNAMEs point at the strings of the kept records
+        assert r.value is names[r.value], r
