@@ -279,6 +279,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=1, help="fedns server.workers")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                     help="fedns event loop (FEDNS_LOOP)")
+    ap.add_argument("--udp", choices=["mmsg", "thread", "loop"], default=None,
+                    help="fedns UDP receive path (FEDNS_UDP; default: the server's, mmsg)")
     ap.add_argument("--no-geoip", action="store_true",
                     help="no MMDB: ECS prefixes locate to 'unknown' (all healthy shards)")
     ap.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  srv_cpu))
             if "fedns" in opts.servers:
                 servers.append(procs.start_fedns(tmp, config, srv_cpu, bd.ZONE, opts.loop,
-                                                 bd.global_names(topo)[0]))
+                                                 bd.global_names(topo)[0], opts.udp))
             for s in servers:
                 say(f"{s.name} pid {s.pid} port {s.port}")
             raw, rows = run_all(servers, files, opts, pargs, srv_cpu, say)

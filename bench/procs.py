@@ -178,8 +178,10 @@ def fedns_exe() -> str:
 
 
 def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
-                zone: str, loop: str = "asyncio", probe_name: str | None = None) -> ServerProc:
-    """``fedns serve``; ``loop`` goes to FEDNS_LOOP (asyncio or uvloop).
+                zone: str, loop: str = "asyncio", probe_name: str | None = None,
+                udp: str | None = None) -> ServerProc:
+    """``fedns serve``; ``loop`` goes to FEDNS_LOOP (asyncio or uvloop), ``udp``
+    (if given) to FEDNS_UDP (mmsg, thread or loop: ``dnsserver.udp.UDP_MODES``).
 
     Ready when /readyz says so *and* ``probe_name`` (a name of the data, not
     the apex) has an A answer: /readyz has been seen to turn 200 while the
@@ -192,7 +194,7 @@ def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
     http = str(listen["http"])
     log = workdir / "fedns.log"
     cmd = pinned([fedns_exe(), "serve", "-c", str(cfg), "--log-level", "WARNING"], cpu)
-    proc = _spawn(cmd, log, {"FEDNS_LOOP": loop})
+    proc = _spawn(cmd, log, {"FEDNS_LOOP": loop, **({"FEDNS_UDP": udp} if udp else {})})
     server = ServerProc("fedns", proc, port, log)
     try:
         wait_http(f"http://{http}/readyz", proc)

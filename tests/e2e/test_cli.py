@@ -103,3 +103,11 @@ def test_operator_commands_report_an_unreachable_server() -> None:
     res = run_fedns("status", "--api", "http://127.0.0.1:9", "--timeout", "2")
     assert res.returncode != 0
     assert "cannot reach fedns" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_serve_rejects_an_unknown_udp_mode_clearly(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "ok.yaml", static_config())
+    res = run_fedns("serve", "-c", str(cfg), env={"FEDNS_UDP": "bogus"}, timeout=30)
+    assert res.returncode != 0
+    assert "FEDNS_UDP='bogus' is not one of mmsg, thread, loop" in res.stderr
+    assert "Traceback" not in res.stderr
