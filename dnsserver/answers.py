@@ -8,9 +8,11 @@ a name's old answers or all of its new ones.
 
 A ``Value`` is
 
-- ``bytes``: a positive reply (ID 0, RD=0, CD=0, no OPT; QR, AA and the rcode
-  set) whose question the fast path replaces with the client's bytes and to
-  which it appends the OPT record (with ECS) of the query's EDNS variant;
+- a ``Reply`` (a 3-tuple): a positive reply (QR and AA, NOERROR) as its
+  header counts without and with an OPT record and the sections after the
+  question; the fast path joins the client's ID, flags from its RD/CD, the
+  counts, the client's question bytes, the sections and the OPT record (with
+  ECS) of the query's EDNS variant, and never slices the stored parts;
 - ``NODATA`` (an int): the negative reply, made per query from the
   Resolver's SOA blob (``Resolver.negative_authority``), so an SOA serial
   change never touches the table;
@@ -53,18 +55,31 @@ DEFAULT_MAX_KEYS = 4_000_000
 NODATA = 0
 CHASE = -1
 
-Entry = bytes | int
+# a positive reply: (QD/AN/NS/AR counts, the same with AR + 1 for an OPT
+# record, the sections after the question); counts objects are shared
+Reply = tuple[bytes, bytes, bytes]
+Entry = Reply | int
 # a chain's tail: record count and the records' parts joined by the owner pointer
 Tail = tuple[int, tuple[bytes, ...]]
-# a static CNAME chain into a geo-aware name: (prefix ANCOUNT, the prefix's
-# records as packed after the question, the pointer to the target name, the
-# target's Tail or Tails per locality); the fast path joins them per query
-Chain = tuple[int, bytes, bytes, "Tail | dict[str, Tail]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A static CNAME chain into a geo-aware name; the fast path joins it per query."""
+
+    an: int  # the prefix's ANCOUNT
+    rrs: bytes  # the prefix's records as packed after the question
+    ptr: bytes  # the compression pointer to the target name
+    tails: Tail | dict[str, Tail]  # the target's Tail, or Tails per locality
+
+
 Value = Entry | dict[str, Entry] | Chain
 Types = dict[int, Value]
 Deps = tuple[bytes, ...]  # distinct names (a tuple: a fraction of a frozenset's size)
 _EMPTY: Types = {}
 _PTRS: dict[int, bytes] = {}  # compression pointer bytes by offset (chains share them)
+_COUNTS: dict[bytes, tuple[bytes, bytes]] = {}  # header counts -> (them, with AR + 1)
+_POSITIVE_FLAGS = (wire.QR | wire.AA).to_bytes(2, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +166,17 @@ class AnswerTable:
         return AnswerTable(names, stats, rdeps)
 
 
+def _counts(counts: bytes) -> tuple[bytes, bytes]:
+    """``counts`` and the same with ARCOUNT + 1, as shared objects."""
+    pair = _COUNTS.get(counts)
+    if pair is None:
+        plus = counts[:6] + ((counts[6] << 8 | counts[7]) + 1).to_bytes(2, "big")
+        pair = (counts, plus)
+        if len(_COUNTS) < 4096:
+            _COUNTS[counts] = pair
+    return pair
+
+
 def _invert(deps: dict[bytes, Deps], names: list[bytes]) -> dict[bytes, Deps]:
     """name -> the names that depend on it, keyed by the objects of ``names``
     (sorted; the table's own keys) where they hold the name: no second copy."""
@@ -209,10 +235,13 @@ class _Builder:
             elif ans.authority:
                 entry = None  # CNAME chain ending negative: carries the SOA
             else:
-                body = r.pack_body(labels, qtype, wire.C_IN, ans)
-                flags = wire.reply_flags(0, rcode=ans.rcode, aa=True)
-                entry = flags.to_bytes(2, "big").join((body[:2], body[4:]))
-                self.entries += 1
+                flags = wire.reply_flags(0, rcode=ans.rcode, aa=True).to_bytes(2, "big")
+                if flags == _POSITIVE_FLAGS:
+                    body = r.pack_body(labels, qtype, wire.C_IN, ans)
+                    entry = (*_counts(body[4:12]), body[12 + len(name) + 4:])
+                    self.entries += 1
+                else:
+                    entry = None  # not a plain positive reply: full path
             bodies[ans] = entry
             return entry
 
@@ -230,7 +259,7 @@ class _Builder:
                 if chain is not None:
                     out[qtype] = chain
                     self.keys += 1
-                    self.per_loc += type(chain[3]) is dict
+                    self.per_loc += type(chain.tails) is dict
                 continue
             answers = self._per_locality(name, qtype, first, presentation)
             if len(set(answers.values())) == 1:
@@ -304,7 +333,7 @@ class _Builder:
         ptr = _PTRS.get(at)
         if ptr is None:
             ptr = _PTRS[at] = bytes((0xC0 | (at >> 8), at & 0xFF))
-        return k, body[12 + len(name) + 4:], ptr, tails[1]
+        return Chain(k, body[12 + len(name) + 4:], ptr, tails[1])
 
     def _tail(self, target: bytes, qtype: int
               ) -> tuple[wire.Name, Tail | dict[str, Tail]] | None:

@@ -20,7 +20,7 @@ from typing import cast
 
 from config.model import Server
 from dnsserver import wire
-from dnsserver.answers import CHASE, NODATA, AnswerTable, Tail, Value
+from dnsserver.answers import CHASE, NODATA, AnswerTable, Chain, Tail, Value
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
@@ -41,21 +41,10 @@ _HEADERS: dict[bytes, tuple[bytes, bool]] = {
     bytes((a, b)) + b"\x00\x01\x00\x00\x00\x00\x00" + bytes((ar,)):
         (bytes((0x84 | (a & 0x01), b & 0x10)), bool(ar))
     for a in range(8) for b in range(256) for ar in (0, 1)}
-# a stored reply's counts -> the same with ARCOUNT + 1 (for the OPT record)
-_PLUS_AR: dict[bytes, bytes] = {}
-
 # (UDP payload limit, the reply's OPT record for an answer that does not
 # depend on locality (ECS scope 0), the same for one that does, locality or
 # None (locate by the client address), metrics kind of that locality)
 EdnsEntry = tuple[int, bytes, bytes, "str | None", str]
-
-
-def _ar(counts: bytes) -> bytes:
-    ar = (counts[6] << 8 | counts[7]) + 1
-    plus = counts[:6] + ar.to_bytes(2, "big")
-    if len(_PLUS_AR) < 4096:
-        _PLUS_AR[counts] = plus
-    return plus
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,28 +162,26 @@ class QueryHandler:
                 entry = value.get(loc)
                 if entry is None:
                     entry = value[""]
-                if type(entry) is not bytes:  # NODATA for this locality
+                if type(entry) is not tuple:  # NODATA for this locality
                     return self._fast_other(data, client, tcp, state, types, entry, qtype,
                                             qend, i, limit, geo_opt, geo_opt, loc, kind)
-                body: bytes = entry
+                counts, counts_opt, rest = entry
                 opt = geo_opt
-            elif type(value) is bytes:
-                body = value
+            elif type(value) is tuple:
+                counts, counts_opt, rest = value
                 kind = "none"
             else:
                 return self._fast_other(data, client, tcp, state, types, value, qtype, qend,
                                         i, limit, opt, geo_opt, loc)
             if tcp:
                 limit = TCP_LIMIT
-            if len(body) + len(opt) > limit:
-                out = self._truncated(data, qend, body[2], body[3], opt)
+            if qend + len(rest) + len(opt) > limit:
+                out = self._truncated(data, qend, 0x84, 0x00, opt)
                 self.metrics.truncate("tcp" if tcp else "udp")
             elif opt:
-                counts = body[4:12]
-                out = b"".join((data[:2], flags, _PLUS_AR.get(counts) or _ar(counts),
-                                data[12:qend], body[qend:], opt))
+                out = b"".join((data[:2], flags, counts_opt, data[12:qend], rest, opt))
             else:
-                out = b"".join((data[:2], flags, body[4:12], data[12:qend], body[qend:]))
+                out = b"".join((data[:2], flags, counts, data[12:qend], rest))
             counter = (self._tcp_counts if tcp else self._udp_counts)[kind]
             counter[qtype] = counter.get(qtype, 0) + 1
             return out
@@ -231,8 +218,8 @@ class QueryHandler:
             if CHASE in types or qtype in _FULL_PATH_QTYPES:
                 return self._slow(data, client, tcp)
             value = NODATA
-        if type(value) is tuple:  # a static CNAME chain into a geo-aware name
-            an, rrs, ptr, tails = value
+        if type(value) is Chain:  # a static CNAME chain into a geo-aware name
+            an, rrs, ptr, tails = value.an, value.rrs, value.ptr, value.tails
             if type(tails) is dict:
                 if loc is None:
                     loc, kind = self._client_locality(client, state)
@@ -243,12 +230,13 @@ class QueryHandler:
                 opt = geo_opt
             else:
                 count, parts = cast(Tail, tails)
-            value = (b"\x00\x00\x84\x00\x00\x01" + (an + count).to_bytes(2, "big")
-                     + b"\x00\x00\x00\x00" + data[12:qend] + rrs + ptr.join(parts))
+            body = (b"\x00\x00\x84\x00\x00\x01" + (an + count).to_bytes(2, "big")
+                    + b"\x00\x00\x00\x00" + data[12:qend] + rrs + ptr.join(parts))
+        else:
+            body = None
         if tcp:
             limit = TCP_LIMIT
-        if type(value) is bytes:
-            body = value
+        if body is not None:
             rcode = body[3] & 0x0F
             if len(body) + len(opt) > limit:
                 out = self._truncated(data, qend, body[2], body[3], opt)
@@ -260,7 +248,7 @@ class QueryHandler:
                 out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
                        + body[4:12] + data[12:qend] + body[qend:])
         else:
-            rcode = value  # type: ignore[assignment]
+            rcode = cast(int, value)  # NODATA (0), NXDOMAIN or REFUSED
             auth = b""
             if aa:
                 auth = state.resolver.negative_authority(qend - 16) or b""
