@@ -5,7 +5,7 @@ path reads the header and question itself, looks the OPT record up in a
 per-state cache (``wire.fast_opt`` + locality + the reply's OPT, worked out once
 per distinct record, i.e. once per ECS prefix), does one ``AnswerTable``
 lookup and joins the reply from the client's ID and question bytes and the
-stored body. Everything else goes through ``wire.parse_query`` and
+stored reply parts. Everything else goes through ``wire.parse_query`` and
 ``Resolver.respond``. No exception leaves ``handle``: an unexpected one
 becomes SERVFAIL, a counter and (once) a log line.
 """
