@@ -106,13 +106,23 @@ class QueryHandler:
     def locate(self, ecs: wire.Ecs | None, client: str) -> tuple[str, int]:
         """(locality, ECS scope) for a client; scope 0 when ECS was not used."""
         if ecs is not None:
-            if ecs.source == 0:  # RFC 7871 7.1.2: the client opted out
-                return "", 0
-            if not ecs.private:
-                loc, scope = self.locator.locate(ecs.address, ecs.source)
-                return loc, min(scope, 32 if ecs.family == 1 else 128)
+            hit = self._ecs_locality(ecs.family, ecs.source, ecs.address)
+            if hit is not None:
+                return hit
         loc, _ = self.locator.locate(packed_address(client), None)
         return loc, 0
+
+    def _ecs_locality(self, family: int, source: int, address: bytes) -> tuple[str, int] | None:
+        """(locality, scope) for an ECS option's subnet (``address`` padded to 4
+        or 16 bytes), or None when the subnet is private: locate the client's
+        own address instead. Both paths decide ECS here."""
+        if source == 0:  # RFC 7871 7.1.2: the client opted out
+            return "", 0
+        if wire.is_private(address):
+            return None
+        loc, scope = self.locator.locate(address, source)
+        width = 32 if family == 1 else 128
+        return loc, scope if scope < width else width
 
     # -- the query -----------------------------------------------------------------
 
@@ -289,13 +299,8 @@ class QueryHandler:
             if ecs is None:
                 opt = geo_opt = head + b"\x00\x00"
             else:
-                scope = 0
-                if ecs[2] == 0:  # RFC 7871 7.1.2: the client opted out
-                    loc = ""
-                elif not wire.is_private(address := wire.ecs_address(ecs)):
-                    loc, scope = self.locator.locate(address, ecs[2])
-                    width = 32 if ecs[1] == 1 else 128
-                    scope = scope if scope < width else width
+                hit = self._ecs_locality(ecs[1], ecs[2], wire.ecs_address(ecs))
+                loc, scope = (None, 0) if hit is None else hit
                 head += (len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08" + len(ecs).to_bytes(
                     2, "big") + ecs[:3]
                 opt = head + b"\x00" + ecs[4:]

@@ -78,7 +78,6 @@ class Ecs:
     source: int  # SOURCE PREFIX-LENGTH
     raw: bytes  # option data as sent: FAMILY, SOURCE, SCOPE, ADDRESS
     address: bytes  # the address padded to 4 or 16 bytes
-    private: bool  # RFC 1918 / RFC 4193 / loopback / link-local: ignore it
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +202,7 @@ def parse_ecs(raw: bytes) -> Ecs:
     if source % 8 and addr[-1] & (0xFF >> (source % 8)):
         raise ValueError("ecs address has bits beyond the source prefix")
     padded = addr + bytes(width - len(addr))
-    return Ecs(family, source, bytes(raw), padded, source > 0 and is_private(padded))
+    return Ecs(family, source, bytes(raw), padded)
 
 
 def is_private(address: bytes) -> bool:

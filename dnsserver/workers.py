@@ -20,7 +20,6 @@ reloads (workers keep the config they started with until restarted).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -32,6 +31,7 @@ from typing import Any
 
 from config.model import Config
 from healthwatch.snapshot import Snapshot
+from healthwatch.tasks import cancel
 
 log = logging.getLogger("dnsserver.workers")
 
@@ -112,10 +112,7 @@ class WorkerPool:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         for w in self._workers:
             self._send(w, ("stop",))
         for w in self._workers:

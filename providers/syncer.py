@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from config.model import Provider
 from healthwatch.snapshot import Record, Snapshot
+from healthwatch.tasks import cancel
 from providers.backend import ApplyResult, Backend, Current, RecordError
 from providers.batching import backoff_delay
 from providers.errors import (
@@ -98,10 +99,7 @@ class Syncer:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         await self.backend.close()
 
     def publish(self, snapshot: Snapshot) -> None:

@@ -33,6 +33,7 @@ from healthwatch.kube.state import ClusterState
 from healthwatch.kube.translate import make_marker
 from healthwatch.kube.watch import EventType, Watcher, describe
 from healthwatch.model import ClusterReport
+from healthwatch.tasks import cancel
 
 ClientFactory = Callable[[str | None, str | None, KubeOptions], client.ApiClient]
 Status = tuple[bool, bool, str | None, str | None, str | None]
@@ -159,11 +160,8 @@ class KubeSource:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None

@@ -7,6 +7,7 @@ from the ``started`` log line, so parallel runs never race for ports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -117,6 +118,18 @@ class Fedns:
                 pytest.fail(f"fedns did not stop on SIGTERM:\n{self.output}")
         self._reader.join(timeout=5)
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def serving(cfg: Path) -> Iterator[Fedns]:
+    """``fedns serve -c cfg``, started and ready; stopped on exit, which must be clean."""
+    srv = Fedns("serve", "-c", str(cfg))
+    try:
+        srv.wait_started()
+        srv.wait_ready()
+        yield srv
+    finally:
+        assert srv.stop() == 0, srv.output
 
 
 def http(url: str, method: str = "GET", token: str | None = None,

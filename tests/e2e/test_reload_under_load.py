@@ -24,7 +24,7 @@ import dns.rcode
 import pytest
 
 from tests.e2e.configs import GLOBAL, static_config
-from tests.e2e.procs import Fedns, eventually, run_fedns, status, write
+from tests.e2e.procs import Fedns, eventually, run_fedns, serving, status, write
 
 OLD, NEW = "192.0.2.10", "192.0.2.99"
 US_CLIENT = "127.0.1.10"
@@ -86,14 +86,9 @@ class Load:
 def server(tmp_path: Path) -> Iterator[tuple[Fedns, Path]]:
     cfg = write(tmp_path / "fedns.yaml",
                 static_config(extra=f"state_dir: {tmp_path / 'state'}"))
-    srv = Fedns("serve", "-c", str(cfg))
-    try:
-        srv.wait_started()
-        srv.wait_ready()
+    with serving(cfg) as srv:
         yield srv, cfg
-    finally:
-        assert srv.stop() == 0, srv.output
-        assert "Traceback" not in srv.output, srv.output
+    assert "Traceback" not in srv.output, srv.output
 
 
 def invalid(text: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.configs import GLOBAL, static_config
-from tests.e2e.procs import Fedns, dig, eventually, http, run_fedns, status, write
+from tests.e2e.procs import Fedns, dig, eventually, http, run_fedns, serving, status, write
 
 US_CLIENT, EU_CLIENT, ASIA_CLIENT = "127.0.1.10", "127.0.2.10", "127.0.3.10"
 
@@ -19,13 +19,8 @@ US_CLIENT, EU_CLIENT, ASIA_CLIENT = "127.0.1.10", "127.0.2.10", "127.0.3.10"
 def served(tmp_path: Path) -> Iterator[tuple[Fedns, Path]]:
     cfg = write(tmp_path / "fedns.yaml",
                 static_config(extra=f"state_dir: {tmp_path / 'state'}"))
-    srv = Fedns("serve", "-c", str(cfg))
-    try:
-        srv.wait_started()
-        srv.wait_ready()
+    with serving(cfg) as srv:
         yield srv, cfg
-    finally:
-        assert srv.stop() == 0, srv.output
 
 
 def test_answers_depend_on_the_client_location(served: tuple[Fedns, Path]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,16 +70,6 @@ def healthy(snap: Snapshot, cluster: str) -> bool:
 
 def answer(snap: Snapshot, locality: str, name: str = GLOBAL) -> set[str]:
     return {r.value for r in snap.geo_answer(name, locality) or ()}
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[dict[str, Backend]]:
-    out = {name: Backend(ip) for name, (_, _, ip) in PLACES.items()}
-    for b in out.values():
-        await b.start()
-    yield out
-    for b in out.values():
-        await b.stop()
 
 
 async def test_kill_and_restore_backend_moves_answers(backends: dict[str, Backend]) -> None:

@@ -8,12 +8,9 @@ chain and to equality with a full plan of the same inputs.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from itertools import pairwise
 from typing import Any
-
-import pytest
 
 from healthwatch.drains import DrainSet
 from healthwatch.engine import Engine
@@ -92,16 +89,6 @@ async def test_report_change_and_drain_publish_only_what_changed() -> None:
         check_chain(w.seen)
     finally:
         await engine.stop()
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[dict[str, Backend]]:
-    out = {name: Backend(ip) for name, (_, _, ip) in PLACES.items()}
-    for b in out.values():
-        await b.start()
-    yield out
-    for b in out.values():
-        await b.stop()
 
 
 async def test_probe_flip_chains_changed_names(backends: dict[str, Backend]) -> None:
