@@ -19,6 +19,12 @@ A ``Value`` is
 - a ``dict`` locality -> one of the above, when the answer differs by client
   locality (``""`` is the unknown/fallback locality).
 
+``questions`` indexes the same values flat, by the lower-cased question as it
+is on the wire (name, type, class IN): the fast path's one lookup. Left out
+are the ``CHASE`` marker and the qtypes with a byte that ``bytes.lower``
+changes or produces (A-Z, a-z: HTTPS is 0x0041), which a lower-cased query
+could not tell apart; those take ``names``.
+
 A qtype missing from a name's dict means NODATA, unless the dict has the
 ``CHASE`` key (the name owns a CNAME: other qtypes follow it; full path). A
 name missing from ``names`` means NXDOMAIN when the table is ``complete`` and
@@ -40,7 +46,8 @@ import bisect
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
 from dnsserver import wire
 from dnsserver.resolver import Answer, Resolver, name_to_wire, wire_to_labels
@@ -65,12 +72,36 @@ Tail = tuple[int, tuple[bytes, ...]]
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """A static CNAME chain into a geo-aware name; the fast path joins it per query."""
+    """A static CNAME chain into a geo-aware name: the prefix is stored once
+    and the target's per-locality tails are shared with every chain that
+    ends there; ``reply`` joins a locality's ``Reply`` on first use."""
 
     an: int  # the prefix's ANCOUNT
     rrs: bytes  # the prefix's records as packed after the question
     ptr: bytes  # the compression pointer to the target name
     tails: Tail | dict[str, Tail]  # the target's Tail, or Tails per locality
+    # locality -> the joined reply (at most one per locality of ``tails``)
+    replies: dict[str, Reply] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def geo(self) -> bool:
+        """True when the answer depends on the client's locality."""
+        return type(self.tails) is dict
+
+    def reply(self, loc: str) -> Reply:
+        """The positive reply for a client in ``loc`` (any locality of a
+        static tail; the unknown locality's where ``loc`` has none)."""
+        got = self.replies.get(loc)
+        if got is None:
+            tails = self.tails
+            tail = tails.get(loc) or tails[""] if type(tails) is dict else tails
+            count, parts = cast(Tail, tail)
+            counts = b"\x00\x01" + (self.an + count).to_bytes(2, "big") + b"\x00\x00\x00\x00"
+            got = (*_counts(counts), self.rrs + self.ptr.join(parts))
+            if len(self.replies) >= _CHAIN_REPLIES_MAX:
+                self.replies.clear()
+            self.replies[loc] = got
+        return got
 
 
 Value = Entry | dict[str, Entry] | Chain
@@ -80,6 +111,7 @@ _EMPTY: Types = {}
 _PTRS: dict[int, bytes] = {}  # compression pointer bytes by offset (chains share them)
 _COUNTS: dict[bytes, tuple[bytes, bytes]] = {}  # header counts -> (them, with AR + 1)
 _POSITIVE_FLAGS = (wire.QR | wire.AA).to_bytes(2, "big")
+_CHAIN_REPLIES_MAX = 4096  # bounds a Chain's memo (localities are far fewer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +125,45 @@ class TableStats:
     rebuilt_names: int = 0  # names built by this table (all of them for a full build)
 
 
-class AnswerTable:
-    """Immutable: ``names`` (read by the fast path) plus what ``derive`` needs."""
+def question_key(name: bytes, qtype: int) -> bytes | None:
+    """``questions``' key for (``name``, ``qtype``, IN), or None when a byte of
+    ``qtype`` is a letter (its lower-cased form could be another qtype's)."""
+    hi, lo = qtype >> 8, qtype & 0xFF
+    if qtype < 0 or 0x41 <= (hi & 0xDF) <= 0x5A or 0x41 <= (lo & 0xDF) <= 0x5A:
+        return None
+    return name + bytes((hi, lo)) + b"\x00\x01"
 
-    __slots__ = ("complete", "names", "rdeps", "stats")
+
+def _index(questions: dict[bytes, Value], name: bytes, old: Types | None,
+           new: Types) -> None:
+    """Point ``questions`` at ``name``'s ``new`` values (dropping the qtypes
+    that only ``old`` had)."""
+    if old:
+        for qtype in old.keys() - new.keys():
+            key = question_key(name, qtype)
+            if key is not None:
+                questions.pop(key, None)
+    for qtype, value in new.items():
+        key = question_key(name, qtype)
+        if key is not None:
+            questions[key] = value
+
+
+class AnswerTable:
+    """Immutable: ``names`` and ``questions`` (read by the fast path) plus what
+    ``derive`` needs."""
+
+    __slots__ = ("complete", "names", "questions", "rdeps", "stats")
 
     def __init__(self, names: dict[bytes, Types], stats: TableStats,
-                 rdeps: dict[bytes, Deps]) -> None:
+                 rdeps: dict[bytes, Deps], questions: dict[bytes, Value] | None = None
+                 ) -> None:
         self.names = names
+        if questions is None:
+            questions = {}
+            for name, types in names.items():
+                _index(questions, name, None, types)
+        self.questions = questions
         self.stats = stats
         self.complete = stats.complete
         # name -> the names whose answers contain records of it (a superset
@@ -155,7 +218,9 @@ class AnswerTable:
         built = [(name, b.name(name)) for name in todo if name in names]
         # (a name beyond the key bound of an incomplete table is skipped)
         rdeps = self.rdeps
+        questions = self.questions
         for name, types in built:
+            _index(questions, name, names[name], types)
             names[name] = types
         for n, targets in b.deps.items():
             for t in targets:
@@ -163,7 +228,7 @@ class AnswerTable:
                 if n not in have:
                     rdeps[t] = (*have, n)
         stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(built))
-        return AnswerTable(names, stats, rdeps)
+        return AnswerTable(names, stats, rdeps, questions)
 
 
 def _counts(counts: bytes) -> tuple[bytes, bytes]:

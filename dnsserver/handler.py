@@ -16,11 +16,10 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import cast
 
 from config.model import Server
 from dnsserver import wire
-from dnsserver.answers import CHASE, NODATA, AnswerTable, Chain, Tail, Value
+from dnsserver.answers import CHASE, NODATA, AnswerTable, Chain
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
@@ -146,10 +145,9 @@ class QueryHandler:
             if head is None or state is None or not self.fast_path:
                 return self._slow(data, client, tcp)
             flags, has_opt = head
-            i = data.find(b"\x00", 12) + 1
-            if i < 13 or i > 12 + wire.MAX_NAME:
+            qend = data.find(b"\x00", 12) + 5  # after the question's type and class
+            if qend < 18 or qend > 16 + wire.MAX_NAME:
                 return self._slow(data, client, tcp)
-            qend = i + 4
             if has_opt:
                 edns = state.edns.get(data[qend:])
                 if edns is None:
@@ -161,11 +159,8 @@ class QueryHandler:
                 limit, opt, geo_opt, loc, kind = 512, b"", b"", None, ""
             else:
                 return self._slow(data, client, tcp)
-            if data[i + 2:qend] != b"\x00\x01":
-                return self._slow(data, client, tcp)  # not class IN, or cut short
-            qtype = (data[i] << 8) | data[i + 1]
-            types = state.table.names.get(data[12:i].lower())
-            value = None if types is None else types.get(qtype)
+            question = data[12:qend]
+            value = state.table.questions.get(question.lower())
             if type(value) is dict:
                 if loc is None:
                     loc, kind = self._client_locality(client, state)
@@ -173,25 +168,34 @@ class QueryHandler:
                 if entry is None:
                     entry = value[""]
                 if type(entry) is not tuple:  # NODATA for this locality
-                    return self._fast_other(data, client, tcp, state, types, entry, qtype,
-                                            qend, i, limit, geo_opt, geo_opt, loc, kind)
+                    return self._fast_other(data, client, tcp, state, qend, limit, geo_opt,
+                                            loc, kind, nodata=True)
                 counts, counts_opt, rest = entry
                 opt = geo_opt
             elif type(value) is tuple:
                 counts, counts_opt, rest = value
                 kind = "none"
+            elif type(value) is Chain:  # a static CNAME chain into a geo-aware name
+                if value.geo:
+                    if loc is None:
+                        loc, kind = self._client_locality(client, state)
+                    counts, counts_opt, rest = value.reply(loc)
+                    opt = geo_opt
+                else:
+                    counts, counts_opt, rest = value.reply("")
+                    kind = "none"
             else:
-                return self._fast_other(data, client, tcp, state, types, value, qtype, qend,
-                                        i, limit, opt, geo_opt, loc)
+                return self._fast_other(data, client, tcp, state, qend, limit, opt, loc)
             if tcp:
                 limit = TCP_LIMIT
             if qend + len(rest) + len(opt) > limit:
                 out = self._truncated(data, qend, 0x84, 0x00, opt)
                 self.metrics.truncate("tcp" if tcp else "udp")
             elif opt:
-                out = b"".join((data[:2], flags, counts_opt, data[12:qend], rest, opt))
+                out = b"".join((data[:2], flags, counts_opt, question, rest, opt))
             else:
-                out = b"".join((data[:2], flags, counts, data[12:qend], rest))
+                out = b"".join((data[:2], flags, counts, question, rest))
+            qtype = (data[qend - 4] << 8) | data[qend - 3]
             counter = (self._tcp_counts if tcp else self._udp_counts)[kind]
             counter[qtype] = counter.get(qtype, 0) + 1
             return out
@@ -209,68 +213,45 @@ class QueryHandler:
         return out
 
     def _fast_other(self, data: bytes, client: str, tcp: bool, state: ServingState,
-                    types: dict[int, Value] | None, value: Value | None, qtype: int,
-                    qend: int, i: int, limit: int, opt: bytes, geo_opt: bytes,
-                    loc: str | None, kind: str = "none") -> bytes | None:
-        """The fast path's rarer answers: NXDOMAIN, NODATA, REFUSED and static
-        CNAME chains into geo-aware names."""
+                    qend: int, limit: int, opt: bytes, loc: str | None, kind: str = "none",
+                    *, nodata: bool = False) -> bytes | None:
+        """The fast path's negative answers, looked up in ``names``: NXDOMAIN,
+        NODATA (``nodata``: the locality's entry said so) and REFUSED. A
+        positive answer that ``questions`` leaves out (a qtype with a letter
+        byte) and a class other than IN take the full path."""
+        i = qend - 4
+        if data[i + 2:qend] != b"\x00\x01":
+            return self._slow(data, client, tcp)  # not class IN
+        qtype = (data[i] << 8) | data[i + 1]
+        types = state.table.names.get(data[12:i].lower())
+        rcode = NODATA
         aa = 0x04
         if types is None:
             if (qtype in _FULL_PATH_QTYPES or not state.table.complete
                     or not wire.plain_name(data, i)):
                 return self._slow(data, client, tcp)
-            qname = data[12:i].lower()
-            if state.resolver.in_zone(qname):
-                value = wire.NXDOMAIN
+            if state.resolver.in_zone(data[12:i].lower()):
+                rcode = wire.NXDOMAIN
             else:
-                value, aa = wire.REFUSED, 0  # REFUSED: no AA, no SOA
-        elif value is None:
-            if CHASE in types or qtype in _FULL_PATH_QTYPES:
-                return self._slow(data, client, tcp)
-            value = NODATA
-        if type(value) is Chain:  # a static CNAME chain into a geo-aware name
-            an, rrs, ptr, tails = value.an, value.rrs, value.ptr, value.tails
-            if type(tails) is dict:
-                if loc is None:
-                    loc, kind = self._client_locality(client, state)
-                else:
-                    kind = self._kinds.get(loc) or self._kind(loc)
-                tail = tails.get(loc)
-                count, parts = tails[""] if tail is None else tail
-                opt = geo_opt
-            else:
-                count, parts = cast(Tail, tails)
-            body = (b"\x00\x00\x84\x00\x00\x01" + (an + count).to_bytes(2, "big")
-                    + b"\x00\x00\x00\x00" + data[12:qend] + rrs + ptr.join(parts))
-        else:
-            body = None
-        if tcp:
-            limit = TCP_LIMIT
-        if body is not None:
-            rcode = body[3] & 0x0F
-            if len(body) + len(opt) > limit:
-                out = self._truncated(data, qend, body[2], body[3], opt)
-            elif opt:
-                out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
-                       + body[4:10] + bytes((body[10], body[11] + 1)) + data[12:qend]
-                       + body[qend:] + opt)
-            else:
-                out = (data[:2] + bytes((body[2] | (data[2] & 0x01), body[3] | (data[3] & 0x10)))
-                       + body[4:12] + data[12:qend] + body[qend:])
-        else:
-            rcode = cast(int, value)  # NODATA (0), NXDOMAIN or REFUSED
-            auth = b""
-            if aa:
-                auth = state.resolver.negative_authority(qend - 16) or b""
-                if not auth and state.resolver.negative_soa is not None:
-                    return self._slow(data, client, tcp)  # an SOA the blob cannot express
-            out = (data[:2] + bytes((0x80 | aa | (data[2] & 0x01), rcode | (data[3] & 0x10)))
-                   + b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
-                   + (b"\x00\x01" if opt else b"\x00\x00") + data[12:qend] + auth + opt)
-            if len(out) > limit:
-                out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
+                rcode, aa = wire.REFUSED, 0  # REFUSED: no AA, no SOA
+        elif not nodata:
+            value = types.get(qtype)
+            if value is None:
+                if CHASE in types or qtype in _FULL_PATH_QTYPES:
+                    return self._slow(data, client, tcp)
+            elif value != NODATA:
+                return self._slow(data, client, tcp)  # positive, not in ``questions``
+        auth = b""
+        if aa:
+            auth = state.resolver.negative_authority(qend - 16) or b""
+            if not auth and state.resolver.negative_soa is not None:
+                return self._slow(data, client, tcp)  # an SOA the blob cannot express
+        out = (data[:2] + bytes((0x80 | aa | (data[2] & 0x01), rcode | (data[3] & 0x10)))
+               + b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
+               + (b"\x00\x01" if opt else b"\x00\x00") + data[12:qend] + auth + opt)
         proto = "tcp" if tcp else "udp"
-        if out[2] & 0x02:
+        if len(out) > (TCP_LIMIT if tcp else limit):
+            out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
             self.metrics.truncate(proto)
         self.metrics.request(proto, qtype, rcode, kind)
         return out

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from dnsserver import wire
-from dnsserver.answers import AnswerTable, Chain
+from dnsserver.answers import AnswerTable, Chain, question_key
 from dnsserver.handler import QueryHandler
 from dnsserver.rebuild import changed_names
 from dnsserver.resolver import Resolver, name_to_wire
@@ -157,6 +157,11 @@ def test_incremental_update_matches_a_full_build(hinted: bool) -> None:
             assert state.table.stats.rebuilt_names < 12  # only the changed names
         fresh = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
         assert fresh.update(snap)
+        built = fresh.handler.state
+        assert built is not None
+        # the flat index follows the per-name maps through every derive
+        assert state.table.questions == built.table.questions
+        assert state.table.names == built.table.names
         for _ in range(600):
             data = _query(rng, names)
             client = rng.choice(CLIENTS)
@@ -342,6 +347,42 @@ def test_update_swaps_atomically_and_bad_snapshot_keeps_old() -> None:
 PRIVATE_NETS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
                 "169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "fc00::/7", "::1/128",
                 "fe80::/10", "::/128"]
+
+
+@pytest.mark.parametrize(("qtype", "indexed"), [
+    (1, True), (28, True), (33, True), (255, True), (0x1092, True), (0xFF00, True),
+    (65, False), (64, True), (0x5A, False), (0x5B, True), (0x61, False), (0x7A, False),
+    (0x7B, True), (0x4101, False), (0x0141, False), (-1, False)])
+def test_question_key_leaves_out_qtypes_lower_would_change(qtype: int, indexed: bool) -> None:
+    key = question_key(b"\x01a\x00", qtype)
+    assert (key is not None) == indexed
+    if key is not None:
+        assert key == b"\x01a\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+        assert key.lower() == key
+
+
+def test_letter_qtypes_are_answered_from_names() -> None:
+    """HTTPS (0x0041) is not in ``questions``: a positive HTTPS answer (here a
+    CNAME owner's) takes the full path, and a query for qtype 0x0061 (what
+    lower-casing HTTPS gives) gets its own NODATA on the fast path."""
+    server = DnsServer(zf.config(), zf.locator(), registry=None)
+    full = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
+    assert server.update(zf.snapshot()) and full.update(zf.snapshot())
+    handler = server.handler
+    state = handler.state
+    assert state is not None
+    assert type(state.table.get(b"\x05loop1\x07example\x03com\x00", 65)) is tuple
+    for name, qtype, slow, answered in (("LOOP1.example.com.", 65, 1, True),
+                                        ("WWW.example.com.", 97, 0, False),
+                                        ("WWW.example.com.", 65, 0, False)):
+        data = dns.message.make_query(name, qtype).to_wire()
+        before = handler.slow_queries
+        out = handler.handle(data, "127.0.0.1", False)
+        assert out == full.handler.handle(data, "127.0.0.1", False)
+        assert handler.slow_queries - before == slow
+        reply = dns.message.from_wire(out or b"")
+        assert reply.question[0].rdtype == qtype
+        assert bool(reply.answer) == answered
 
 
 def test_is_private_matches_the_rfc_ranges() -> None:
