@@ -13,6 +13,15 @@ memoryviews; ctypes releases the GIL during both calls. ``available()`` is
 False where libc lacks the calls (non-Linux); the listener then uses
 ``recvfrom``/``sendto``.
 
+Adaptive: at low rates almost every batch is one datagram, and the two
+ctypes calls then cost more than Python's own ``recvfrom``/``sendto``
+(measured at 5k q/s: 38-40 against 25-29 CPU-us per query, and a 10 us
+higher median latency). So ``serve`` starts with ``recvfrom``/``sendto`` one
+datagram at a time and moves to batches when ``SINGLE_WINDOW`` datagrams
+arrive faster than ``BATCH_ENTER_RATE`` a second; it moves back when
+``BATCH_WINDOW`` batches bring fewer than ``BATCH_LEAVE`` datagrams (almost
+all singles).
+
 A datagram of ``SLOT`` bytes or more (the kernel cuts it to ``SLOT``) is
 counted as dropped ("malformed") and not answered: no DNS query is that
 large, and answering a truncated copy would answer something the client did
@@ -27,6 +36,7 @@ import errno
 import logging
 import socket
 import sys
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("dnsserver.mmsg")
@@ -41,6 +51,10 @@ SLOT = 4096 + 64
 NAME = 32  # bytes per address slot (sockaddr_in6 is 28)
 MSG_WAITFORONE = 0x10000
 ADDRESS_CACHE_MAX = 65536
+SINGLE_WINDOW = 64  # datagrams per rate check, one at a time
+BATCH_ENTER_RATE = 30_000  # datagrams a second from which batches pay
+BATCH_WINDOW = 64  # batches per check
+BATCH_LEAVE = 72  # fewer datagrams than this in BATCH_WINDOW batches: one at a time
 
 
 class _Iovec(ctypes.Structure):
@@ -128,6 +142,7 @@ class BatchSocket:
         self.nmv = memoryview(self._names)
         self._n32 = self.nmv.cast("I")
         self._clients: dict[int | bytes, str] = {}  # address (IPv4 as a word) -> text
+        self.mode = "single"  # what ``serve`` does now: "single" or "batch"
 
     @staticmethod
     def _address(buf: bytearray) -> int:
@@ -139,7 +154,55 @@ class BatchSocket:
             view.release()
 
     def serve(self, handle: Handle, on_drop: OnDrop, stopping: Callable[[], bool]) -> None:
-        """Receive, answer and send batches until ``stopping()`` after a wake-up."""
+        """Receive, answer and send until ``stopping()`` after a wake-up: one
+        datagram at a time while traffic is light, in batches while it is not."""
+        while True:
+            self.mode = "single"
+            if self._singles(handle, on_drop, stopping):
+                return
+            self.mode = "batch"
+            if self._batches(handle, on_drop, stopping):
+                return
+
+    def _singles(self, handle: Handle, on_drop: OnDrop, stopping: Callable[[], bool]) -> bool:
+        """``recvfrom``/``sendto`` until stopping (True) or until the rate
+        calls for batches (False)."""
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
+        monotonic = time.monotonic
+        window = SINGLE_WINDOW / BATCH_ENTER_RATE
+        count = 0
+        started = monotonic()
+        while True:
+            try:
+                data, addr = recvfrom(SLOT)
+            except OSError as exc:
+                if stopping() or exc.errno == errno.EBADF:
+                    return True
+                log.debug("udp_recv_error error=%r", exc)
+                continue
+            if stopping():
+                return True
+            if len(data) >= SLOT:  # cut: not a DNS query (as in a batch)
+                on_drop("malformed")
+                continue
+            reply = handle(data, addr[0], False)
+            if reply is not None:
+                try:
+                    sendto(reply, addr)
+                except OSError as exc:
+                    log.debug("udp_send_error error=%r", exc)
+                    on_drop("send_failed")
+            count += 1
+            if count == SINGLE_WINDOW:
+                now = monotonic()
+                if now - started < window:
+                    return False
+                count = 0
+                started = now
+
+    def _batches(self, handle: Handle, on_drop: OnDrop, stopping: Callable[[], bool]) -> bool:
+        """Batches until stopping (True) or until they are mostly single
+        datagrams (False)."""
         recvmmsg, sendmmsg = self._recvmmsg, self._sendmmsg
         fd = self.sock.fileno()
         batch = self.batch
@@ -159,14 +222,15 @@ class BatchSocket:
                        i * NAME + hi, (i * NAME + 4) // 4, self._names_base + i * NAME)
                       for i in range(batch)]
         send_slots = [(i * SLOT, i * 2 + 1, i * (_MSG // 8)) for i in range(batch)]
+        batches = received = 0
         while True:
             n = recvmmsg(fd, rmsgs, batch, MSG_WAITFORONE, None)  # type: ignore[operator]
             if stopping():
-                return
+                return True
             if n <= 0:
                 err = ctypes.get_errno()
                 if err == errno.EBADF:
-                    return
+                    return True
                 if err not in (errno.EINTR, errno.EAGAIN):
                     log.debug("udp_recv_error errno=%d", err)
                 continue
@@ -196,6 +260,12 @@ class BatchSocket:
                 out += 1
             if out:
                 self._send(sendmmsg, fd, smsgs, out, on_drop)
+            batches += 1
+            received += n
+            if batches == BATCH_WINDOW:
+                if received < BATCH_LEAVE:
+                    return False
+                batches = received = 0
 
     def _send_one(self, reply: bytes, at: int, client: str, on_drop: OnDrop) -> None:
         """``sendto`` for a reply too large for a send slot (``at``: its address slot)."""

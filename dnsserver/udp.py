@@ -4,8 +4,9 @@ Three receive paths, chosen by ``open_udp(mode=...)`` (``UDP_MODES``):
 
 - ``"mmsg"`` (default on Linux): a dedicated thread receives and sends whole
   batches with ``recvmmsg``/``sendmmsg`` (``dnsserver.mmsg``): one system call
-  per batch instead of two per datagram. Falls back to ``"thread"`` where
-  libc lacks the calls.
+  per batch instead of two per datagram, while traffic is heavy enough to
+  queue; one datagram at a time with ``recvfrom``/``sendto`` while it is
+  light. Falls back to ``"thread"`` where libc lacks the calls.
 - ``"thread"``: a dedicated thread loops on a blocking socket,
   ``recvfrom`` -> handler -> ``sendto``, with no selector in between (the GIL
   is released inside both system calls, so the event loop keeps running TCP,

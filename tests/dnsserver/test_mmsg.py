@@ -39,12 +39,23 @@ def _listener(host: str, drops: Drops) -> UdpThreadListener:
     return listener
 
 
-@pytest.fixture
-def v4() -> Iterator[tuple[UdpThreadListener, Drops]]:
+@pytest.fixture(params=["batches", "adaptive"])
+def v4(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+       ) -> Iterator[tuple[UdpThreadListener, Drops]]:
+    """A listener that goes to batches after its first datagram and stays
+    there ("batches"), or one with the shipped thresholds ("adaptive")."""
+    if request.param == "batches":
+        _batches_only(monkeypatch)
     drops = Drops()
     listener = _listener("127.0.0.1", drops)
     yield listener, drops
     listener.close()
+
+
+def _batches_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mmsg, "SINGLE_WINDOW", 1)
+    monkeypatch.setattr(mmsg, "BATCH_ENTER_RATE", 1e-9)
+    monkeypatch.setattr(mmsg, "BATCH_LEAVE", 0)
 
 
 def _clients(n: int, family: int = socket.AF_INET, host: str = "127.0.0.1"
@@ -103,7 +114,42 @@ def test_oversized_datagrams_are_dropped_and_counted(v4: tuple[UdpThreadListener
         s.close()
 
 
-def test_ipv6() -> None:
+def test_light_traffic_one_at_a_time_a_flood_in_batches(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setattr(mmsg, "BATCH_WINDOW", 8)
+    monkeypatch.setattr(mmsg, "BATCH_ENTER_RATE", 2000)  # a slow CI machine floods too
+    drops = Drops()
+    listener = _listener("127.0.0.1", drops)
+    batch = listener._batch
+    assert batch is not None
+    (s,) = _clients(1)
+    addr = ("127.0.0.1", listener.port)
+    try:
+        for i in range(3):  # one at a time, each answered before the next
+            s.sendto(b"q%d" % i, addr)
+            assert s.recv(2048) == b"q%d|127.0.0.1" % i
+        assert batch.mode == "single"
+        # a flood: 64 datagrams come faster than 2,000/s, so batches follow
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        for i in range(600):
+            s.sendto(b"f%d" % i, addr)
+        got = {s.recv(2048) for _ in range(600)}
+        assert got == {b"f%d|127.0.0.1" % i for i in range(600)}
+        assert batch.mode == "batch"
+        # quiet again: a window of 8 batches of one datagram each (at most 7
+        # single batches finish the flood's window first) and it is back to singles
+        for i in range(20):
+            s.sendto(b"l%d" % i, addr)
+            assert s.recv(2048) == b"l%d|127.0.0.1" % i
+        assert batch.mode == "single"
+        assert drops.reasons == []
+    finally:
+        s.close()
+        listener.close()
+
+
+def test_ipv6(monkeypatch: pytest.MonkeyPatch) -> None:
+    _batches_only(monkeypatch)
     try:
         probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         probe.bind(("::1", 0))
