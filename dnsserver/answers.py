@@ -2,9 +2,14 @@
 
 Built from a ``Resolver`` (never per query) by running the full resolver for
 every name, so a precomputed reply is byte-identical to what the full path
-produces. Two levels: ``names[qname] -> {qtype: Value}`` with ``qname`` the
-lower-cased wire name; a name's dict is replaced whole, so a query sees all of
-a name's old answers or all of its new ones.
+produces. ``questions`` maps the lower-cased question as it is on the wire
+(name, type, class IN) to a ``Value``: the fast path's one lookup. ``names``
+maps each lower-cased wire name to its ``Shape`` (the qtypes stored for it,
+one shared tuple per distinct set), which the negative answers need. The
+qtypes with a byte that ``bytes.lower`` changes or produces (A-Z, a-z: HTTPS
+is 0x0041), which a lower-cased query could not tell apart, are kept in
+``letters`` by (name, qtype) instead, and the fast path leaves their positive
+answers to the full path.
 
 A ``Value`` is
 
@@ -19,14 +24,8 @@ A ``Value`` is
 - a ``dict`` locality -> one of the above, when the answer differs by client
   locality (``""`` is the unknown/fallback locality).
 
-``questions`` indexes the same values flat, by the lower-cased question as it
-is on the wire (name, type, class IN): the fast path's one lookup. Left out
-are the ``CHASE`` marker and the qtypes with a byte that ``bytes.lower``
-changes or produces (A-Z, a-z: HTTPS is 0x0041), which a lower-cased query
-could not tell apart; those take ``names``.
-
-A qtype missing from a name's dict means NODATA, unless the dict has the
-``CHASE`` key (the name owns a CNAME: other qtypes follow it; full path). A
+A qtype missing from a name's shape means NODATA, unless the shape has
+``CHASE`` (the name owns a CNAME: other qtypes follow it; full path). A
 name missing from ``names`` means NXDOMAIN when the table is ``complete`` and
 the name is in the zone. Answers that are not plain (a CNAME chain that ends
 in NXDOMAIN/NODATA carries the SOA) are left out and take the full path.
@@ -37,7 +36,8 @@ table it derives from: the cost follows the changed names, not the zone.
 
 Memory (a large zone has hundreds of thousands of names): replies equal
 within a name are one object, a name's per-locality dicts equal across
-qtypes are one dict, and only the reverse dependencies are kept.
+qtypes are one dict, names share their shapes (no dict per name), and only
+the reverse dependencies are kept.
 """
 
 from __future__ import annotations
@@ -106,6 +106,10 @@ class Chain:
 
 Value = Entry | dict[str, Entry] | Chain
 Types = dict[int, Value]
+# a name's stored qtypes, sorted (``CHASE`` first where the name owns a
+# CNAME); names with the same qtypes share one tuple
+Shape = tuple[int, ...]
+_SHAPES: dict[Shape, Shape] = {}
 Deps = tuple[bytes, ...]  # distinct names (a tuple: a fraction of a frozenset's size)
 _EMPTY: Types = {}
 _PTRS: dict[int, bytes] = {}  # compression pointer bytes by offset (chains share them)
@@ -134,36 +138,25 @@ def question_key(name: bytes, qtype: int) -> bytes | None:
     return name + bytes((hi, lo)) + b"\x00\x01"
 
 
-def _index(questions: dict[bytes, Value], name: bytes, old: Types | None,
-           new: Types) -> None:
-    """Point ``questions`` at ``name``'s ``new`` values (dropping the qtypes
-    that only ``old`` had)."""
-    if old:
-        for qtype in old.keys() - new.keys():
-            key = question_key(name, qtype)
-            if key is not None:
-                questions.pop(key, None)
-    for qtype, value in new.items():
-        key = question_key(name, qtype)
-        if key is not None:
-            questions[key] = value
+def _shape(types: Types) -> Shape:
+    """``types``' qtypes as the one shared tuple of them."""
+    shape = tuple(sorted(types))
+    return _SHAPES.setdefault(shape, shape) if len(_SHAPES) < 4096 else shape
 
 
 class AnswerTable:
     """Immutable: ``names`` and ``questions`` (read by the fast path) plus what
     ``derive`` needs."""
 
-    __slots__ = ("complete", "names", "questions", "rdeps", "stats")
+    __slots__ = ("complete", "letters", "names", "questions", "rdeps", "stats")
 
-    def __init__(self, names: dict[bytes, Types], stats: TableStats,
-                 rdeps: dict[bytes, Deps], questions: dict[bytes, Value] | None = None
-                 ) -> None:
-        self.names = names
-        if questions is None:
-            questions = {}
-            for name, types in names.items():
-                _index(questions, name, None, types)
-        self.questions = questions
+    def __init__(self, stats: TableStats, rdeps: dict[bytes, Deps],
+                 names: dict[bytes, Shape] | None = None,
+                 questions: dict[bytes, Value] | None = None,
+                 letters: dict[tuple[bytes, int], Value] | None = None) -> None:
+        self.names: dict[bytes, Shape] = {} if names is None else names
+        self.questions: dict[bytes, Value] = {} if questions is None else questions
+        self.letters: dict[tuple[bytes, int], Value] = {} if letters is None else letters
         self.stats = stats
         self.complete = stats.complete
         # name -> the names whose answers contain records of it (a superset
@@ -173,31 +166,66 @@ class AnswerTable:
         self.rdeps = rdeps
 
     def get(self, qname: bytes, qtype: int) -> Value | None:
-        """The stored value for (qname, qtype), None if not stored (tests, tools)."""
-        types = self.names.get(qname)
-        return None if types is None else types.get(qtype)
+        """The stored value for (qname, qtype), None if not stored."""
+        shape = self.names.get(qname)
+        if shape is None or qtype not in shape:
+            return None
+        if qtype == CHASE:
+            return NODATA
+        key = question_key(qname, qtype)
+        if key is None:
+            return self.letters.get((qname, qtype))
+        return self.questions.get(key)
+
+    def types(self, qname: bytes) -> Types | None:
+        """A name's stored values by qtype (``CHASE`` included), None for a
+        name not in the zone's table."""
+        shape = self.names.get(qname)
+        if shape is None:
+            return None
+        return {qtype: self.get(qname, qtype) for qtype in shape}  # type: ignore[misc]
+
+    def _put(self, name: bytes, types: Types) -> None:
+        """Store ``name``'s values, then its shape (dropping the qtypes that only
+        its old shape had)."""
+        old = self.names.get(name, ())
+        for qtype in old:
+            if qtype not in types:
+                key = question_key(name, qtype)
+                if key is not None:
+                    self.questions.pop(key, None)
+                else:
+                    self.letters.pop((name, qtype), None)
+        for qtype, value in types.items():
+            if qtype != CHASE:
+                key = question_key(name, qtype)
+                if key is not None:
+                    self.questions[key] = value
+                else:
+                    self.letters[(name, qtype)] = value
+        self.names[name] = _shape(types)
 
     @classmethod
     def empty(cls) -> AnswerTable:
-        return cls({}, TableStats(0, 0, 0, False, 0.0), {})
+        return cls(TableStats(0, 0, 0, False, 0.0), {})
 
     @classmethod
     def build(cls, resolver: Resolver, *, max_keys: int = DEFAULT_MAX_KEYS) -> AnswerTable:
         started = time.perf_counter()
         b = _Builder(resolver)
-        names: dict[bytes, Types] = {}
+        table = cls(TableStats(0, 0, 0, True, 0.0), {})
         complete = True
         every = resolver.names()
         for name in every:
             if b.keys >= max_keys:
                 complete = False
                 break
-            names[name] = b.name(name)
-        rdeps = _invert(b.deps, every)
-        stats = b.stats(len(names), complete, time.perf_counter() - started, len(names))
+            table._put(name, b.name(name))
+        stats = b.stats(len(table.names), complete, time.perf_counter() - started,
+                        len(table.names))
         if not complete:
             log.warning("answer_table_bounded keys=%d max_keys=%d", b.keys, max_keys)
-        return cls(names, stats, rdeps)
+        return cls(stats, _invert(b.deps, every), table.names, table.questions, table.letters)
 
     def derive(self, resolver: Resolver, changed: Iterable[bytes]) -> AnswerTable:
         """The table for ``resolver`` (derived from this table's resolver with
@@ -205,10 +233,10 @@ class AnswerTable:
         names, the apex and every name whose answers include them.
 
         O(rebuilt names): the maps are shared with this table and updated in
-        place, each name's ``Types`` replaced with one dict assignment (a
-        query sees a name's old answers or its new ones); the returned
-        object carries the new stats. All new entries are built before the
-        first assignment, so an exception leaves this table unchanged."""
+        place, one question at a time (a query, which reads one question,
+        sees its old answer or its new one); the returned object carries
+        the new stats. All new entries are built before the first
+        assignment, so an exception leaves this table unchanged."""
         started = time.perf_counter()
         todo = {resolver.zone, *changed}
         for name in list(todo):
@@ -218,17 +246,15 @@ class AnswerTable:
         built = [(name, b.name(name)) for name in todo if name in names]
         # (a name beyond the key bound of an incomplete table is skipped)
         rdeps = self.rdeps
-        questions = self.questions
         for name, types in built:
-            _index(questions, name, names[name], types)
-            names[name] = types
+            self._put(name, types)
         for n, targets in b.deps.items():
             for t in targets:
                 have = rdeps.get(t, ())
                 if n not in have:
                     rdeps[t] = (*have, n)
         stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(built))
-        return AnswerTable(names, stats, rdeps, questions)
+        return AnswerTable(stats, rdeps, names, self.questions, self.letters)
 
 
 def _counts(counts: bytes) -> tuple[bytes, bytes]:

@@ -223,24 +223,25 @@ class QueryHandler:
         if data[i + 2:qend] != b"\x00\x01":
             return self._slow(data, client, tcp)  # not class IN
         qtype = (data[i] << 8) | data[i + 1]
-        types = state.table.names.get(data[12:i].lower())
+        table = state.table
+        qname = data[12:i].lower()
+        shape = table.names.get(qname)
         rcode = NODATA
         aa = 0x04
-        if types is None:
-            if (qtype in _FULL_PATH_QTYPES or not state.table.complete
+        if shape is None:
+            if (qtype in _FULL_PATH_QTYPES or not table.complete
                     or not wire.plain_name(data, i)):
                 return self._slow(data, client, tcp)
-            if state.resolver.in_zone(data[12:i].lower()):
+            if state.resolver.in_zone(qname):
                 rcode = wire.NXDOMAIN
             else:
                 rcode, aa = wire.REFUSED, 0  # REFUSED: no AA, no SOA
         elif not nodata:
-            value = types.get(qtype)
-            if value is None:
-                if CHASE in types or qtype in _FULL_PATH_QTYPES:
-                    return self._slow(data, client, tcp)
-            elif value != NODATA:
-                return self._slow(data, client, tcp)  # positive, not in ``questions``
+            if qtype in shape:
+                if table.get(qname, qtype) != NODATA:
+                    return self._slow(data, client, tcp)  # positive, not in ``questions``
+            elif CHASE in shape or qtype in _FULL_PATH_QTYPES:
+                return self._slow(data, client, tcp)
         auth = b""
         if aa:
             auth = state.resolver.negative_authority(qend - 16) or b""
