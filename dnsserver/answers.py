@@ -21,8 +21,10 @@ A ``Value`` is
 - ``NODATA`` (an int): the negative reply, made per query from the
   Resolver's SOA blob (``Resolver.negative_authority``), so an SOA serial
   change never touches the table;
-- a ``dict`` locality -> one of the above, when the answer differs by client
-  locality (``""`` is the unknown/fallback locality).
+- a ``list`` of the above, one per locality in ``Resolver.localities``
+  order (index 0 is the unknown/fallback locality ``""``), when the answer
+  differs by client locality: the fast path picks by a small int, without
+  hashing the locality.
 
 A qtype missing from a name's shape means NODATA, unless the shape has
 ``CHASE`` (the name owns a CNAME: other qtypes follow it; full path). A
@@ -79,23 +81,23 @@ class Chain:
     an: int  # the prefix's ANCOUNT
     rrs: bytes  # the prefix's records as packed after the question
     ptr: bytes  # the compression pointer to the target name
-    tails: Tail | dict[str, Tail]  # the target's Tail, or Tails per locality
-    # locality -> the joined reply (at most one per locality of ``tails``)
-    replies: dict[str, Reply] = field(default_factory=dict, compare=False, repr=False)
+    # the target's Tail, or its Tails by locality index (``Resolver.localities``)
+    tails: Tail | list[Tail]
+    # locality index -> the joined reply (at most one per locality of ``tails``)
+    replies: dict[int, Reply] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def geo(self) -> bool:
         """True when the answer depends on the client's locality."""
-        return type(self.tails) is dict
+        return type(self.tails) is list
 
-    def reply(self, loc: str) -> Reply:
-        """The positive reply for a client in ``loc`` (any locality of a
-        static tail; the unknown locality's where ``loc`` has none)."""
+    def reply(self, loc: int) -> Reply:
+        """The positive reply for a client in locality index ``loc`` (any
+        index, 0 say, for a static tail)."""
         got = self.replies.get(loc)
         if got is None:
             tails = self.tails
-            tail = tails.get(loc) or tails[""] if type(tails) is dict else tails
-            count, parts = cast(Tail, tail)
+            count, parts = cast(Tail, tails[loc] if type(tails) is list else tails)
             counts = b"\x00\x01" + (self.an + count).to_bytes(2, "big") + b"\x00\x00\x00\x00"
             got = (*_counts(counts), self.rrs + self.ptr.join(parts))
             if len(self.replies) >= _CHAIN_REPLIES_MAX:
@@ -104,7 +106,7 @@ class Chain:
         return got
 
 
-Value = Entry | dict[str, Entry] | Chain
+Value = Entry | list[Entry] | Chain
 Types = dict[int, Value]
 # a name's stored qtypes, sorted (``CHASE`` first where the name owns a
 # CNAME); names with the same qtypes share one tuple
@@ -294,7 +296,7 @@ class _Builder:
         self.per_loc = 0
         self.deps: dict[bytes, Deps] = {}
         self._wire_names: dict[str, bytes] = {}
-        self._tails: dict[tuple[bytes, int], tuple[wire.Name, Tail | dict[str, Tail]] | None] = {}
+        self._tails: dict[tuple[bytes, int], tuple[wire.Name, Tail | list[Tail]] | None] = {}
 
     def stats(self, names: int, complete: bool, seconds: float, rebuilt: int) -> TableStats:
         return TableStats(self.keys, self.entries, self.per_loc, complete, seconds, names,
@@ -309,7 +311,7 @@ class _Builder:
         qtypes = types_at | set(CHASE_QTYPES if chase else COMMON_QTYPES)
         out: Types = {CHASE: NODATA} if chase else {}
         bodies: dict[Answer, Entry | None] = {}
-        per_locs: list[dict[str, Entry]] = []  # this name's, one per distinct content
+        per_locs: list[list[Entry]] = []  # this name's, one per distinct content
         labels = wire_to_labels(name)
         deps: set[bytes] = set()
         geo = r.is_geo(name)
@@ -350,7 +352,7 @@ class _Builder:
                 if chain is not None:
                     out[qtype] = chain
                     self.keys += 1
-                    self.per_loc += type(chain.tails) is dict
+                    self.per_loc += type(chain.tails) is list
                 continue
             answers = self._per_locality(name, qtype, first, presentation)
             if len(set(answers.values())) == 1:
@@ -359,12 +361,12 @@ class _Builder:
                     out[qtype] = entry
                     self.keys += 1
                 continue
-            per: dict[str, Entry] = {}
-            for loc, ans in answers.items():
-                e = encode(ans, qtype)
+            per: list[Entry] = []
+            for loc in r.localities:
+                e = encode(answers[loc], qtype)
                 if e is None:
                     break
-                per[loc] = e
+                per.append(e)
             else:
                 out[qtype] = next((d for d in per_locs if d == per), per)
                 if out[qtype] is per:
@@ -427,7 +429,7 @@ class _Builder:
         return Chain(k, body[12 + len(name) + 4:], ptr, tails[1])
 
     def _tail(self, target: bytes, qtype: int
-              ) -> tuple[wire.Name, Tail | dict[str, Tail]] | None:
+              ) -> tuple[wire.Name, Tail | list[Tail]] | None:
         """``target``'s records for ``qtype`` per locality as ``Tail`` s (owner
         name left out), or None when an answer is not plain records without
         names in their data (negative, CNAME, glue)."""
@@ -438,7 +440,7 @@ class _Builder:
         owner: wire.Name | None = None
         made: dict[Answer, Tail] = {}
         per: dict[str, Tail] = {}
-        result: tuple[wire.Name, Tail | dict[str, Tail]] | None = None
+        result: tuple[wire.Name, Tail | list[Tail]] | None = None
         for group in r.geo_groups(target):
             ans = r.resolve(target, qtype, group[0])[0]
             tail = made.get(ans)
@@ -462,7 +464,7 @@ class _Builder:
                 per[loc] = tail
         else:
             assert owner is not None
-            result = (owner, per[""] if len(made) == 1 else per)
+            result = (owner, per[""] if len(made) == 1 else [per[loc] for loc in r.localities])
         self._tails[key] = result
         return result
 

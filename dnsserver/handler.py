@@ -41,9 +41,10 @@ _HEADERS: dict[bytes, tuple[bytes, bool]] = {
         (bytes((0x84 | (a & 0x01), b & 0x10)), bool(ar))
     for a in range(8) for b in range(256) for ar in (0, 1)}
 # (UDP payload limit, the reply's OPT record for an answer that does not
-# depend on locality (ECS scope 0), the same for one that does, locality or
-# None (locate by the client address), metrics kind of that locality)
-EdnsEntry = tuple[int, bytes, bytes, "str | None", str]
+# depend on locality (ECS scope 0), the same for one that does, locality
+# index into ``Resolver.localities`` or None (locate by the client address),
+# metrics kind of that locality)
+EdnsEntry = tuple[int, bytes, bytes, "int | None", str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +56,20 @@ class ServingState:
     serial: int
     udp_max: int = 1232  # max(512, server.edns_udp_size)
     opt_heads: tuple[bytes, bytes, bytes] = (b"", b"", b"")  # OPT up to RDLENGTH per variant
+    # locality -> its index in the table's per-locality lists (0: unknown)
+    loc_index: dict[str, int] = field(default_factory=dict)
     # what the fast path worked out per distinct OPT record / client address;
     # they belong to this state (its locator results, its OPT heads), so a
     # swap starts from empty caches
     edns: dict[bytes, EdnsEntry | bool] = field(default_factory=dict)
-    clients: dict[str, tuple[str, str]] = field(default_factory=dict)
+    clients: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @classmethod
     def make(cls, resolver: Resolver, table: AnswerTable, serial: int) -> ServingState:
         size = resolver.server.edns_udp_size
         heads = (b"", wire.opt_record(size, do=False)[:-2], wire.opt_record(size, do=True)[:-2])
-        return cls(resolver, table, serial, max(512, size), heads)
+        index = {loc: i for i, loc in enumerate(resolver.localities)}
+        return cls(resolver, table, serial, max(512, size), heads, index)
 
 
 def packed_address(ip: str) -> bytes:
@@ -161,15 +165,13 @@ class QueryHandler:
                 return self._slow(data, client, tcp)
             question = data[12:qend]
             value = state.table.questions.get(question.lower())
-            if type(value) is dict:
+            if type(value) is list:
                 if loc is None:
                     loc, kind = self._client_locality(client, state)
-                entry = value.get(loc)
-                if entry is None:
-                    entry = value[""]
+                entry = value[loc]
                 if type(entry) is not tuple:  # NODATA for this locality
                     return self._fast_other(data, client, tcp, state, qend, limit, geo_opt,
-                                            loc, kind, nodata=True)
+                                            kind, nodata=True)
                 counts, counts_opt, rest = entry
                 opt = geo_opt
             elif type(value) is tuple:
@@ -182,10 +184,10 @@ class QueryHandler:
                     counts, counts_opt, rest = value.reply(loc)
                     opt = geo_opt
                 else:
-                    counts, counts_opt, rest = value.reply("")
+                    counts, counts_opt, rest = value.reply(0)
                     kind = "none"
             else:
-                return self._fast_other(data, client, tcp, state, qend, limit, opt, loc)
+                return self._fast_other(data, client, tcp, state, qend, limit, opt)
             if tcp:
                 limit = TCP_LIMIT
             if qend + len(rest) + len(opt) > limit:
@@ -213,7 +215,7 @@ class QueryHandler:
         return out
 
     def _fast_other(self, data: bytes, client: str, tcp: bool, state: ServingState,
-                    qend: int, limit: int, opt: bytes, loc: str | None, kind: str = "none",
+                    qend: int, limit: int, opt: bytes, kind: str = "none",
                     *, nodata: bool = False) -> bytes | None:
         """The fast path's negative answers, looked up in ``names``: NXDOMAIN,
         NODATA (``nodata``: the locality's entry said so) and REFUSED. A
@@ -267,7 +269,7 @@ class QueryHandler:
 
     def _edns_entry(self, raw: bytes, state: ServingState) -> EdnsEntry | bool:
         """Parse the OPT record ``raw`` (everything after the question) once:
-        (UDP limit, the reply's OPT record, locality or None to locate by the
+        (UDP limit, the reply's OPT record, locality index or None to locate by the
         client address, its metrics kind), or False (full path). Cached per
         distinct ``raw`` until the next swap."""
         entry: EdnsEntry | bool = False
@@ -287,20 +289,22 @@ class QueryHandler:
                     2, "big") + ecs[:3]
                 opt = head + b"\x00" + ecs[4:]
                 geo_opt = head + bytes((scope,)) + ecs[4:]
+            index: int | None = None
             if loc is not None:
                 kind = self._kinds.get(loc) or self._kind(loc)
-            entry = (limit, opt, geo_opt, loc, kind)
+                index = state.loc_index.get(loc, 0)
+            entry = (limit, opt, geo_opt, index, kind)
         if len(state.edns) >= EDNS_CACHE_MAX:
             state.edns.clear()
         state.edns[raw] = entry
         return entry
 
-    def _client_locality(self, client: str, state: ServingState) -> tuple[str, str]:
-        """(locality, metrics kind) of a client located by its address."""
+    def _client_locality(self, client: str, state: ServingState) -> tuple[int, str]:
+        """(locality index, metrics kind) of a client located by its address."""
         hit = state.clients.get(client)
         if hit is None:
             loc, _ = self.locator.locate(packed_address(client), None)
-            hit = (loc, self._kinds.get(loc) or self._kind(loc))
+            hit = (state.loc_index.get(loc, 0), self._kinds.get(loc) or self._kind(loc))
             if len(state.clients) >= CLIENT_CACHE_MAX:
                 state.clients.clear()
             state.clients[client] = hit
