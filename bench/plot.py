@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
             pos = [x + (k - 0.5) * width for x in xs]
             ax.bar(pos, vals, width, label=server, color=color)  # type: ignore[attr-defined]
             for p, v in zip(pos, vals, strict=True):
-                ax.text(p, v, f"{v:.0f}" if v >= 100 else f"{v:.1f}",  # type: ignore[attr-defined]
+                label = f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.3f}"
+                ax.text(p, v, label,  # type: ignore[attr-defined]
                         ha="center", va="bottom", fontsize=8)
         ax.set_xticks(list(xs), mixes)  # type: ignore[attr-defined]
         ax.set_title(title, fontsize=10)  # type: ignore[attr-defined]
