@@ -37,8 +37,8 @@ whose CNAME chains or glue reach them, and the apex) in maps shared with the
 table it derives from: the cost follows the changed names, not the zone.
 
 Memory (a large zone has hundreds of thousands of names): replies equal
-within a name are one object, a name's per-locality dicts equal across
-qtypes are one dict, names share their shapes (no dict per name), and only
+within a name are one object, a name's per-locality lists equal across
+qtypes are one list, names share their shapes (no dict per name), and only
 the reverse dependencies are kept.
 """
 
@@ -178,14 +178,6 @@ class AnswerTable:
         if key is None:
             return self.letters.get((qname, qtype))
         return self.questions.get(key)
-
-    def types(self, qname: bytes) -> Types | None:
-        """A name's stored values by qtype (``CHASE`` included), None for a
-        name not in the zone's table."""
-        shape = self.names.get(qname)
-        if shape is None:
-            return None
-        return {qtype: self.get(qname, qtype) for qtype in shape}  # type: ignore[misc]
 
     def _put(self, name: bytes, types: Types) -> None:
         """Store ``name``'s values, then its shape (dropping the qtypes that only

@@ -4,10 +4,11 @@ Transport-independent (UDP and TCP both call ``QueryHandler.handle``). The fast
 path reads the header and question itself, looks the OPT record up in a
 per-state cache (``wire.fast_opt`` + locality + the reply's OPT, worked out once
 per distinct record, i.e. once per ECS prefix), does one ``AnswerTable``
-lookup and joins the reply from the client's ID and question bytes and the
-stored reply parts. Everything else goes through ``wire.parse_query`` and
-``Resolver.respond``. No exception leaves ``handle``: an unexpected one
-becomes SERVFAIL, a counter and (once) a log line.
+lookup by the lower-cased question and joins the reply from the client's ID
+and question bytes and the stored reply parts. Everything else goes through
+``wire.parse_query`` and ``Resolver.respond``. No exception leaves
+``handle``: an unexpected one becomes SERVFAIL, a counter and (once) a log
+line.
 """
 
 from __future__ import annotations
@@ -134,9 +135,10 @@ class QueryHandler:
 
         The fast path, inline: one dict lookup for the header (flags and
         counts), one for the OPT record (``_edns_entry``: validation,
-        locality, the reply's OPT, worked out once per distinct record), two
-        for the name and type, one per-locality pick, one ``join``. Anything
-        it does not cover goes to ``_slow``."""
+        locality index, the reply's OPT, worked out once per distinct
+        record), one for the lower-cased question, one list index for the
+        locality, one ``join``. Negative answers go to ``_fast_other``,
+        anything else to ``_slow``."""
         tick = self._tick - 1
         if not tick:  # 1 in sample_every queries is timed (duration and size)
             return self._timed(data, client, tcp)
