@@ -169,13 +169,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _serve(coro: Any) -> None:
     """Run a server coroutine; startup failures (ports in use, ...) become CliError."""
     from dnsserver.errors import DnsServerError
-    from dnsserver.udp import UDP_MODES
     from healthwatch.errors import HealthwatchError
 
-    udp = os.environ.get("FEDNS_UDP")
-    if udp is not None and udp not in UDP_MODES:
-        coro.close()
-        raise CliError(f"FEDNS_UDP={udp!r} is not one of {', '.join(UDP_MODES)}")
     try:
         _run_async(coro)
     except (DnsServerError, HealthwatchError) as exc:

@@ -98,6 +98,47 @@ def available() -> bool:
     return _calls() is not None
 
 
+def serve_singles(sock: socket.socket, handle: Handle, on_drop: OnDrop,
+                  stopping: Callable[[], bool], *, bufsize: int,
+                  batch_rate: float | None = None) -> bool:
+    """``recvfrom``/``sendto`` on the blocking ``sock``, one datagram at a time,
+    until stopping (True) or, with ``batch_rate``, until ``SINGLE_WINDOW``
+    datagrams arrive faster than that many a second (False: batches pay).
+    A datagram of ``bufsize`` bytes or more (cut) is dropped as malformed."""
+    recvfrom, sendto = sock.recvfrom, sock.sendto
+    monotonic = time.monotonic
+    window = SINGLE_WINDOW / batch_rate if batch_rate else 0.0
+    count = 0
+    started = monotonic()
+    while True:
+        try:
+            data, addr = recvfrom(bufsize)
+        except OSError as exc:
+            if stopping() or exc.errno == errno.EBADF:
+                return True
+            log.debug("udp_recv_error error=%r", exc)
+            continue
+        if stopping():
+            return True
+        if len(data) >= bufsize:  # cut: not a DNS query (as in a batch)
+            on_drop("malformed")
+            continue
+        reply = handle(data, addr[0], False)
+        if reply is not None:
+            try:
+                sendto(reply, addr)
+            except OSError as exc:
+                log.debug("udp_send_error error=%r", exc)
+                on_drop("send_failed")
+        count += 1
+        if count == SINGLE_WINDOW:
+            now = monotonic()
+            if now - started < window:
+                return False
+            count = 0
+            started = now
+
+
 class BatchSocket:
     """Preallocated ``recvmmsg``/``sendmmsg`` buffers for one bound UDP socket."""
 
@@ -158,47 +199,12 @@ class BatchSocket:
         datagram at a time while traffic is light, in batches while it is not."""
         while True:
             self.mode = "single"
-            if self._singles(handle, on_drop, stopping):
+            if serve_singles(self.sock, handle, on_drop, stopping, bufsize=SLOT,
+                             batch_rate=BATCH_ENTER_RATE):
                 return
             self.mode = "batch"
             if self._batches(handle, on_drop, stopping):
                 return
-
-    def _singles(self, handle: Handle, on_drop: OnDrop, stopping: Callable[[], bool]) -> bool:
-        """``recvfrom``/``sendto`` until stopping (True) or until the rate
-        calls for batches (False)."""
-        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
-        monotonic = time.monotonic
-        window = SINGLE_WINDOW / BATCH_ENTER_RATE
-        count = 0
-        started = monotonic()
-        while True:
-            try:
-                data, addr = recvfrom(SLOT)
-            except OSError as exc:
-                if stopping() or exc.errno == errno.EBADF:
-                    return True
-                log.debug("udp_recv_error error=%r", exc)
-                continue
-            if stopping():
-                return True
-            if len(data) >= SLOT:  # cut: not a DNS query (as in a batch)
-                on_drop("malformed")
-                continue
-            reply = handle(data, addr[0], False)
-            if reply is not None:
-                try:
-                    sendto(reply, addr)
-                except OSError as exc:
-                    log.debug("udp_send_error error=%r", exc)
-                    on_drop("send_failed")
-            count += 1
-            if count == SINGLE_WINDOW:
-                now = monotonic()
-                if now - started < window:
-                    return False
-                count = 0
-                started = now
 
     def _batches(self, handle: Handle, on_drop: OnDrop, stopping: Callable[[], bool]) -> bool:
         """Batches until stopping (True) or until they are mostly single

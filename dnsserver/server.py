@@ -22,14 +22,14 @@ import time
 from prometheus_client import CollectorRegistry
 
 from config.model import Config
-from dnsserver.errors import BindError
+from dnsserver.errors import BindError, DnsServerError
 from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.locality import Locator
 from dnsserver.metrics import DnsMetrics
 from dnsserver.rebuild import Rebuilder, derive_state, full_state
 from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
-from dnsserver.udp import DEFAULT_MODE, UdpListener, UdpThreadListener, open_udp
+from dnsserver.udp import DEFAULT_MODE, UDP_MODES, UdpListener, UdpThreadListener, open_udp
 from dnsserver.xfr import make_xfr
 from healthwatch.snapshot import Snapshot
 
@@ -45,6 +45,9 @@ class DnsServer:
         ``reuse_port``: bind with SO_REUSEPORT (worker processes share a port)."""
         self.config = config
         self.udp_mode = udp_mode or os.environ.get("FEDNS_UDP", DEFAULT_MODE)
+        if self.udp_mode not in UDP_MODES:
+            raise DnsServerError(
+                f"FEDNS_UDP={self.udp_mode!r} is not one of {', '.join(UDP_MODES)}")
         self.reuse_port = reuse_port
         self.metrics = DnsMetrics(registry)
         self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)

@@ -315,11 +315,17 @@ def _local_values(ctx: PlanContext, sel: _Selector, pool: _Pool, prefix: str,
         if healthy:
             out.append(sel.values(healthy))
         else:
-            target = names.get(slot.target)
-            if target is None:
-                target = names[slot.target] = prefix + slot.target
-            out.append((("CNAME", target),))
+            out.append((("CNAME", _name_at(names, prefix, slot.target)),))
     return out
+
+
+def _name_at(names: dict[str, str], prefix: str, suffix: str) -> str:
+    """The group's name at ``suffix`` (one string per name: made once, kept
+    in ``names``)."""
+    name = names.get(suffix)
+    if name is None:
+        name = names[suffix] = prefix + suffix
+    return name
 
 
 def _same_values(ans: Answer, vals: Values) -> bool:
@@ -343,20 +349,10 @@ def _local_answers(ctx: PlanContext, prefix: str, names: dict[str, str], vals: l
     ttl = ctx.ttl
     out: list[Answer] = []
     for i, v in enumerate(vals):
-        if old is not None:
-            was = old[i]
-            if len(was) == 1 == len(v):  # most slots: inline ``_same_values``
-                r, x = was[0], v[0]
-                if r.value == x[1] and r.rtype == x[0]:
-                    out.append(was)
-                    continue
-            elif _same_values(was, v):
-                out.append(was)
-                continue
-        suffix = ctx.slots[i].suffix
-        name = names.get(suffix)
-        if name is None:
-            name = names[suffix] = prefix + suffix
+        if old is not None and _same_values(old[i], v):
+            out.append(old[i])
+            continue
+        name = _name_at(names, prefix, ctx.slots[i].suffix)
         if len(v) == 1:
             out.append((Record(name, v[0][0], ttl, v[0][1]),))
         else:
