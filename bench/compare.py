@@ -9,6 +9,9 @@ on CPU 0, ``dnsperf -T 1 -c 10 -q 100`` on CPU 1 (taskset). Per server and
 query mix: max qps (no -Q), fixed rates (-Q 100000, -Q 200000) and a low rate
 (-Q 5000, with per-query latencies for p50/p99). CPU-us per query = the
 server's utime+stime delta over the run (/proc/<pid>/stat) / completed queries.
+With ``--servers gdnsd,fedns,pyfloor`` a third server runs alike:
+``pyfloor.py``, a loop that only does recvfrom, one dict lookup and sendto,
+so each run also shows how much of the gap to gdnsd is Python's own.
 
 Mixes (see ``benchdata``): ``static`` (apex, static, AZ/region names; no ECS),
 ``geo-ecs`` (global names + CNAME chains, ECS from ``--prefixes`` random
@@ -199,26 +202,37 @@ def summarize(stacks: list[tuple[list[str], int]]) -> dict[str, object]:
 
 
 def print_table(rows: list[Row], say: Callable[[str], None]) -> None:
+    """One line per (mix, mode, metric): fedns, gdnsd, fedns/gdnsd, and with
+    the Python floor in the run its figure and floor/gdnsd too."""
     by = {(r.server, r.mix, r.mode): r for r in rows}
+    floor = any(r.server == "pyfloor" for r in rows)
     modes = sorted({r.mode for r in rows}, key=lambda m: (m != "max", int(m[1:] or 0)
                                                           if m != "max" else 0))
     say("")
-    say(f"{'mix':<8} {'mode':<8} {'metric':<12} {'fedns':>10} {'gdnsd':>10} {'ratio':>7}")
+    extra = f" {'pyfloor':>10} {'floor/g':>7}" if floor else ""
+    say(f"{'mix':<8} {'mode':<8} {'metric':<12} {'fedns':>10} {'gdnsd':>10} {'ratio':>7}{extra}")
     for mix in MIXES:
         for mode in modes:
-            f, g = by.get(("fedns", mix, mode)), by.get(("gdnsd", mix, mode))
-            if f is None and g is None:
+            f, g, p = (by.get((name, mix, mode)) for name in ("fedns", "gdnsd", "pyfloor"))
+            present = [r for r in (f, g, p) if r is not None]
+            if not present:
                 continue
             metrics: list[tuple[str, Callable[[Row], float | None]]] = [
                 ("qps", lambda r: r.qps), ("CPU-us/q", lambda r: r.cpu_us),
                 ("loss %", lambda r: r.loss * 100)]
-            if (f or g) and (f or g).p99_ms is not None:  # type: ignore[union-attr]
+            if present[0].p99_ms is not None:
                 metrics += [("p50 ms", lambda r: r.p50_ms), ("p99 ms", lambda r: r.p99_ms)]
             for label, get in metrics:
-                fv = get(f) if f else None
-                gv = get(g) if g else None
-                ratio = f"{fv / gv:7.2f}" if fv is not None and gv else "      -"
-                say(f"{mix:<8} {mode:<8} {label:<12} {_num(fv):>10} {_num(gv):>10} {ratio}")
+                fv, gv, pv = (get(r) if r else None for r in (f, g, p))
+                line = (f"{mix:<8} {mode:<8} {label:<12} {_num(fv):>10} {_num(gv):>10} "
+                        f"{_ratio(fv, gv)}")
+                if floor:
+                    line += f" {_num(pv):>10} {_ratio(pv, gv)}"
+                say(line)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:7.2f}" if a is not None and b else "      -"
 
 
 def _num(v: float | None) -> str:
@@ -255,6 +269,16 @@ def acceptance(rows: list[Row], ecs: dict[str, object] | None,
                 lambda r: r.p99_ms)
     out.append((f"p99 at {lk} fedns geo-ecs / gdnsd static", p99, "<= 1.2",
                 None if p99 is None else p99 <= 1.2))
+    floor = by.get(("pyfloor", "geo-ecs", lk))
+    if floor is not None:  # no target: what Python alone costs, same run
+        for label, get in (("max qps", lambda r: r.qps), (f"p99 at {lk}", lambda r: r.p99_ms)):
+            mode = "max" if label == "max qps" else lk
+            out.append((f"{label} Python floor geo-ecs / gdnsd static",
+                        ratio(by.get(("pyfloor", "geo-ecs", mode)),
+                              by.get(("gdnsd", "static", mode)), get), "(info)", None))
+        p99_floor = ratio(by.get(("fedns", "geo-ecs", lk)), floor, lambda r: r.p99_ms)
+        out.append((f"p99 at {lk} fedns geo-ecs / Python floor geo-ecs", p99_floor, "(info)",
+                    None))
     if ecs:
         d = float(ecs["difference"])  # type: ignore[arg-type]
         out.append(("fedns qps drop with ECS (10k prefixes) vs without", d, "< 0.15",
@@ -275,7 +299,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3,
                     help="repeat every measurement, alternating servers; medians reported")
     ap.add_argument("--ecs-rounds", type=int, default=3, help="0: skip the ECS-vs-plain test")
-    ap.add_argument("--servers", default="gdnsd,fedns", help="subset of gdnsd,fedns")
+    ap.add_argument("--servers", default="gdnsd,fedns",
+                    help="subset of gdnsd,fedns,pyfloor (pyfloor: bench/pyfloor.py, the "
+                         "least a Python server can do per query)")
     ap.add_argument("--workers", type=int, default=1, help="fedns server.workers")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
                     help="fedns event loop (FEDNS_LOOP)")
@@ -359,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             if "fedns" in opts.servers:
                 servers.append(procs.start_fedns(tmp, config, srv_cpu, bd.ZONE, opts.loop,
                                                  bd.global_names(topo)[0], opts.udp))
+            if "pyfloor" in opts.servers:
+                servers.append(procs.start_pyfloor(tmp, procs.free_port(), srv_cpu))
             for s in servers:
                 say(f"{s.name} pid {s.pid} port {s.port}")
             raw, rows = run_all(servers, files, opts, pargs, srv_cpu, say)

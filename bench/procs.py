@@ -1,4 +1,4 @@
-"""Start fedns and gdnsd pinned to one CPU; read their CPU time from /proc.
+"""Start fedns, gdnsd and the Python floor pinned to one CPU; read their CPU time from /proc.
 
 ``ServerProc.cpu_seconds()`` is utime + stime of the server and every process
 below it (``fedns serve`` with workers forks; threads are already counted in
@@ -12,6 +12,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -242,6 +243,20 @@ def start_gdnsd(workdir: Path, zone: str, zone_text: str, port: int,
     server = ServerProc("gdnsd", proc, port, log)
     try:
         wait_dns(port, proc, "gdnsd", zone)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def start_pyfloor(workdir: Path, port: int, cpu: int | None) -> ServerProc:
+    """``bench/pyfloor.py``: the least per-query work a Python UDP server can do."""
+    script = Path(__file__).resolve().parent / "pyfloor.py"
+    log = workdir / "pyfloor.log"
+    proc = _spawn(pinned([sys.executable, str(script), str(port)], cpu), log)
+    server = ServerProc("pyfloor", proc, port, log)
+    try:
+        wait_dns(port, proc, "pyfloor", "floor.example", qtype=1)
     except Exception:
         server.stop()
         raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import socket
 import struct
 import sys
 from pathlib import Path
@@ -24,8 +25,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import benchdata as bd  # noqa: E402
+import compare  # noqa: E402
 import perfrun  # noqa: E402
 import procs  # noqa: E402
+import pyfloor  # noqa: E402
 
 
 def read_binary(path: Path) -> list[bytes]:
@@ -100,3 +103,51 @@ def test_gdnsd_and_fedns_serve_the_same_static_data(tmp_path: Path) -> None:
     finally:
         for s in servers:
             s.stop()
+
+
+def test_python_floor_answers_each_query_and_ignores_junk(tmp_path: Path) -> None:
+    floor = procs.start_pyfloor(tmp_path, procs.free_port(), None)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2.0)
+            s.sendto(b"\x01\x02\x03", ("127.0.0.1", floor.port))  # junk: no reply, no crash
+            replies = []
+            for qid in (10, 11):
+                q = dns.message.make_query("WwW.Floor.Example.", "AAAA", id=qid)
+                s.sendto(q.to_wire(), ("127.0.0.1", floor.port))
+                replies.append(s.recv(512))
+        first, second = (dns.message.from_wire(r) for r in replies)
+        assert (first.id, second.id) == (10, 11)
+        assert replies[0][2:] == replies[1][2:]  # the second came from the dict
+        assert first.question[0].name.to_text() == "WwW.Floor.Example."
+        assert [str(rr) for rrset in first.answer for rr in rrset] == ["127.0.0.1"]
+        assert floor.proc.poll() is None
+        assert pyfloor.made_up_reply(b"\x00" * 12) is None  # no question
+        assert pyfloor.made_up_reply(replies[0]) is None  # a reply (QR set)
+    finally:
+        floor.stop()
+
+
+def test_floor_figures_are_reported_without_a_verdict() -> None:
+    def row(server: str, mix: str, mode: str, qps: float, p99: float | None) -> compare.Row:
+        return compare.Row(server, mix, mode, None, qps, 1000, 0.0, 5.0, 0.03,
+                           0.03 if p99 else None, p99)
+
+    rows = [row("gdnsd", "static", "max", 100_000, None),
+            row("fedns", "geo-ecs", "max", 95_000, None),
+            row("pyfloor", "geo-ecs", "max", 120_000, None),
+            row("gdnsd", "static", "Q5000", 5000, 0.040),
+            row("fedns", "geo-ecs", "Q5000", 5000, 0.060),
+            row("pyfloor", "geo-ecs", "Q5000", 5000, 0.050)]
+    opts = compare.parse_args(["--rates", "", "--servers", "gdnsd,fedns,pyfloor"])
+    got = {label: (value, ok) for label, value, _, ok in compare.acceptance(rows, None, opts)}
+    assert got["max qps fedns geo-ecs / gdnsd static"] == (0.95, True)
+    assert got["p99 at Q5000 fedns geo-ecs / gdnsd static"][1] is False
+    assert got["p99 at Q5000 Python floor geo-ecs / gdnsd static"] == (1.25, None)
+    assert got["max qps Python floor geo-ecs / gdnsd static"] == (1.2, None)
+    assert got["p99 at Q5000 fedns geo-ecs / Python floor geo-ecs"] == (
+        pytest.approx(1.2), None)
+    lines: list[str] = []
+    compare.print_table(rows, lines.append)
+    p99 = [ln for ln in lines if ln.startswith("geo-ecs  Q5000    p99 ms")]
+    assert p99 and p99[0].split()[-2:] == ["0.050", "-"]  # no gdnsd geo-ecs row here
