@@ -85,11 +85,11 @@ class Chain:
     tails: Tail | list[Tail]
     # locality index -> the joined reply (at most one per locality of ``tails``)
     replies: dict[int, Reply] = field(default_factory=dict, compare=False, repr=False)
+    # True when the answer depends on the client's locality (``tails`` is a list)
+    geo: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def geo(self) -> bool:
-        """True when the answer depends on the client's locality."""
-        return type(self.tails) is list
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "geo", type(self.tails) is list)
 
     def reply(self, loc: int) -> Reply:
         """The positive reply for a client in locality index ``loc`` (any

@@ -29,7 +29,7 @@ from dnsserver.resolver import Resolver
 log = logging.getLogger("dnsserver.handler")
 
 TCP_LIMIT = wire.MAX_UDP
-EDNS_CACHE_MAX = 65536  # distinct OPT records (mostly: ECS prefixes) per ServingState
+CONTEXT_CACHE_MAX = 65536  # distinct header + OPT records (mostly: ECS prefixes) per state
 CLIENT_CACHE_MAX = 65536  # client addresses located per ServingState
 # qtypes the fast path leaves to the full path (transfers, meta types)
 _FULL_PATH_QTYPES = frozenset((wire.T_OPT, wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
@@ -41,11 +41,20 @@ _HEADERS: dict[bytes, tuple[bytes, bool]] = {
     bytes((a, b)) + b"\x00\x01\x00\x00\x00\x00\x00" + bytes((ar,)):
         (bytes((0x84 | (a & 0x01), b & 0x10)), bool(ar))
     for a in range(8) for b in range(256) for ar in (0, 1)}
-# (UDP payload limit, the reply's OPT record for an answer that does not
-# depend on locality (ECS scope 0), the same for one that does, locality
-# index into ``Resolver.localities`` or None (locate by the client address),
-# metrics kind of that locality)
-EdnsEntry = tuple[int, bytes, bytes, "int | None", str]
+# what a query's header and OPT record (everything but its ID and question)
+# decide: (the flags of a positive reply, UDP payload limit, the reply's OPT
+# record for an answer that does not depend on locality (ECS scope 0), the
+# same for one that does, locality index into ``Resolver.localities`` or None
+# (locate by the client address), metrics kind of that locality)
+Context = tuple[bytes, int, bytes, bytes, "int | None", str]
+_NO_EDNS = (512, b"", b"", None, "")
+# a negative answer decided from the lower-cased question alone: (rcode, the
+# reply's first flags byte before RD is copied (QR, AA or not), its counts
+# without and with an OPT record, the authority section, the qtype counters
+# of its rcode and locality kind for UDP and TCP), or False (the full path
+# answers it)
+Negative = tuple[int, int, bytes, bytes, bytes, tuple[dict[int, int], dict[int, int]]] | bool
+NEGATIVE_CACHE_MAX = 65536  # lower-cased questions per ServingState
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +68,12 @@ class ServingState:
     opt_heads: tuple[bytes, bytes, bytes] = (b"", b"", b"")  # OPT up to RDLENGTH per variant
     # locality -> its index in the table's per-locality lists (0: unknown)
     loc_index: dict[str, int] = field(default_factory=dict)
-    # what the fast path worked out per distinct OPT record / client address;
-    # they belong to this state (its locator results, its OPT heads), so a
-    # swap starts from empty caches
-    edns: dict[bytes, EdnsEntry | bool] = field(default_factory=dict)
+    # what the fast path worked out per distinct header + OPT record, client
+    # address and negative question; they belong to this state (its locator
+    # results, OPT heads and names), so a swap starts from empty caches
+    contexts: dict[bytes, Context | bool] = field(default_factory=dict)
     clients: dict[str, tuple[int, str]] = field(default_factory=dict)
+    negatives: dict[bytes, Negative] = field(default_factory=dict)
 
     @classmethod
     def make(cls, resolver: Resolver, table: AnswerTable, serial: int) -> ServingState:
@@ -133,54 +143,45 @@ class QueryHandler:
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         """The reply to one query from ``client`` (None: send nothing).
 
-        The fast path, inline: one dict lookup for the header (flags and
-        counts), one for the OPT record (``_edns_entry``: validation,
-        locality index, the reply's OPT, worked out once per distinct
-        record), one for the lower-cased question, one list index for the
-        locality, one ``join``. Negative answers go to ``_fast_other``,
-        anything else to ``_slow``."""
+        The fast path, inline: one dict lookup for the header and OPT record
+        together (``_context``: validation, reply flags, locality index, the
+        reply's OPT, worked out once per distinct pair), one for the
+        lower-cased question, one list index for the locality, one ``join``.
+        Negative answers go to ``_fast_other``, anything else to ``_slow``."""
         tick = self._tick - 1
         if not tick:  # 1 in sample_every queries is timed (duration and size)
             return self._timed(data, client, tcp)
         self._tick = tick
         try:
             state = self.state
-            # (reply flags, has the OPT); None: QR set, an opcode other than
-            # QUERY, or counts other than QD=1 and AR=0/1
-            head = _HEADERS.get(data[2:12])
-            if head is None or state is None or not self.fast_path:
-                return self._slow(data, client, tcp)
-            flags, has_opt = head
             qend = data.find(b"\x00", 12) + 5  # after the question's type and class
-            if qend < 18 or qend > 16 + wire.MAX_NAME:
+            if (qend < 18 or qend > len(data) or qend > 16 + wire.MAX_NAME or state is None
+                    or not self.fast_path):
                 return self._slow(data, client, tcp)
-            if has_opt:
-                edns = state.edns.get(data[qend:])
-                if edns is None:
-                    edns = self._edns_entry(data[qend:], state)
-                if edns is False:
-                    return self._slow(data, client, tcp)
-                limit, opt, geo_opt, loc, kind = edns  # type: ignore[misc]
-            elif qend == len(data):
-                limit, opt, geo_opt, loc, kind = 512, b"", b"", None, ""
-            else:
+            key = data[2:12] + data[qend:]  # all but the ID and the question
+            context = state.contexts.get(key)
+            if context is None:
+                context = self._context(key, state)
+            if context is False:
                 return self._slow(data, client, tcp)
+            flags, limit, opt, geo_opt, loc, kind = context  # type: ignore[misc]
             question = data[12:qend]
-            value = state.table.questions.get(question.lower())
+            lowered = question.lower()
+            value = state.table.questions.get(lowered)
             if type(value) is list:
                 if loc is None:
                     loc, kind = self._client_locality(client, state)
                 entry = value[loc]
                 if type(entry) is not tuple:  # NODATA for this locality
-                    return self._fast_other(data, client, tcp, state, qend, limit, geo_opt,
-                                            kind, nodata=True)
+                    return self._fast_other(data, client, tcp, state, qend, lowered, limit,
+                                            geo_opt, kind, nodata=True)
                 counts, counts_opt, rest = entry
                 opt = geo_opt
             elif type(value) is tuple:
                 counts, counts_opt, rest = value
                 kind = "none"
-            elif type(value) is Chain:  # a static CNAME chain into a geo-aware name
-                if value.geo:
+            elif type(value) is Chain:  # a static CNAME chain
+                if value.geo:  # into a geo-aware name
                     if loc is None:
                         loc, kind = self._client_locality(client, state)
                     counts, counts_opt, rest = value.reply(loc)
@@ -189,7 +190,7 @@ class QueryHandler:
                     counts, counts_opt, rest = value.reply(0)
                     kind = "none"
             else:
-                return self._fast_other(data, client, tcp, state, qend, limit, opt)
+                return self._fast_other(data, client, tcp, state, qend, lowered, limit, opt)
             if tcp:
                 limit = TCP_LIMIT
             if qend + len(rest) + len(opt) > limit:
@@ -217,25 +218,54 @@ class QueryHandler:
         return out
 
     def _fast_other(self, data: bytes, client: str, tcp: bool, state: ServingState,
-                    qend: int, limit: int, opt: bytes, kind: str = "none",
+                    qend: int, lowered: bytes, limit: int, opt: bytes, kind: str = "none",
                     *, nodata: bool = False) -> bytes | None:
-        """The fast path's negative answers, looked up in ``names``: NXDOMAIN,
-        NODATA (``nodata``: the locality's entry said so) and REFUSED. A
-        positive answer that ``questions`` leaves out (a qtype with a letter
-        byte) and a class other than IN take the full path."""
-        i = qend - 4
-        if data[i + 2:qend] != b"\x00\x01":
-            return self._slow(data, client, tcp)  # not class IN
-        qtype = (data[i] << 8) | data[i + 1]
+        """The fast path's negative answers: NXDOMAIN, NODATA and REFUSED.
+        ``nodata``: the locality's entry said NODATA. Otherwise the answer
+        depends on the lower-cased question alone (``_negative``, cached per
+        state). A positive answer that ``questions`` leaves out (a qtype with
+        a letter byte) and a class other than IN take the full path."""
+        qtype = (data[qend - 4] << 8) | data[qend - 3]
+        if nodata:
+            negative = self._negative(state, lowered, qtype, kind, nodata=True)
+        elif (lowered[-4] << 8) | lowered[-3] != qtype:  # lower() changed the type
+            negative = self._negative(state, lowered, qtype, kind)  # (and cannot be a key)
+        else:
+            hit = state.negatives.get(lowered)
+            if hit is None:
+                hit = self._negative(state, lowered, qtype, kind)
+                if len(state.negatives) >= NEGATIVE_CACHE_MAX:
+                    state.negatives.clear()
+                state.negatives[lowered] = hit
+            negative = hit
+        if negative is False:
+            return self._slow(data, client, tcp)
+        rcode, first, counts, counts_opt, auth, counters = negative  # type: ignore[misc]
+        out = b"".join((data[:2], bytes((first | (data[2] & 0x01), rcode | (data[3] & 0x10))),
+                        counts_opt if opt else counts, data[12:qend], auth, opt))
+        if len(out) > (TCP_LIMIT if tcp else limit):
+            out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
+            self.metrics.truncate("tcp" if tcp else "udp")
+        counter = counters[tcp]
+        counter[qtype] = counter.get(qtype, 0) + 1
+        return out
+
+    def _negative(self, state: ServingState, lowered: bytes, qtype: int, kind: str, *,
+                  nodata: bool = False) -> Negative:
+        """The ``Negative`` answer to the lower-cased question ``lowered``
+        (name, type, class) of type ``qtype`` (as sent: a type byte can be a
+        letter) for a client of locality ``kind``, or False for the full path."""
+        if lowered[-2:] != b"\x00\x01":  # (lower() leaves these two bytes as sent)
+            return False  # not class IN
         table = state.table
-        qname = data[12:i].lower()
+        qname = lowered[:-4]
         shape = table.names.get(qname)
         rcode = NODATA
         aa = 0x04
         if shape is None:
             if (qtype in _FULL_PATH_QTYPES or not table.complete
-                    or not wire.plain_name(data, i)):
-                return self._slow(data, client, tcp)
+                    or not wire.plain_name(qname)):
+                return False
             if state.resolver.in_zone(qname):
                 rcode = wire.NXDOMAIN
             else:
@@ -243,23 +273,18 @@ class QueryHandler:
         elif not nodata:
             if qtype in shape:
                 if table.get(qname, qtype) != NODATA:
-                    return self._slow(data, client, tcp)  # positive, not in ``questions``
+                    return False  # positive, not in ``questions``
             elif CHASE in shape or qtype in _FULL_PATH_QTYPES:
-                return self._slow(data, client, tcp)
+                return False
         auth = b""
         if aa:
-            auth = state.resolver.negative_authority(qend - 16) or b""
+            auth = state.resolver.negative_authority(len(qname)) or b""
             if not auth and state.resolver.negative_soa is not None:
-                return self._slow(data, client, tcp)  # an SOA the blob cannot express
-        out = (data[:2] + bytes((0x80 | aa | (data[2] & 0x01), rcode | (data[3] & 0x10)))
-               + b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
-               + (b"\x00\x01" if opt else b"\x00\x00") + data[12:qend] + auth + opt)
-        proto = "tcp" if tcp else "udp"
-        if len(out) > (TCP_LIMIT if tcp else limit):
-            out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
-            self.metrics.truncate(proto)
-        self.metrics.request(proto, qtype, rcode, kind)
-        return out
+                return False  # an SOA the blob cannot express
+        counts = b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
+        counters = (self.metrics.counter("udp", rcode, kind),
+                    self.metrics.counter("tcp", rcode, kind))
+        return rcode, 0x80 | aa, counts + b"\x00\x00", counts + b"\x00\x01", auth, counters
 
     @staticmethod
     def _truncated(data: bytes, qend: int, f1: int, f2: int, opt: bytes) -> bytes:
@@ -269,37 +294,53 @@ class QueryHandler:
                 + b"\x00\x01\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
                 + data[12:qend] + opt)
 
-    def _edns_entry(self, raw: bytes, state: ServingState) -> EdnsEntry | bool:
-        """Parse the OPT record ``raw`` (everything after the question) once:
-        (UDP limit, the reply's OPT record, locality index or None to locate by the
-        client address, its metrics kind), or False (full path). Cached per
-        distinct ``raw`` until the next swap."""
-        entry: EdnsEntry | bool = False
-        parsed = wire.fast_opt(raw)
-        if parsed is not None:
-            size, do, ecs = parsed
-            limit = size if size < state.udp_max else state.udp_max
-            head = state.opt_heads[2 if do else 1]
-            loc: str | None = None
-            kind = ""
-            if ecs is None:
-                opt = geo_opt = head + b"\x00\x00"
-            else:
-                hit = self._ecs_locality(ecs[1], ecs[2], wire.ecs_address(ecs))
-                loc, scope = (None, 0) if hit is None else hit
-                head += (len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08" + len(ecs).to_bytes(
-                    2, "big") + ecs[:3]
-                opt = head + b"\x00" + ecs[4:]
-                geo_opt = head + bytes((scope,)) + ecs[4:]
-            index: int | None = None
-            if loc is not None:
-                kind = self._kinds.get(loc) or self._kind(loc)
-                index = state.loc_index.get(loc, 0)
-            entry = (limit, opt, geo_opt, index, kind)
-        if len(state.edns) >= EDNS_CACHE_MAX:
-            state.edns.clear()
-        state.edns[raw] = entry
+    def _context(self, key: bytes, state: ServingState) -> Context | bool:
+        """What a query's header (``key[:10]``: flags and counts) and OPT
+        record (``key[10:]``, everything after the question) decide, worked
+        out once per distinct ``key`` until the next swap: a ``Context``, or
+        False (the full path: QR set, an opcode other than QUERY, counts other
+        than QD=1 and AR=0/1, an OPT record the fast path does not take, or
+        bytes after a question without one)."""
+        # (reply flags, has the OPT); None: not for the fast path
+        head = _HEADERS.get(key[:10])
+        entry: Context | bool = False
+        if head is not None:
+            raw = key[10:]
+            edns = self._edns(raw, state) if head[1] else None if raw else _NO_EDNS
+            if edns is not None:
+                entry = (head[0], *edns)
+        if len(state.contexts) >= CONTEXT_CACHE_MAX:
+            state.contexts.clear()
+        state.contexts[key] = entry
         return entry
+
+    def _edns(self, raw: bytes, state: ServingState
+              ) -> tuple[int, bytes, bytes, int | None, str] | None:
+        """The OPT record ``raw``: (UDP limit, the reply's OPT record, the same
+        with the ECS scope, locality index or None to locate by the client
+        address, its metrics kind), or None (the full path)."""
+        parsed = wire.fast_opt(raw)
+        if parsed is None:
+            return None
+        size, do, ecs = parsed
+        limit = size if size < state.udp_max else state.udp_max
+        head = state.opt_heads[2 if do else 1]
+        loc: str | None = None
+        kind = ""
+        if ecs is None:
+            opt = geo_opt = head + b"\x00\x00"
+        else:
+            hit = self._ecs_locality(ecs[1], ecs[2], wire.ecs_address(ecs))
+            loc, scope = (None, 0) if hit is None else hit
+            head += (len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08" + len(ecs).to_bytes(
+                2, "big") + ecs[:3]
+            opt = head + b"\x00" + ecs[4:]
+            geo_opt = head + bytes((scope,)) + ecs[4:]
+        index: int | None = None
+        if loc is not None:
+            kind = self._kinds.get(loc) or self._kind(loc)
+            index = state.loc_index.get(loc, 0)
+        return limit, opt, geo_opt, index, kind
 
     def _client_locality(self, client: str, state: ServingState) -> tuple[int, str]:
         """(locality index, metrics kind) of a client located by its address."""

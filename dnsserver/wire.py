@@ -144,12 +144,13 @@ def fast_opt(raw: bytes) -> tuple[int, bool, bytes | None] | None:
     return size if size > 512 else 512, bool(raw[7] & 0x80), ecs
 
 
-def plain_name(data: bytes, end: int) -> bool:
-    """Do the labels from offset 12 end exactly at ``end`` (ordinary labels only)?"""
-    i = 12
-    last = end - 1
+def plain_name(name: bytes) -> bool:
+    """Is ``name`` (wire format, ending in the root label) ordinary labels only,
+    with nothing after the root label?"""
+    i = 0
+    last = len(name) - 1
     while i < last:
-        length = data[i]
+        length = name[i]
         if length > 63:
             return False
         i += length + 1

@@ -400,3 +400,79 @@ def test_is_private_matches_the_rfc_ranges() -> None:
     for ip in samples:
         want = any(ip.version == n.version and ip in n for n in nets)
         assert wire.is_private(ip.packed) == want, ip
+
+
+def test_negative_answers_are_decided_once_per_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NXDOMAIN, NODATA and REFUSED are worked out once per lower-cased
+    question and state (bounded), give the full path's bytes from the cache,
+    and a type byte that lower() would change (HTTPS, 0x0041) never shares
+    an entry with the type it lowers to (0x0061)."""
+    import dnsserver.handler as handler_mod
+
+    monkeypatch.setattr(handler_mod, "NEGATIVE_CACHE_MAX", 3)
+    server = DnsServer(zf.config(), zf.locator(), registry=CollectorRegistry())
+    full = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
+    assert server.update(zf.snapshot()) and full.update(zf.snapshot())
+    handler = server.handler
+    state = handler.state
+    assert state is not None
+    cases = [(f"NoPe1.{zf.ZONE}", 1, dns.rcode.NXDOMAIN),
+             (f"nope1.{zf.ZONE}", 1, dns.rcode.NXDOMAIN),
+             (f"nOpE2.{zf.ZONE}", 97, dns.rcode.NXDOMAIN),
+             (f"nope2.{zf.ZONE}", 65, dns.rcode.NXDOMAIN),
+             (f"WWW.{zf.ZONE}", 97, dns.rcode.NOERROR), (f"www.{zf.ZONE}", 65, dns.rcode.NOERROR),
+             ("www.example.net.", 1, dns.rcode.REFUSED), ("WWW.example.NET.", 1, dns.rcode.REFUSED)]
+    for rounds in range(2):
+        for name, qtype, rcode in cases:
+            data = dns.message.make_query(name, qtype, id=rounds + 7).to_wire()
+            before = handler.slow_queries
+            out = handler.handle(data, "127.0.0.1", False)
+            assert out == full.handler.handle(data, "127.0.0.1", False), (name, qtype)
+            assert handler.slow_queries == before  # all on the fast path
+            reply = dns.message.from_wire(out or b"")
+            assert (reply.rcode(), reply.question[0].rdtype, reply.answer) == (rcode, qtype, [])
+            assert len(state.negatives) <= 3
+    assert all(wire.plain_name(key[:-4]) for key in state.negatives)
+    state.negatives.clear()  # HTTPS questions are answered, never cached under 0x0061
+    for name in (f"NOPE2.{zf.ZONE}", f"www.{zf.ZONE}"):
+        handler.handle(dns.message.make_query(name, 65).to_wire(), "127.0.0.1", False)
+    assert not state.negatives
+    totals = server.metrics.totals()
+    assert totals[("udp", 65, dns.rcode.NXDOMAIN, "none")] == 3  # (two rounds and one more)
+    assert totals[("udp", 97, dns.rcode.NXDOMAIN, "none")] == 2
+
+
+def test_a_question_cut_short_takes_the_full_path() -> None:
+    """A header that promises one question and no OPT, with the question's
+    type or class cut off: the full path's FORMERR, never a fast answer built
+    from a short question."""
+    server = DnsServer(zf.config(), zf.locator(), registry=None)
+    assert server.update(zf.snapshot())
+    whole = dns.message.make_query(f"www.{zf.ZONE}", "A", id=9).to_wire()
+    for cut in (1, 2, 3, 4):
+        data = whole[:-cut]
+        before = server.handler.slow_queries
+        out = server.handler.handle(data, "127.0.0.1", False)
+        assert server.handler.slow_queries == before + 1
+        assert out is not None and out[3] & 0x0F == dns.rcode.FORMERR
+
+
+def test_the_context_cache_is_bounded_and_keyed_by_header_and_opt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dnsserver.handler as handler_mod
+
+    monkeypatch.setattr(handler_mod, "CONTEXT_CACHE_MAX", 4)
+    server = DnsServer(zf.config(), zf.locator(), registry=None)
+    full = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
+    assert server.update(zf.snapshot()) and full.update(zf.snapshot())
+    state = server.handler.state
+    assert state is not None
+    rng = random.Random(11)
+    for _ in range(200):
+        data = _query(rng, _names())
+        assert server.handler.handle(data, "127.0.0.1", False) == full.handler.handle(
+            data, "127.0.0.1", False)
+        assert len(state.contexts) <= 4
+    assert state.contexts
+    for key, context in state.contexts.items():
+        assert context is False or context[0] == bytes((0x84 | (key[0] & 1), key[1] & 0x10))
