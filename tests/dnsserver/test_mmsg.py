@@ -185,3 +185,47 @@ def test_close_stops_the_thread() -> None:
     assert not thread.is_alive()
     assert time.monotonic() - started < 2.5
     assert listener.sock.fileno() == -1
+
+
+@pytest.mark.parametrize("mode", ["mmsg", "thread"])
+@pytest.mark.parametrize("wake_lost", [False, True])
+def test_close_stops_the_thread_while_datagrams_keep_coming(
+        mode: str, wake_lost: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """The single-datagram loop asks ``stopping()`` on the empty wake-up
+    datagram and every ``SINGLE_WINDOW`` datagrams, not per datagram: with a
+    sender still sending while ``close`` runs, the thread still ends at once
+    (no ``udp_thread_stuck``), also when the wake-up datagram never arrives
+    (sent elsewhere here, as a full receive buffer would drop it)."""
+    import threading
+
+    listener = open_udp("127.0.0.1", 0, echo, Drops(), mode)
+    assert isinstance(listener, UdpThreadListener)
+    thread = listener._thread
+    assert thread is not None
+    port = listener.port
+    if wake_lost:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.1", 0))
+            listener._address = other.getsockname()  # close() wakes a closed port
+    done = threading.Event()
+
+    def flood() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            deadline = time.monotonic() + 5.0
+            while not done.is_set() and time.monotonic() < deadline:
+                for _ in range(32):
+                    s.sendto(b"x" * 40, ("127.0.0.1", port))
+                time.sleep(0.0005)
+
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        listener.close()
+        assert not thread.is_alive()
+        assert time.monotonic() - started < 2.0
+        assert "udp_thread_stuck" not in caplog.text
+    finally:
+        done.set()
+        sender.join(timeout=6)
