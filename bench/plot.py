@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plot ``compare.py --json`` output: max qps and CPU-us/query per mix, fedns vs gdnsd.
+"""Plot ``compare.py --json`` output: max qps, CPU-us/query and p99 per mix, fedns vs
+gdnsd (and the Python floor, ``pyfloor``, when the run had it).
 
     python bench/plot.py compare.json docs/performance.png
 
@@ -28,20 +29,22 @@ def main(argv: list[str]) -> int:
     mixes = [m for m in ("static", "geo-ecs", "geo") if any(r["mix"] == m for r in rows)]
     modes = sorted({r["mode"] for r in rows if r["mode"] != "max"},
                    key=lambda m: int(m[1:]))
-    servers = (("gdnsd", "#4c72b0"), ("fedns", "#dd8452"))
+    servers = [(name, color) for name, color in (("gdnsd", "#4c72b0"), ("fedns", "#dd8452"),
+                                                 ("pyfloor", "#8c8c8c"))
+               if any(r["server"] == name for r in rows)]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    width = 0.38
+    width = 0.76 / len(servers)
 
     def bars(ax: object, metric: str, mode: str, title: str, ylabel: str) -> None:
         xs = range(len(mixes))
         for k, (server, color) in enumerate(servers):
             vals = [by.get((server, m, mode), {}).get(metric) or 0 for m in mixes]
-            pos = [x + (k - 0.5) * width for x in xs]
+            pos = [x + (k - (len(servers) - 1) / 2) * width for x in xs]
             ax.bar(pos, vals, width, label=server, color=color)  # type: ignore[attr-defined]
             for p, v in zip(pos, vals, strict=True):
                 label = f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.3f}"
                 ax.text(p, v, label,  # type: ignore[attr-defined]
-                        ha="center", va="bottom", fontsize=8)
+                        ha="center", va="bottom", fontsize=7)
         ax.set_xticks(list(xs), mixes)  # type: ignore[attr-defined]
         ax.set_title(title, fontsize=10)  # type: ignore[attr-defined]
         ax.set_ylabel(ylabel)  # type: ignore[attr-defined]

@@ -25,9 +25,17 @@ Z = zf.ZONE
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free for UDP and for TCP (unbound binds both) on 127.0.0.1 now."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
 
 
 async def _dig(port: int, *args: str) -> str:
@@ -44,7 +52,30 @@ async def unbound(tmp_path: Path) -> AsyncIterator[tuple[int, DnsServer]]:
     assert server.update(zf.snapshot())
     await server.start()
     fedns_port = server.addresses[0][1]
-    port = _free_port()
+    proc = None
+    port = 0
+    try:
+        # the port can still be taken between the check and unbound's bind (by
+        # another process's ephemeral port): then again with another port
+        for _attempt in range(5):
+            port = _free_port()
+            proc = await _start_unbound(tmp_path, port, fedns_port)
+            exited = await _wait_up(proc, port)
+            if exited is None:
+                break
+            if "Address already in use" not in exited:
+                pytest.fail(f"unbound exited: {exited}")
+        else:
+            pytest.fail("unbound found no free port in 5 tries")
+        yield port, server
+    finally:
+        if proc is not None:
+            await _stop(proc)
+        await server.stop()
+
+
+async def _start_unbound(tmp_path: Path, port: int, fedns_port: int
+                         ) -> asyncio.subprocess.Process:
     conf = tmp_path / "unbound.conf"
     conf.write_text(f"""server:
     interface: 127.0.0.1
@@ -68,30 +99,32 @@ stub-zone:
     name: "{Z}"
     stub-addr: 127.0.0.1@{fedns_port}
 """)
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         "unbound", "-d", "-c", str(conf),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    try:
-        for _ in range(50):
-            if proc.returncode is not None:
-                err = await proc.stderr.read() if proc.stderr else b""
-                pytest.fail(f"unbound exited: {err.decode()}")
-            out = await _dig(port, "+time=1", f"www.{Z}", "A")
-            if "status: NOERROR" in out:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("unbound did not come up")
-        yield port, server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 5)
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await server.stop()
+
+
+async def _wait_up(proc: asyncio.subprocess.Process, port: int) -> str | None:
+    """None once unbound answers through fedns; its stderr if it exited first."""
+    for _ in range(50):
+        if proc.returncode is not None:
+            err = await proc.stderr.read() if proc.stderr else b""
+            return err.decode()
+        out = await _dig(port, "+time=1", f"www.{Z}", "A")
+        if "status: NOERROR" in out:
+            return None
+        await asyncio.sleep(0.1)
+    pytest.fail("unbound did not come up")
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 5)
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 async def test_answers_nxdomain_and_chains_through_unbound(
