@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,24 +17,11 @@ from prometheus_client import CollectorRegistry
 
 from dnsserver.server import DnsServer
 from tests.dnsserver import zonefixture as zf
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("unbound") is None or shutil.which("dig") is None,
                                 reason="unbound and dig are needed")
 Z = zf.ZONE
-
-
-def _free_port() -> int:
-    """A port free for UDP and for TCP (unbound binds both) on 127.0.0.1 now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
 
 
 async def _dig(port: int, *args: str) -> str:
@@ -58,7 +44,7 @@ async def unbound(tmp_path: Path) -> AsyncIterator[tuple[int, DnsServer]]:
         # the port can still be taken between the check and unbound's bind (by
         # another process's ephemeral port): then again with another port
         for _attempt in range(5):
-            port = _free_port()
+            port = free_port()
             proc = await _start_unbound(tmp_path, port, fedns_port)
             exited = await _wait_up(proc, port)
             if exited is None:

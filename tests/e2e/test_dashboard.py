@@ -49,6 +49,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healthwatch.kube.sim.fleet import SimFleet
 from tests.e2e.procs import LoopThread
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "fedns.json"
@@ -139,12 +140,6 @@ def test_substitute_rejects_unknown_variables() -> None:
 
 
 # -- live parts -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

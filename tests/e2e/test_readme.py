@@ -25,7 +25,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ import pytest
 
 from tests.dnsserver.mmdb import build_mmdb
 from tests.e2e.procs import DIG, Fedns, eventually, status, write
+from tests.ports import free_port
 from tests.providers.conftest import EtcdServer, _etcd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,12 +185,6 @@ def test_collector() -> None:
 
 
 # -- running them --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

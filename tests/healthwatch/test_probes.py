@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from config.model import HttpProbe, TcpProbe
 from healthwatch.probes import Prober, ProbeResult
 from tests.healthwatch.backends import Backend
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -34,12 +34,6 @@ async def backend() -> AsyncIterator[Backend]:
     await b.start()
     yield b
     await b.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_http_ok_and_status_range(prober: Prober, backend: Backend) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable
 
 from config.model import Config, Provider
 from healthwatch.snapshot import Record, Snapshot
+from tests.ports import free_port as free_port  # (re-exported to the provider tests)
 
 ZONE = "fed.example."
 TTL = 30
@@ -23,12 +23,6 @@ STATIC = (
     Record(ZONE, "NS", 3600, "ns1." + ZONE),
     Record(ZONE, "SOA", 3600, f"ns1.{ZONE} hostmaster.{ZONE} 1 3600 600 86400 30"),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fed_snapshot(down: Iterable[tuple[str, str]] = (), *, serial: int = 1,
