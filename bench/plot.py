@@ -48,10 +48,10 @@ def main(argv: list[str]) -> int:
         ax.set_xticks(list(xs), mixes)  # type: ignore[attr-defined]
         ax.set_title(title, fontsize=10)  # type: ignore[attr-defined]
         ax.set_ylabel(ylabel)  # type: ignore[attr-defined]
-        ax.legend(fontsize=8)  # type: ignore[attr-defined]
+        ax.legend(fontsize=8, loc="lower right")  # type: ignore[attr-defined]
 
     bars(axes[0], "qps", "max", "max qps (dnsperf -c 10 -q 100, pinned)", "queries/s")
-    top = modes[-2] if len(modes) >= 2 else (modes[0] if modes else "max")
+    top = modes[-1] if modes else "max"  # the highest fixed rate: issue 5's CPU line
     bars(axes[1], "cpu_us", top, f"server CPU-us per query at -{top[0]} {top[1:]}",
          "CPU-us / query")
     low = f"Q{data['options']['latency_rate']}"
