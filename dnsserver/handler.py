@@ -1,14 +1,15 @@
 """One query in, one reply (or nothing) out: the fast path and its fallback.
 
 Transport-independent (UDP and TCP both call ``QueryHandler.handle``). The fast
-path reads the header and question itself, looks the OPT record up in a
-per-state cache (``wire.fast_opt`` + locality + the reply's OPT, worked out once
-per distinct record, i.e. once per ECS prefix), does one ``AnswerTable``
-lookup by the lower-cased question and joins the reply from the client's ID
-and question bytes and the stored reply parts. Everything else goes through
-``wire.parse_query`` and ``Resolver.respond``. No exception leaves
-``handle``: an unexpected one becomes SERVFAIL, a counter and (once) a log
-line.
+path finds the end of the question itself, looks the header and OPT record up
+together in a per-state cache (header check, ``wire.fast_opt``, locality and
+the reply's OPT, worked out once per distinct pair, i.e. about once per ECS
+prefix), does one ``AnswerTable`` lookup by the lower-cased question and joins
+the reply from the client's ID and question bytes and the stored reply parts.
+NXDOMAIN, REFUSED and NODATA are decided once per lower-cased question and
+state, then joined the same way. Everything else goes through
+``wire.parse_query`` and ``Resolver.respond``. No exception leaves ``handle``:
+an unexpected one becomes SERVFAIL, a counter and (once) a log line.
 """
 
 from __future__ import annotations
