@@ -108,8 +108,9 @@ def serve_singles(sock: socket.socket, handle: Handle, on_drop: OnDrop,
 
     ``stopping()`` is asked on an empty datagram (what the closing side sends
     to wake the thread), on a receive error and every ``SINGLE_WINDOW``
-    datagrams, not per datagram: a function call on every query is measurable
-    at low rates, where each query runs with cold caches."""
+    datagrams, not per datagram: one call less per query, which at low rates
+    runs with cold caches (so at most that many datagrams are still answered
+    after ``close`` when its wake-up datagram is lost)."""
     recvfrom, sendto = sock.recvfrom, sock.sendto
     monotonic = time.monotonic
     window = SINGLE_WINDOW / batch_rate if batch_rate else 0.0
