@@ -5,6 +5,7 @@ datagrams are dropped and counted; close stops the thread."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -119,7 +120,19 @@ def test_light_traffic_one_at_a_time_a_flood_in_batches(monkeypatch: pytest.Monk
     monkeypatch.setattr(mmsg, "BATCH_WINDOW", 8)
     monkeypatch.setattr(mmsg, "BATCH_ENTER_RATE", 2000)  # a slow CI machine floods too
     drops = Drops()
-    listener = _listener("127.0.0.1", drops)
+    # the flood's first datagram holds the thread until the whole flood is
+    # queued, so the flood arrives as a backlog however fast the thread is
+    # (without it, a thread that keeps up with the sender sees batches of one
+    # and rightly goes back to singles before the check)
+    flood_queued = threading.Event()
+
+    def gated(data: bytes, client: str, tcp: bool) -> bytes | None:
+        if data == b"f0":
+            flood_queued.wait(10)
+        return echo(data, client, tcp)
+
+    listener = open_udp("127.0.0.1", 0, gated, drops, "mmsg")
+    assert isinstance(listener, UdpThreadListener)
     batch = listener._batch
     assert batch is not None
     (s,) = _clients(1)
@@ -133,6 +146,7 @@ def test_light_traffic_one_at_a_time_a_flood_in_batches(monkeypatch: pytest.Monk
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
         for i in range(600):
             s.sendto(b"f%d" % i, addr)
+        flood_queued.set()
         got = {s.recv(2048) for _ in range(600)}
         assert got == {b"f%d|127.0.0.1" % i for i in range(600)}
         assert batch.mode == "batch"
@@ -196,8 +210,6 @@ def test_close_stops_the_thread_while_datagrams_keep_coming(
     sender still sending while ``close`` runs, the thread still ends at once
     (no ``udp_thread_stuck``), also when the wake-up datagram never arrives
     (sent elsewhere here, as a full receive buffer would drop it)."""
-    import threading
-
     listener = open_udp("127.0.0.1", 0, echo, Drops(), mode)
     assert isinstance(listener, UdpThreadListener)
     thread = listener._thread
