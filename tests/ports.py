@@ -11,7 +11,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     binds it: a test that starts a server on it should retry on
     "Address already in use"."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    while True:
+    for _ in range(100):
         with socket.socket(family, socket.SOCK_DGRAM) as udp:
             udp.bind((host, 0))
             port = int(udp.getsockname()[1])
@@ -21,3 +21,4 @@ def free_port(host: str = "127.0.0.1") -> int:
                 except OSError:
                     continue
                 return port
+    raise RuntimeError(f"no port free for both UDP and TCP on {host} in 100 tries")
