@@ -106,10 +106,8 @@ class QueryHandler:
         self._kinds: dict[str, str] = {}
         self._tick = 1  # time the first query, then 1 in sample_every
         self.slow_queries = 0  # queries the full path answered (tests, benches)
-        # per locality kind: qtype -> positive replies (one writer per dict:
-        # the UDP thread writes only "udp" counts, the loop only "tcp")
-        self._udp_counts = {k: metrics.counter("udp", wire.NOERROR, k) for k in LOCALITY_KINDS}
-        self._tcp_counts = {k: metrics.counter("tcp", wire.NOERROR, k) for k in LOCALITY_KINDS}
+        # per locality kind: qtype -> positive replies, for UDP and for TCP
+        self._positive = {k: metrics.counters(wire.NOERROR, k) for k in LOCALITY_KINDS}
 
     def swap(self, state: ServingState) -> None:
         """Serve ``state`` from now on (a locator reload always comes with a
@@ -202,7 +200,7 @@ class QueryHandler:
             else:
                 out = b"".join((data[:2], flags, counts, question, rest))
             qtype = (data[qend - 4] << 8) | data[qend - 3]
-            counter = (self._tcp_counts if tcp else self._udp_counts)[kind]
+            counter = self._positive[kind][tcp]
             counter[qtype] = counter.get(qtype, 0) + 1
             return out
         except Exception:
@@ -221,20 +219,19 @@ class QueryHandler:
     def _fast_other(self, data: bytes, client: str, tcp: bool, state: ServingState,
                     qend: int, lowered: bytes, limit: int, opt: bytes, kind: str = "none",
                     *, nodata: bool = False) -> bytes | None:
-        """The fast path's negative answers: NXDOMAIN, NODATA and REFUSED.
-        ``nodata``: the locality's entry said NODATA. Otherwise the answer
-        depends on the lower-cased question alone (``_negative``, cached per
-        state). A positive answer that ``questions`` leaves out (a qtype with
-        a letter byte) and a class other than IN take the full path."""
+        """The fast path's negative answers: NXDOMAIN, NODATA and REFUSED,
+        decided once per lower-cased question and state (``_negative``, cached
+        in ``state.negatives``). ``nodata``: the locality's entry said NODATA
+        (counted under the client's locality kind). A positive answer that
+        ``questions`` leaves out (a qtype with a letter byte) and a class other
+        than IN take the full path."""
         qtype = (data[qend - 4] << 8) | data[qend - 3]
-        if nodata:
-            negative = self._negative(state, lowered, qtype, kind, nodata=True)
-        elif (lowered[-4] << 8) | lowered[-3] != qtype:  # lower() changed the type
-            negative = self._negative(state, lowered, qtype, kind)  # (and cannot be a key)
+        if (lowered[-4] << 8) | lowered[-3] != qtype:  # lower() changed the type:
+            negative = self._negative(state, lowered, qtype)  # never a cache key
         else:
             hit = state.negatives.get(lowered)
             if hit is None:
-                hit = self._negative(state, lowered, qtype, kind)
+                hit = self._negative(state, lowered, qtype, nodata=nodata)
                 if len(state.negatives) >= NEGATIVE_CACHE_MAX:
                     state.negatives.clear()
                 state.negatives[lowered] = hit
@@ -247,15 +244,16 @@ class QueryHandler:
         if len(out) > (TCP_LIMIT if tcp else limit):
             out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
             self.metrics.truncate("tcp" if tcp else "udp")
-        counter = counters[tcp]
+        counter = (self._positive[kind] if nodata else counters)[tcp]  # (NODATA: NOERROR)
         counter[qtype] = counter.get(qtype, 0) + 1
         return out
 
-    def _negative(self, state: ServingState, lowered: bytes, qtype: int, kind: str, *,
+    def _negative(self, state: ServingState, lowered: bytes, qtype: int, *,
                   nodata: bool = False) -> Negative:
         """The ``Negative`` answer to the lower-cased question ``lowered``
         (name, type, class) of type ``qtype`` (as sent: a type byte can be a
-        letter) for a client of locality ``kind``, or False for the full path."""
+        letter), or False for the full path; its counters are those of
+        locality kind "none" (an answer that does not depend on locality)."""
         if lowered[-2:] != b"\x00\x01":  # (lower() leaves these two bytes as sent)
             return False  # not class IN
         table = state.table
@@ -283,9 +281,8 @@ class QueryHandler:
             if not auth and state.resolver.negative_soa is not None:
                 return False  # an SOA the blob cannot express
         counts = b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
-        counters = (self.metrics.counter("udp", rcode, kind),
-                    self.metrics.counter("tcp", rcode, kind))
-        return rcode, 0x80 | aa, counts + b"\x00\x00", counts + b"\x00\x01", auth, counters
+        return (rcode, 0x80 | aa, counts + b"\x00\x00", counts + b"\x00\x01", auth,
+                self.metrics.counters(rcode, "none"))
 
     @staticmethod
     def _truncated(data: bytes, qend: int, f1: int, f2: int, opt: bytes) -> bytes:

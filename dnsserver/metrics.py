@@ -89,8 +89,9 @@ class DnsMetrics(Collector):
         self.sample_every = max(1, sample_every)
         self.requests: dict[tuple[str, int, int, str], int] = {}
         # (proto, rcode, locality kind) -> qtype -> count: the fast path's
-        # counters, handed out once by ``counter`` (no tuple per query)
+        # counters, handed out by ``counters`` (no tuple per query)
         self.by_qtype: dict[tuple[str, int, str], dict[int, int]] = {}
+        self._pairs: dict[tuple[int, str], tuple[dict[int, int], dict[int, int]]] = {}
         self.truncated: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.errors = 0
@@ -107,10 +108,16 @@ class DnsMetrics(Collector):
         key = (proto, qtype, rcode, kind)
         self.requests[key] = self.requests.get(key, 0) + 1
 
-    def counter(self, proto: str, rcode: int, kind: str) -> dict[int, int]:
-        """The qtype -> count dict of (proto, rcode, kind), for a caller that
-        bumps ``counter[qtype]`` itself (one writer per proto)."""
-        return self.by_qtype.setdefault((proto, rcode, kind), {})
+    def counters(self, rcode: int, kind: str) -> tuple[dict[int, int], dict[int, int]]:
+        """The qtype -> count dicts of (rcode, kind) for UDP and for TCP (index
+        by ``tcp``), for a caller that bumps ``counter[qtype]`` itself (one
+        writer per proto: the UDP thread, the event loop)."""
+        pair = self._pairs.get((rcode, kind))
+        if pair is None:
+            pair = self._pairs[(rcode, kind)] = (
+                self.by_qtype.setdefault(("udp", rcode, kind), {}),
+                self.by_qtype.setdefault(("tcp", rcode, kind), {}))
+        return pair
 
     def totals(self) -> dict[tuple[str, int, int, str], int]:
         """Queries answered per (proto, qtype, rcode, locality kind)."""
