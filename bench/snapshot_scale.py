@@ -47,6 +47,7 @@ from dnsserver.locality import NullLocator
 from dnsserver.resolver import Resolver
 from dnsserver.server import DnsServer
 from healthwatch.drains import DrainSet
+from healthwatch.heap import HeapKeeper
 from healthwatch.model import ClusterReport, ShardHealth, ShardSpec
 from healthwatch.plan_state import Planner
 
@@ -95,6 +96,28 @@ def reachable_bytes(root: object, seen: set[int]) -> int:
                     if hasattr(o, slot):
                         stack.append(getattr(o, slot))
     return total
+
+
+class Pauses:
+    """Full (generation 2) collections and their pauses since the last report."""
+
+    def __init__(self) -> None:
+        self.full: list[float] = []
+        self._start = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif info["generation"] == 2:
+            self.full.append(time.perf_counter() - self._start)
+
+    def report(self, say: Callable[..., None], phase: str, note: str) -> None:
+        say(f"gc_full_{phase}", len(self.full), "", note)
+        say(f"gc_full_{phase}_max_ms", max(self.full, default=0.0) * 1000, "ms")
+        self.full.clear()
+
+
+pauses = Pauses()
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
@@ -164,6 +187,7 @@ def main() -> int:
     say("rss_inputs", rss_mb(), "MB")
     # one Planner kept across plans, as the engine does: the second plan is
     # incremental and hands the server its change hint (Snapshot.changed)
+    gc.callbacks.append(pauses.on_gc)
     planner = Planner()
     snap, t = timed(lambda: planner.plan(config, reports, health, DrainSet(), 1, 1000.0))
     localities = len(snap.localities)
@@ -175,7 +199,11 @@ def main() -> int:
     say("plan_seconds", t, "s")
     say("rss_snapshot", rss_mb(), "MB")
 
-    server = DnsServer(config, NullLocator(), registry=None)
+    # as ``fedns serve`` runs it: the serving state is frozen after each swap
+    # (healthwatch/heap.py); every collection's pause is recorded per phase
+    heap = HeapKeeper()
+    heap.start()
+    server = DnsServer(config, NullLocator(), registry=None, heap=heap)
     ok, t = timed(lambda: server.update(snap))
     assert ok, "initial snapshot rejected"
     state = server.handler.state
@@ -187,6 +215,7 @@ def main() -> int:
     say("serve_first_seconds", t, "s", "(DnsServer.update: Resolver + AnswerTable)")
     say("table_build_seconds", st.build_seconds, "s")
     say("table_us_per_key", st.build_seconds / max(1, st.keys) * 1e6, "us")
+    pauses.report(say, "build", "(plan + first serve)")
     gc.collect()
     say("rss_serving", rss_mb(), "MB", "(snapshot + resolver + answer table)")
     say("peak_rss_so_far", peak_mb(), "MB")
@@ -233,7 +262,16 @@ def main() -> int:
         fig["replan_max_ms"] = max(replans) * 1000
     state = server.handler.state
     assert state is not None and state.table.complete
-    gc.collect()
+    pauses.report(say, "changes", f"({args.changes} changes)")
+    # what one full collection costs while serving: with the state frozen (a
+    # collection Python starts now) and without (as before healthwatch/heap.py)
+    _, t = timed(gc.collect)
+    say("gc_full_collect_ms", t * 1000, "ms", f"(state frozen: {gc.get_freeze_count()} objects)")
+    heap.stop()
+    _, t = timed(gc.collect)
+    say("gc_full_collect_unfrozen_ms", t * 1000, "ms",
+        f"({len(gc.get_objects())} objects walked)")
+    gc.callbacks.remove(pauses.on_gc)
     say("rss_serving_after_changes", rss_mb(), "MB")
     say("cpu_seconds_total", time.process_time(), "s", "(this process, all steps)")
     say("peak_rss", peak_mb(), "MB", "(whole run; target < 500)")

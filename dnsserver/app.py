@@ -36,6 +36,7 @@ from dnsserver.server import DnsServer
 from dnsserver.workers import WorkerPool
 from healthwatch.engine import Engine
 from healthwatch.errors import HealthwatchError, UnknownClusterError
+from healthwatch.heap import HeapKeeper
 from healthwatch.hysteresis import PENDING_REASON
 from healthwatch.interfaces import Publisher
 from healthwatch.snapshot import Snapshot
@@ -92,8 +93,11 @@ class App:
         self._discovered: dict[str, tuple[str | None, str | None]] = {}
         # server.workers = N: N processes answer DNS on the same port (SO_REUSEPORT):
         # this one plus N-1 workers that get every Snapshot (dnsserver/workers.py)
+        # the serving state is frozen out of the garbage collector's walks
+        # after each swap; every collection's pause is timed (healthwatch/heap.py)
+        self.heap = HeapKeeper(self.registry)
         self.dns = DnsServer(config, self.locator, registry=self.registry,
-                             reuse_port=config.server.workers > 1)
+                             reuse_port=config.server.workers > 1, heap=self.heap)
         self.workers = (WorkerPool(config, config.server.workers - 1)
                         if config.server.workers > 1 else None)
         self._with_publishers = publishers
@@ -114,6 +118,7 @@ class App:
 
     async def start(self) -> None:
         """Start in dependency order: publishers, DNS, engine, HTTP."""
+        self.heap.start()
         if self._with_publishers:
             self.publishers = load_publishers(self.config, self.registry)
             for pub in self.publishers:
@@ -146,6 +151,7 @@ class App:
             except Exception:
                 log.exception("stop_failed step=%s", getattr(step, "__qualname__", step))
         self._started = False
+        self.heap.stop()
         log.info("stopped")
 
     def request_stop(self) -> None:

@@ -14,12 +14,13 @@ runs once more around it and fills two histograms): with 1 in 32, the timed
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from healthwatch.metrics import PlainHistogram
 
 QTYPES: dict[int, str] = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
@@ -55,33 +56,6 @@ def locality_kind(locality: str | None) -> str:
     return kind if kind in LOCALITY_KINDS else "other"
 
 
-class _Hist:
-    __slots__ = ("bounds", "count", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.count += 1
-
-    def family(self, name: str, doc: str, labels: list[str], values: list[str],
-               fam: HistogramMetricFamily | None = None) -> HistogramMetricFamily:
-        fam = fam or HistogramMetricFamily(name, doc, labels=labels)
-        buckets: list[tuple[str, float]] = []
-        acc = 0
-        for bound, c in zip(self.bounds, self.counts, strict=False):
-            acc += c
-            buckets.append((repr(bound), float(acc)))
-        buckets.append(("+Inf", float(self.count)))
-        fam.add_metric(values, buckets, self.total)
-        return fam
-
-
 class DnsMetrics(Collector):
     """All ``fedns_dns_*`` metrics; register with ``DnsMetrics(registry)``."""
 
@@ -97,8 +71,8 @@ class DnsMetrics(Collector):
         self.errors = 0
         self.table_builds = 0
         self.last_build_seconds = 0.0
-        self.durations: dict[str, _Hist] = {}
-        self.sizes: dict[str, _Hist] = {}
+        self.durations: dict[str, PlainHistogram] = {}
+        self.sizes: dict[str, PlainHistogram] = {}
         if registry is not None:
             registry.register(self)
 
@@ -131,8 +105,8 @@ class DnsMetrics(Collector):
     def observe(self, proto: str, seconds: float, size: int) -> None:
         hist = self.durations.get(proto)
         if hist is None:
-            hist = self.durations[proto] = _Hist(DURATION_BUCKETS)
-            self.sizes[proto] = _Hist(SIZE_BUCKETS)
+            hist = self.durations[proto] = PlainHistogram(DURATION_BUCKETS)
+            self.sizes[proto] = PlainHistogram(SIZE_BUCKETS)
         hist.observe(seconds)
         self.sizes[proto].observe(float(size))
 

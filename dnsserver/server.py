@@ -31,6 +31,7 @@ from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
 from dnsserver.udp import DEFAULT_MODE, UDP_MODES, UdpListener, UdpThreadListener, open_udp
 from dnsserver.xfr import make_xfr
+from healthwatch.heap import HeapKeeper
 from healthwatch.snapshot import Snapshot
 
 _PORT_RETRIES = 8
@@ -39,11 +40,14 @@ _PORT_RETRIES = 8
 class DnsServer:
     def __init__(self, config: Config, locator: Locator, *,
                  registry: CollectorRegistry | None, fast_path: bool = True,
-                 udp_mode: str | None = None, reuse_port: bool = False) -> None:
+                 udp_mode: str | None = None, reuse_port: bool = False,
+                 heap: HeapKeeper | None = None) -> None:
         """``udp_mode``: "mmsg", "thread" or "loop" (``udp.UDP_MODES``); default from the
         environment variable FEDNS_UDP, else ``udp.DEFAULT_MODE``.
-        ``reuse_port``: bind with SO_REUSEPORT (worker processes share a port)."""
+        ``reuse_port``: bind with SO_REUSEPORT (worker processes share a port).
+        ``heap``: settled after each new state serves (``healthwatch.heap``)."""
         self.config = config
+        self.heap = heap
         self.udp_mode = udp_mode or os.environ.get("FEDNS_UDP", DEFAULT_MODE)
         if self.udp_mode not in UDP_MODES:
             raise DnsServerError(
@@ -101,6 +105,8 @@ class DnsServer:
 
     def _install(self, state: ServingState, seconds: float, how: str) -> None:
         self.handler.swap(state)
+        if self.heap is not None:  # the old state is gone: freeze the new one
+            self.heap.settle()
         self.metrics.table_builds += 1
         self.metrics.last_build_seconds = seconds
         st = state.table.stats

@@ -188,9 +188,12 @@ async def _serve(config: Config, addresses: list[tuple[str, int]],
                  conn: multiprocessing.connection.Connection) -> None:
     from dnsserver.locality import build_locator
     from dnsserver.server import DnsServer
+    from healthwatch.heap import HeapKeeper
 
     cfg = replace(config, listen=replace(config.listen, dns=tuple(addresses)))
-    server = DnsServer(cfg, build_locator(cfg), registry=None, reuse_port=True)
+    heap = HeapKeeper()
+    heap.start()
+    server = DnsServer(cfg, build_locator(cfg), registry=None, reuse_port=True, heap=heap)
     await server.start()
     loop = asyncio.get_running_loop()
     done = asyncio.Event()

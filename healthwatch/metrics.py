@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
 
 from healthwatch.hysteresis import PENDING_REASON
 from healthwatch.snapshot import Snapshot
 
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class PlainHistogram:
+    """A histogram in plain ints and floats, turned into a metric family at
+    scrape time: no lock, so safe where taking one is not (the query path,
+    a garbage-collector callback). One writer at a time."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def family(self, name: str, doc: str, labels: list[str], values: list[str],
+               fam: HistogramMetricFamily | None = None) -> HistogramMetricFamily:
+        fam = fam or HistogramMetricFamily(name, doc, labels=labels)
+        buckets: list[tuple[str, float]] = []
+        acc = 0
+        for bound, c in zip(self.bounds, self.counts, strict=False):
+            acc += c
+            buckets.append((repr(bound), float(acc)))
+        buckets.append(("+Inf", float(self.count)))
+        fam.add_metric(values, buckets, self.total)
+        return fam
 
 
 class HealthMetrics:

@@ -21,7 +21,6 @@ Not thread-safe: one caller at a time (the engine holds a lock).
 from __future__ import annotations
 
 import bisect
-import gc
 import operator
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from config.model import Cluster, Config
 from healthwatch.drains import DrainSet
+from healthwatch.heap import paused
 from healthwatch.hysteresis import PENDING_REASON, cluster_unreachable_for, judge
 from healthwatch.model import ClusterReport, ShardHealth, ShardSpec
 from healthwatch.plan_groups import (
@@ -98,22 +98,17 @@ class Planner:
              now: float, *, previous: Snapshot | None = None) -> Snapshot:
         """The Snapshot ``planner.plan`` returns for these arguments.
 
-        The cyclic garbage collector is paused meanwhile: a full plan creates
-        about a million objects (none of them cyclic garbage) and the collections
-        they trigger scan the growing heap again and again (2.5-4x slower,
-        measured with bench/planner_bench.py).
+        The cyclic garbage collector is paused meanwhile (``heap.paused``): a
+        full plan creates about a million objects (none of them cyclic garbage)
+        and the collections they trigger scan the growing heap again and again
+        (2.5-4x slower, measured with bench/planner_bench.py).
         """
-        collecting = gc.isenabled()
-        if collecting:
-            gc.disable()
-        try:
-            return self._plan(config, reports, health, drains, serial, now, previous)
-        except BaseException:
-            self._reset(None)  # half-updated state: plan everything next time
-            raise
-        finally:
-            if collecting:
-                gc.enable()
+        with paused():
+            try:
+                return self._plan(config, reports, health, drains, serial, now, previous)
+            except BaseException:
+                self._reset(None)  # half-updated state: plan everything next time
+                raise
 
     def _plan(self, config: Config, reports: Mapping[str, ClusterReport],
               health: Mapping[ShardKey, ShardHealth], drains: DrainSet, serial: int,
