@@ -61,6 +61,10 @@ COMMON_QTYPES = (wire.T_ANY,)
 CHASE_QTYPES = (wire.T_A, wire.T_AAAA, wire.T_HTTPS, wire.T_TXT, wire.T_ANY)
 _COMPOSE_QTYPES = frozenset(CHASE_QTYPES) - {wire.T_ANY}
 DEFAULT_MAX_KEYS = 4_000_000
+# record types whose target name an answer depends on (the chain goes on
+# there; NS answers carry the target's addresses): a target that appears,
+# goes or changes rebuilds the name (``AnswerTable.derive``)
+_TARGET_TYPES = frozenset(("CNAME", "NS"))
 NODATA = 0
 CHASE = -1
 
@@ -223,8 +227,10 @@ class AnswerTable:
 
     def derive(self, resolver: Resolver, changed: Iterable[bytes]) -> AnswerTable:
         """The table for ``resolver`` (derived from this table's resolver with
-        ``Resolver.derive`` and the same name set), rebuilding ``changed``
-        names, the apex and every name whose answers include them.
+        ``Resolver.derive``), rebuilding ``changed`` names (with the names whose
+        existence changed), the apex and every name whose answers include them
+        or lead to them: a name that appeared gets its entries, one that went
+        loses them.
 
         O(rebuilt names): the maps are shared with this table and updated in
         place, one question at a time (a query, which reads one question,
@@ -237,17 +243,23 @@ class AnswerTable:
             todo.update(self.rdeps.get(name, ()))
         names = self.names
         b = _Builder(resolver)
-        built = [(name, b.name(name)) for name in todo if name in names]
         # (a name beyond the key bound of an incomplete table is skipped)
+        built = [(name, b.name(name)) for name in todo
+                 if resolver.exists(name) and (self.complete or name in names)]
+        gone = [name for name in todo if name in names and not resolver.exists(name)]
         rdeps = self.rdeps
         for name, types in built:
             self._put(name, types)
+        for name in gone:
+            self._put(name, {})
+            del names[name]
         for n, targets in b.deps.items():
             for t in targets:
                 have = rdeps.get(t, ())
                 if n not in have:
                     rdeps[t] = (*have, n)
-        stats = b.stats(len(names), self.complete, time.perf_counter() - started, len(built))
+        stats = b.stats(len(names), self.complete, time.perf_counter() - started,
+                        len(built) + len(gone))
         return AnswerTable(stats, rdeps, names, self.questions, self.letters)
 
 
@@ -314,6 +326,8 @@ class _Builder:
             for rec in (*ans.answer, *ans.additional):
                 if rec.name != presentation:
                     deps.add(self._wire(rec.name))
+                if rec.rtype in _TARGET_TYPES:  # where the chain (or glue) goes,
+                    deps.add(self._wire(rec.value))  # whether it exists yet or not
             entry: Entry | None
             if r.negative_body(ans, len(name)) is not None:
                 entry = NODATA if ans.rcode == wire.NOERROR else None

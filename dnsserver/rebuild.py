@@ -3,10 +3,12 @@
 A full build (``Resolver`` + ``AnswerTable.build``) costs seconds for a large
 federation; after one health change only a handful of names differ. This
 module finds them (``changed_names``) and derives the new state from the old
-one (``derive_state``), so the common update costs milliseconds. A full build
-is needed when the zone, the localities, the protocol knobs or the set of
-names change; ``Rebuilder`` runs those in a worker thread so the event loop
-keeps answering from the old state meanwhile.
+one (``derive_state``), so the common update costs milliseconds: a health
+change, and also a Service that appears or goes (its names, and the empty
+non-terminals above them, are added or dropped). A full build is needed when
+the zone, the localities or the protocol knobs change; ``Rebuilder`` runs
+those in a worker thread so the event loop keeps answering from the old
+state meanwhile.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from config.model import Server
+from dnsserver import answers
 from dnsserver.answers import AnswerTable
 from dnsserver.handler import ServingState
 from dnsserver.resolver import Resolver, name_to_wire
 from healthwatch.heap import paused
-from healthwatch.snapshot import Snapshot
+from healthwatch.snapshot import Record, Snapshot
 
 log = logging.getLogger("dnsserver.rebuild")
+
+KEYS_PER_NAME = 16  # more than the questions a name stores (its types + the chase types)
 
 
 def changed_names(old: Snapshot, new: Snapshot) -> set[str] | None:
@@ -32,8 +37,8 @@ def changed_names(old: Snapshot, new: Snapshot) -> set[str] | None:
     Uses the planner's ``new.changed`` when it is relative to ``old``
     (``new.base_serial == old.serial``); otherwise compares the two: records
     position by position (identity first, so unchanged Records cost one
-    ``is``), geo answers name by name. Records that moved (another count)
-    give None: build everything.
+    ``is``), or grouped by name when records moved (another count, or a
+    difference between two names); geo answers name by name.
     """
     hint = getattr(new, "changed", None)
     if hint is not None and getattr(new, "base_serial", None) == old.serial:
@@ -41,24 +46,34 @@ def changed_names(old: Snapshot, new: Snapshot) -> set[str] | None:
     out: set[str] = set()
     if old.records is not new.records:
         if len(old.records) != len(new.records):
-            return None
-        for a, b in zip(old.records, new.records, strict=True):
-            if a is not b and a != b:
-                out.add(a.name)
-                out.add(b.name)
+            out.update(_differ_by_name(old.records, new.records))
+        else:
+            for a, b in zip(old.records, new.records, strict=True):
+                if a is not b and a != b:
+                    if a.name != b.name:  # records moved: names appeared and went
+                        out.update(_differ_by_name(old.records, new.records))
+                        break
+                    out.add(a.name)
     if old.geo is not new.geo:
-        if len(old.geo) != len(new.geo):
-            return None
-        og = old.geo
-        for name, per in new.geo.items():
+        og, ng = old.geo, new.geo
+        for name, per in ng.items():
             before = og.get(name)
-            if before is per:
-                continue
-            if before is None:
-                return None
-            if before != per:
+            if before is not per and before != per:
                 out.add(name)
+        out.update(name for name in og if name not in ng)
     return out
+
+
+def _differ_by_name(old: Sequence[Record], new: Sequence[Record]) -> set[str]:
+    """Names whose records differ, records grouped by name (another count:
+    names appeared or went)."""
+    def grouped(records: Sequence[Record]) -> dict[str, set[Record]]:
+        out: dict[str, set[Record]] = {}
+        for rec in records:
+            out.setdefault(rec.name, set()).add(rec)
+        return out
+    a, b = grouped(old), grouped(new)
+    return {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
 
 
 def full_state(snapshot: Snapshot, server: Server) -> ServingState:
@@ -78,17 +93,21 @@ def derive_state(prev: ServingState, snapshot: Snapshot, server: Server) -> Serv
     names = changed_names(prev.resolver.snapshot, snapshot)
     if names is None:
         return None
-    resolver = prev.resolver.derive(snapshot, names)
-    if resolver is None:
+    table = prev.table
+    if len(table.questions) + len(table.letters) + KEYS_PER_NAME * len(names) > \
+            answers.DEFAULT_MAX_KEYS:
+        return None  # new names could pass the key bound: the full build applies it
+    derived = prev.resolver.derive(snapshot, names)
+    if derived is None:
         return None
-    wired = []
+    resolver, flipped = derived
+    wired = list(flipped)
     for n in names:
         try:
             wired.append(name_to_wire(n))
         except ValueError:
             continue
-    table = prev.table.derive(resolver, wired)
-    return ServingState.make(resolver, table, snapshot.serial)
+    return ServingState.make(resolver, table.derive(resolver, wired), snapshot.serial)
 
 
 class Rebuilder:

@@ -49,6 +49,11 @@ _INTERN_MAX = 16384  # names and parts the Interner keeps
 # when there is one (most names), else a tuple; a tuple or a dict per name
 # would cost 70-600 bytes more, times every name of a large zone
 Static = Record | tuple[Record, ...]
+# Resolver.derive's plan: (name, static records or None) and (name, geo
+# answers or None) per changed name, the names that appear, those that go
+_DerivePlan = tuple[list[tuple[bytes, "Static | None"]],
+                    list[tuple[bytes, "Mapping[str, tuple[Record, ...]] | None"]],
+                    list[bytes], list[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,10 @@ class Resolver:
         # checked and grouped by type when used, ``_by_type``)
         self._geo: dict[bytes, Mapping[str, tuple[Record, ...]]] = {}
         self._ents: set[bytes] = set()  # empty non-terminals (and the apex)
+        # name -> how many existing names sit right below it (what ``derive``
+        # needs to tell whether a name that loses its records stays an empty
+        # non-terminal, and which empty non-terminals go with it)
+        self._children: dict[bytes, int] = {}
         # caches shared with derived Resolvers, each bounded
         self._packed: dict[Record, wire.PackedRR] = {}
         self._interner = Interner()
@@ -139,6 +148,11 @@ class Resolver:
                 ents.add(suffix)
         if zone not in self._static and zone not in geo:
             ents.add(zone)
+        children = self._children
+        for wname in {*self._static, *self._geo, *ents}:
+            if wname != zone:
+                parent = wname[1 + wname[0]:]
+                children[parent] = children.get(parent, 0) + 1
         soa = self._typed_static(self.zone).get(wire.T_SOA, ())
         self._set_soa(soa[0] if soa else None)
 
@@ -204,30 +218,73 @@ class Resolver:
             self._neg_blobs[qlen] = blob
         return blob
 
-    def derive(self, snapshot: Snapshot, changed: Iterable[str]) -> Resolver | None:
+    def derive(self, snapshot: Snapshot, changed: Iterable[str]
+               ) -> tuple[Resolver, set[bytes]] | None:
         """A Resolver for ``snapshot``, updating this one's per-name maps in
         place for the names in ``changed`` (presentation names whose records
-        may differ; the apex is always redone). O(changed names): the records
-        of a name are found by bisection in ``snapshot.records`` (sorted by
-        name, as the planner makes them; a linear scan when they are not).
+        may differ; the apex is always redone), and the names besides those
+        whose existence changed with them: empty non-terminals that appeared
+        above a new name or went with the last name below them. O(changed
+        names): the records of a name are found by bisection in
+        ``snapshot.records`` (sorted by name, as the planner makes them; a
+        linear scan when they are not).
 
         The maps are shared: each changed name's entry is replaced with one
         dict assignment, so a query on this (old) Resolver sees either a
         name's old records or its new ones. The per-Snapshot parts (the
         Snapshot, the SOA and its blobs) live in the returned object only.
-        Nothing is changed when the result is None: another zone, new
-        localities, a name appearing or disappearing (the name set and empty
-        non-terminals change); build a new ``Resolver`` then."""
+        Nothing is changed when the result is None: another zone or new
+        localities; build a new ``Resolver`` then."""
         if snapshot.zone != self.snapshot.zone:
             return None
         if not set(self.localities).issuperset(snapshot.localities):
             return None
         todo = {str(n) for n in changed}
         todo.add(self.snapshot.zone)
-        found = _records_of(snapshot.records, todo)
+        plan = self._derive_plan(snapshot, todo, _records_of(snapshot.records, todo))
+        if plan is not None and (plan[2] or plan[3]):
+            # a name appears or goes: bisection found its records; a scan
+            # makes sure (records not sorted can hide a name's records from
+            # a bisection), at the cost of one pass over the Snapshot
+            plan = self._derive_plan(snapshot, todo, _scan_records(snapshot.records, todo))
+        if plan is None:
+            return None
+        statics, geos, added, removed = plan
+        for wname, per in statics:  # nothing can fail from here on
+            if per is None:
+                self._static.pop(wname, None)
+            else:
+                self._static[wname] = per
+        for wname, geo in geos:
+            if geo is None:
+                self._geo.pop(wname, None)
+            else:
+                self._geo[wname] = geo
+        # names that go first (a name before the names below it), then the
+        # names that appear: ``_link`` asks whether a parent exists, which
+        # must already hold for the new Snapshot
+        flipped: set[bytes] = set()
+        for wname in sorted(removed, key=len):
+            self._unlink(wname, flipped)
+        for wname in added:
+            self._link(wname, flipped)
+        new = copy.copy(self)
+        new.snapshot = snapshot
+        new._varies_memo = {}
+        soa = new._typed_static(new.zone).get(wire.T_SOA, ())
+        new._set_soa(soa[0] if soa else None)
+        return new, flipped
+
+    def _derive_plan(self, snapshot: Snapshot, todo: set[str],
+                     found: Mapping[str, list[Record]]) -> _DerivePlan | None:
+        """What ``derive`` assigns: each name's static records and geo answers
+        (None: none), the names that appear and the names that go; None when
+        a geo answer names a locality this Resolver does not know."""
         known = set(self.localities)
         statics: list[tuple[bytes, Static | None]] = []
         geos: list[tuple[bytes, Mapping[str, tuple[Record, ...]] | None]] = []
+        added: list[bytes] = []
+        removed: list[bytes] = []
         for name in todo:
             try:
                 wname = name_to_wire(name)
@@ -248,23 +305,47 @@ class Resolver:
                 return None
             geos.append((wname, geo))
             if existed != (per is not None or geo is not None):
-                return None
-        for wname, per in statics:  # nothing can fail from here on
-            if per is None:
-                self._static.pop(wname, None)
-            else:
-                self._static[wname] = per
-        for wname, geo in geos:
-            if geo is None:
-                self._geo.pop(wname, None)
-            else:
-                self._geo[wname] = geo
-        new = copy.copy(self)
-        new.snapshot = snapshot
-        new._varies_memo = {}
-        soa = new._typed_static(new.zone).get(wire.T_SOA, ())
-        new._set_soa(soa[0] if soa else None)
-        return new
+                (removed if existed else added).append(wname)
+        return statics, geos, added, removed
+
+    def _link(self, name: bytes, flipped: set[bytes]) -> None:
+        """``name`` has records now and had none: count it under its parent;
+        ancestors that did not exist become empty non-terminals (``flipped``)."""
+        if name in self._ents:  # it existed (an empty non-terminal, or the apex)
+            self._ents.discard(name)
+            return
+        zone, children, ents = self.zone, self._children, self._ents
+        while name != zone:
+            parent = name[1 + name[0]:]
+            below = children.get(parent, 0)
+            children[parent] = below + 1
+            if below or parent in ents or parent in self._static or parent in self._geo:
+                return  # the parent existed
+            ents.add(parent)
+            flipped.add(parent)
+            name = parent
+
+    def _unlink(self, name: bytes, flipped: set[bytes]) -> None:
+        """``name`` has no records now and had some: it stays as an empty
+        non-terminal if names sit below it; else it goes, and so do the
+        ancestors that existed only for it (``flipped``). Called for a name
+        before the removed names below it."""
+        zone, children, ents = self.zone, self._children, self._ents
+        if children.get(name) or name == zone:
+            ents.add(name)
+            return
+        while name != zone:
+            parent = name[1 + name[0]:]
+            below = children.get(parent, 0) - 1
+            if below > 0:
+                children[parent] = below
+                return
+            del children[parent]
+            if parent == zone or parent in self._static or parent in self._geo:
+                return
+            ents.discard(parent)  # an empty non-terminal only for ``name``
+            flipped.add(parent)
+            name = parent
 
     # -- indexing ------------------------------------------------------------
 
@@ -345,7 +426,7 @@ class Resolver:
             i = j
         return out
 
-    def _exists(self, name: bytes) -> bool:
+    def exists(self, name: bytes) -> bool:
         """Does the in-zone ``name`` exist (records or an empty non-terminal)?"""
         return name in self._static or name in self._geo or name in self._ents
 
@@ -420,7 +501,7 @@ class Resolver:
         rcode = wire.NOERROR
         negative = False
         for _hop in range(MAX_CHAIN + 1):
-            if not self._exists(name):
+            if not self.exists(name):
                 rcode = wire.NXDOMAIN
                 negative = True
                 break
@@ -624,7 +705,9 @@ def _flat(typed: dict[int, list[Record]]) -> Static:
 
 def _records_of(records: tuple[Record, ...], names: set[str]) -> dict[str, list[Record]]:
     """The records of each of ``names``: bisection when ``records`` is sorted
-    by name around every hit (checked at the run's ends), else one scan."""
+    by name around every hit (checked at the run's ends and inside it: in
+    records not sorted, a bisection can end on a run of other names), else
+    one scan."""
     out: dict[str, list[Record]] = {}
     n = len(records)
     key = _record_name
@@ -634,10 +717,18 @@ def _records_of(records: tuple[Record, ...], names: set[str]) -> dict[str, list[
         if (lo > 0 and not records[lo - 1].name < name) or (hi < n and not name < records[hi].name):
             break  # not sorted
         if lo < hi:
-            out[name] = list(records[lo:hi])
+            run = list(records[lo:hi])
+            if any(rec.name != name for rec in run):
+                break  # not sorted
+            out[name] = run
     else:
         return out
-    out = {}
+    return _scan_records(records, names)
+
+
+def _scan_records(records: tuple[Record, ...], names: set[str]) -> dict[str, list[Record]]:
+    """The records of each of ``names``, by one pass over ``records``."""
+    out: dict[str, list[Record]] = {}
     for rec in records:
         if rec.name in names:
             out.setdefault(rec.name, []).append(rec)
