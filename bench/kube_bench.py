@@ -12,7 +12,10 @@ resident memory of the fedns process (VmRSS/VmHWM from /proc/<pid>/status),
 and for ``--changes`` Services: the latency from flipping the Service's
 EndpointSlice to all-not-ready (in the simulator) to its AZ name answering
 the CNAME fallback, polled over UDP with dnspython (1 ms between queries),
-and from flipping it back to the AZ name answering the LB address again.
+and from flipping it back to the AZ name answering the LB address again;
+for ``--creates`` new Services in one cluster: from applying the Service and
+its EndpointSlice to the AZ name answering, and from deleting both to the
+name no longer answering (NXDOMAIN).
 
 ``--mode inproc``: the earlier in-process figures (sources alone: slice ->
 ClusterReport; engine: slice -> published Snapshot), simulators in the same
@@ -406,13 +409,41 @@ def serve(args: argparse.Namespace) -> None:
             changes.append(("up", t0, t1))
             queries += n
             time.sleep(args.settle)
-        for label, lat in (("slice->CNAME", down), ("slice->A again", back)):
+        # a Service that appears (Service + EndpointSlice applied) and goes
+        # (both deleted) in one cluster only: its names appear and go
+        created: list[float] = []
+        deleted: list[float] = []
+        for k in range(args.creates):
+            svc = f"new{k}"
+            name = az_name(svc, place)
+            ip = f"10.250.{k // 250}.{k % 250 + 1}"
+            assert prober.answer(name) is None, name
+            t0 = time.perf_counter()
+            sim.call(apis[target].apply, "services", service(svc, lb_ips=[ip]))
+            sim.call(apis[target].apply, "endpointslices",
+                     endpoint_slice(svc, ready=args.endpoints))
+            t1, n = prober.until(name, lambda a, ip=ip: a == ("A", ip), 30)
+            created.append((t1 - t0) * 1000)
+            queries += n
+            time.sleep(args.settle)
+            t0 = time.perf_counter()
+            sim.call(apis[target].delete, "endpointslices", "default", f"{svc}-abcde")
+            sim.call(apis[target].delete, "services", "default", svc)
+            t1, n = prober.until(name, lambda a: a is None, 30)
+            deleted.append((t1 - t0) * 1000)
+            queries += n
+            time.sleep(args.settle)
+        for label, lat in (("slice->CNAME", down), ("slice->A again", back),
+                           ("Service created->A", created), ("Service deleted->gone", deleted)):
+            if not lat:
+                continue
             rows.append((label, f"{statistics.median(lat):8.1f} ms median, p95 "
                          f"{pct(lat, 0.95):.1f} ms, max {max(lat):.1f} ms, min {min(lat):.1f} ms"
                          f"  ({len(lat)} changes)"))
         st = proc_status(proc.pid)
         rows.append(("memory (after)", f"{st['VmRSS']:8.1f} MB VmRSS (peak VmHWM "
-                     f"{st['VmHWM']:.1f} MB) after {2 * args.changes} changes, "
+                     f"{st['VmHWM']:.1f} MB) after {2 * args.changes} slice changes, "
+                     f"{args.creates} Services created and deleted, "
                      f"{queries} polling queries"))
     finally:
         proc.terminate()
@@ -517,6 +548,8 @@ if __name__ == "__main__":
     parser.add_argument("--services", type=int, default=2000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--creates", type=int, default=5,
+                        help="Services created, then deleted, in one cluster (serve mode)")
     parser.add_argument("--settle", type=float, default=0.2,
                         help="seconds between changes (serve mode)")
     parser.add_argument("--trace", action="store_true",

@@ -208,7 +208,12 @@ class AnswerTable:
         return cls(TableStats(0, 0, 0, False, 0.0), {})
 
     @classmethod
-    def build(cls, resolver: Resolver, *, max_keys: int = DEFAULT_MAX_KEYS) -> AnswerTable:
+    def build(cls, resolver: Resolver, *, max_keys: int | None = None) -> AnswerTable:
+        """Every name's entries, up to ``max_keys`` questions (default
+        ``DEFAULT_MAX_KEYS``, read at each call); beyond it the table is
+        incomplete and the rest takes the full path."""
+        if max_keys is None:
+            max_keys = DEFAULT_MAX_KEYS
         started = time.perf_counter()
         b = _Builder(resolver)
         table = cls(TableStats(0, 0, 0, True, 0.0), {})
@@ -253,6 +258,7 @@ class AnswerTable:
         for name in gone:
             self._put(name, {})
             del names[name]
+            rdeps.pop(name, None)  # its dependents were rebuilt: they add theirs again
         for n, targets in b.deps.items():
             for t in targets:
                 have = rdeps.get(t, ())

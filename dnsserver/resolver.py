@@ -340,7 +340,7 @@ class Resolver:
             if below > 0:
                 children[parent] = below
                 return
-            del children[parent]
+            children.pop(parent, None)
             if parent == zone or parent in self._static or parent in self._geo:
                 return
             ents.discard(parent)  # an empty non-terminal only for ``name``

@@ -513,7 +513,7 @@ def _toggled(base: Snapshot, present: set[str], pool: dict[str, tuple[Record, ..
 
 
 def test_names_that_appear_and_go_match_a_full_build() -> None:
-    """Random runs of names appearing and going (with the empty non-terminals
+    """Runs of names appearing and going (with the empty non-terminals
     above them, CNAMEs into them, NS targets' glue, geo names), each served
     incrementally, hinted or not: every step equals a full build, in the
     table's maps, the Resolver's name structure and the bytes of replies."""
@@ -550,9 +550,16 @@ def test_names_that_appear_and_go_match_a_full_build() -> None:
     present: set[str] = set()
     prev = _toggled(base, present, pool, geo_pool, 100)
     assert inc.update(prev)
-    for step in range(40):
-        for name in rng.sample(candidates, rng.randint(1, 3)):
-            present ^= {name}
+    # first a parent and its children together (in, out, and one of them
+    # staying as the others go), then random toggles
+    together = [{f"a.b.c.{z}", f"b.c.{z}", f"c.{z}"}, {f"a.b.c.{z}", f"b.c.{z}", f"c.{z}"},
+                {f"x.b.c.{z}", f"b.c.{z}", f"svc.b.c.{z}"}, {f"b.c.{z}", f"x.b.c.{z}"}]
+    for step in range(44):
+        if step < len(together):
+            present ^= together[step]
+        else:
+            for name in rng.sample(candidates, rng.randint(1, 3)):
+                present ^= {name}
         snap = _toggled(base, present, pool, geo_pool, 101 + step)
         if rng.random() < 0.5:
             snap = replace(snap, changed=frozenset(_truth(prev, snap)), base_serial=prev.serial)
