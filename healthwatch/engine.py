@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from config.model import Cluster, Config, Probe
 from healthwatch.drains import Drains, DrainSet
 from healthwatch.errors import HealthwatchError, InvalidDrainError, UnknownClusterError
+from healthwatch.hostnames import ResolvingSource
 from healthwatch.hysteresis import ProbeState
 from healthwatch.interfaces import Source
 from healthwatch.metrics import HealthMetrics
@@ -257,6 +258,7 @@ class Engine:
                     "source": c.source,
                     "synced": c.name in self._synced,
                     "declared_unreachable": c.name in self._declared,
+                    "hostnames": self._hostnames(c.name),
                 }
                 for c in self._config.clusters
             },
@@ -265,6 +267,12 @@ class Engine:
             "state_dir": self._store.state_dir,
             "state_problems": list(self._store.problems),
         }
+
+    def _hostnames(self, cluster: str) -> list[dict[str, Any]]:
+        """The cluster's LB hostnames and their resolution (``ResolvingSource``)."""
+        run = self._sources.get(cluster)
+        source = run.source if run is not None else None
+        return source.status() if isinstance(source, ResolvingSource) else []
 
     # -- sources -----------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 At 10,000 services the Snapshot, the planner's state and the answer tables
 are about 650,000 objects the collector tracks (Records, CNAME chains, tuples
 that hold lists). A full (generation 2) collection walks every one of them:
-about 400 ms on a 2-vCPU VM (``bench/snapshot_scale.py``), with the GIL held,
+0.3-0.5 s on a 2-vCPU VM (``bench/snapshot_scale.py``), with the GIL held,
 so no thread answers a query meanwhile. Python starts one whenever the
 objects promoted since the last one exceed a quarter of the old heap: during
 a full build at that size, and later at a moment nobody chose, after enough
@@ -26,7 +26,7 @@ bounded by the heap's size: when the interpreter's allocated blocks
 by a quarter since the last full collection, ``settle`` unfreezes and
 collects everything once. Churn (a state replaced by one of the same size)
 does not grow the heap, so in steady state that full pause comes rarely, and
-as the heap grows it comes about as often as Python's own rule would.
+as the heap grows, no more often than Python's own rule would start one.
 
 ``HeapKeeper`` also times every collection (``gc.callbacks``) into
 ``fedns_gc_pause_seconds{generation}``: how long the process stopped.

@@ -26,6 +26,7 @@ import logging
 import random
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dns.asyncresolver
 import dns.exception
@@ -148,6 +149,10 @@ class HostnameResolver:
         self._wanted[owner] = wanted
         self._listeners[owner] = listener
         self._reconcile(before)
+
+    def tracked(self, owner: Hashable) -> frozenset[str]:
+        """The hostnames ``owner`` wants resolved (normalised)."""
+        return self._wanted.get(owner, frozenset())
 
     def untrack(self, owner: Hashable) -> None:
         before = self._all_wanted()
@@ -340,6 +345,20 @@ class ResolvingSource:
             self._held.cancel()
             self._held = None
         self._forward()
+
+    def status(self) -> list[dict[str, Any]]:
+        """This cluster's LB hostnames as ``/v1/status`` shows them: the
+        addresses in use (none: not resolved yet, NXDOMAIN, or expired), the
+        seconds until they expire unless a lookup renews them, the last
+        lookup's error, and whether any lookup has finished. Loop thread."""
+        now = asyncio.get_running_loop().time()
+        out: list[dict[str, Any]] = []
+        for host in sorted(self.resolver.tracked(self)):
+            res = self.resolver.lookup(host)
+            out.append({"hostname": host, "addresses": list(res.addresses),
+                        "expires_in": round(res.expires - now, 1) if res.addresses else None,
+                        "error": res.error, "looked_up": res.done})
+        return out
 
     def _pending(self, report: ClusterReport) -> bool:
         return any(not self.resolver.lookup(h).done for s in report.shards for h in s.hostnames)

@@ -169,6 +169,8 @@ async def test_unresolvable_hostname_stays_and_the_planner_answers_a_cname(
         spec = await got.wait_for(lambda s: True)
         assert ("gone.example.net", "A") in zone.queries  # NXDOMAIN from the server
         assert spec.addresses == () and spec.hostnames == ("gone.example.net",)
+        assert src.status() == [{"hostname": "gone.example.net", "addresses": [],
+                                 "expires_in": None, "error": None, "looked_up": True}]
         snap = plan(make_config(), reports(spec), {}, DrainSet(), 1, 2000.0)
         assert [(r.rtype, r.value) for r in snap.geo_answer(gname(), UNKNOWN) or ()] == [
             ("CNAME", "gone.example.net.")]
@@ -186,9 +188,16 @@ async def test_servfail_keeps_the_last_good_addresses_until_they_expire(
         loop = asyncio.get_running_loop()
         zone.servfail = True
         failing_from = loop.time()
+        for _ in range(250):  # the next lookup (at the 1 s TTL) fails; bounded wait
+            if src.status()[0]["error"]:
+                break
+            await asyncio.sleep(0.02)
+        (failing,) = src.status()
+        assert failing["addresses"] == ["192.0.2.50"] and failing["expires_in"] > 0
         spec = await got.wait_for(lambda s: not s.addresses, within=5.0)
         # kept through the 1 s TTL plus 0.6 s of staleness while lookups failed
         assert loop.time() - failing_from >= 1.0
+        assert src.status()[0]["addresses"] == [] and src.status()[0]["error"]
         assert spec.hostnames == (ELB,)
         before = len(got.reports)
         zone.servfail = False  # the server recovers: the retry picks it up
@@ -285,6 +294,12 @@ async def test_kube_hostname_lb_merges_with_an_ip_cluster_through_the_engine(
         await asyncio.wait_for(published({("A", "192.0.2.2"), ("A", "192.0.2.50")}), 5.0)
         assert [(r.rtype, r.value) for r in engine.snapshot.records
                 if r.name == rname("us-east1", "web")] == [("A", "192.0.2.50")]
+        sources = engine.status()["sources"]
+        (elb,) = sources["a"]["hostnames"]
+        assert (elb["hostname"], elb["addresses"], elb["error"], elb["looked_up"]) == (
+            ELB, ["192.0.2.50"], None, True)
+        assert 0 < elb["expires_in"] <= 1.0 + 0.1  # the 1 s TTL (keep_stale 0)
+        assert sources["b"]["hostnames"] == []
         zone.a[ELB] = ["192.0.2.51"]  # the ELB moves: the answer follows after the TTL
         await asyncio.wait_for(published({("A", "192.0.2.2"), ("A", "192.0.2.51")}), 5.0)
         zone.a.pop(ELB)  # NXDOMAIN now, and cluster b loses its service:
