@@ -31,8 +31,8 @@ log = logging.getLogger("dnsserver.rebuild")
 KEYS_PER_NAME = 16  # more than the questions a name stores (its types + the chase types)
 
 
-def changed_names(old: Snapshot, new: Snapshot) -> set[str] | None:
-    """Names whose records differ between ``old`` and ``new``; None if unknown.
+def changed_names(old: Snapshot, new: Snapshot) -> set[str]:
+    """Names whose records or geo answers differ between ``old`` and ``new``.
 
     Uses the planner's ``new.changed`` when it is relative to ``old``
     (``new.base_serial == old.serial``); otherwise compares the two: records
@@ -91,8 +91,6 @@ def derive_state(prev: ServingState, snapshot: Snapshot, server: Server) -> Serv
     if prev.resolver.server is not server or not prev.table.complete:
         return None
     names = changed_names(prev.resolver.snapshot, snapshot)
-    if names is None:
-        return None
     table = prev.table
     if len(table.questions) + len(table.letters) + KEYS_PER_NAME * len(names) > \
             answers.DEFAULT_MAX_KEYS:
