@@ -7,8 +7,8 @@ one (``derive_state``), so the common update costs milliseconds: a health
 change, and also a Service that appears or goes (its names, and the empty
 non-terminals above them, are added or dropped). A full build is needed when
 the zone, the localities or the protocol knobs change; ``Rebuilder`` runs
-those in a worker thread so the event loop keeps answering from the old
-state meanwhile.
+those, and derives of many names, in a worker thread so the event loop
+keeps answering from the old state meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from healthwatch.snapshot import Record, Snapshot
 log = logging.getLogger("dnsserver.rebuild")
 
 KEYS_PER_NAME = 16  # more than the questions a name stores (its types + the chase types)
+# changed names derived on the event loop at once; more go to a worker thread
+INLINE_MAX_NAMES = 512
 
 
 def changed_names(old: Snapshot, new: Snapshot) -> set[str]:
@@ -85,12 +87,15 @@ def full_state(snapshot: Snapshot, server: Server) -> ServingState:
         return ServingState.make(resolver, AnswerTable.build(resolver), snapshot.serial)
 
 
-def derive_state(prev: ServingState, snapshot: Snapshot, server: Server) -> ServingState | None:
+def derive_state(prev: ServingState, snapshot: Snapshot, server: Server,
+                 names: set[str] | None = None) -> ServingState | None:
     """The state for ``snapshot`` built from ``prev`` by rebuilding only the
-    changed names, or None when a full build is needed."""
+    changed names (``names``, else ``changed_names``), or None when a full
+    build is needed."""
     if prev.resolver.server is not server or not prev.table.complete:
         return None
-    names = changed_names(prev.resolver.snapshot, snapshot)
+    if names is None:
+        names = changed_names(prev.resolver.snapshot, snapshot)
     table = prev.table
     if len(table.questions) + len(table.letters) + KEYS_PER_NAME * len(names) > \
             answers.DEFAULT_MAX_KEYS:
@@ -108,12 +113,31 @@ def derive_state(prev: ServingState, snapshot: Snapshot, server: Server) -> Serv
     return ServingState.make(resolver, table.derive(resolver, wired), snapshot.serial)
 
 
+def build_state(prev: ServingState | None, snapshot: Snapshot,
+                server: Server) -> tuple[ServingState, str]:
+    """The state for ``snapshot``: derived from ``prev`` when it can be, else
+    built anew (also when deriving fails); and which ("incremental", "full")."""
+    if prev is not None:
+        try:
+            state = derive_state(prev, snapshot, server)
+        except Exception:
+            log.exception("incremental_build_failed serial=%d", snapshot.serial)
+            state = None
+        if state is not None:
+            return state, "incremental"
+    return full_state(snapshot, server), "full"
+
+
 class Rebuilder:
     """Builds ServingStates off the event loop; the newest Snapshot wins.
 
-    ``submit`` never blocks for a full build: an incremental update happens
-    at once, a full one in a worker thread (the old state keeps serving).
-    Owned by ``DnsServer`` (``stop`` waits for a running build).
+    ``submit`` never blocks the loop for long: a change of up to
+    ``INLINE_MAX_NAMES`` names is derived at once (milliseconds); a larger
+    one (a cluster failing over at 10,000 services rebuilds ~35,000 names,
+    7 s) and a full build run in a worker thread, while the loop goes on
+    answering TCP, HTTP and probes and the old state keeps serving (a
+    derive updates its maps name by name). Owned by ``DnsServer`` (``stop``
+    waits for a running build).
     """
 
     def __init__(self, current: Callable[[], ServingState | None],
@@ -133,7 +157,9 @@ class Rebuilder:
         if prev is not None:
             started = time.perf_counter()
             try:
-                state = derive_state(prev, snapshot, self._server())
+                names = changed_names(prev.resolver.snapshot, snapshot)
+                state = (derive_state(prev, snapshot, self._server(), names)
+                         if len(names) <= INLINE_MAX_NAMES else None)
             except Exception:
                 log.exception("incremental_build_failed serial=%d", snapshot.serial)
                 state = None
@@ -154,11 +180,7 @@ class Rebuilder:
                 continue  # already served
             started = time.perf_counter()
             try:
-                state = None if prev is None else derive_state(prev, snap, server)
-                how = "incremental"
-                if state is None:
-                    how = "full"
-                    state = await asyncio.to_thread(full_state, snap, server)
+                state, how = await asyncio.to_thread(build_state, prev, snap, server)
             except Exception:
                 log.exception("snapshot_rejected serial=%s", snap.serial)
                 continue

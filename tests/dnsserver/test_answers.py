@@ -298,6 +298,60 @@ async def test_submit_builds_off_the_loop_and_newest_wins() -> None:
     await server.stop()
 
 
+async def test_a_change_of_many_names_is_derived_off_the_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than ``INLINE_MAX_NAMES`` changed names: ``submit`` returns at once
+    and a worker thread derives the state (not a full build), which then
+    answers like a full build."""
+    import dnsserver.rebuild as rebuild_mod
+
+    monkeypatch.setattr(rebuild_mod, "INLINE_MAX_NAMES", 2)
+    snaps = [_with_serial(s) for s in _changes()]
+    assert len(changed_names(snaps[0], snaps[3])) > 2
+    server = DnsServer(zf.config(), zf.locator(), registry=None)
+    server.submit(snaps[0])  # nothing served yet: built at once
+    server.submit(snaps[3])
+    assert server.serial == snaps[0].serial  # not on the loop
+    for _ in range(20_000):
+        if server.serial == snaps[3].serial:
+            break
+        await asyncio.sleep(0.001)
+    state = server.handler.state
+    assert state is not None and state.serial == snaps[3].serial
+    assert state.table.stats.rebuilt_names < state.table.stats.names // 2  # derived
+    fresh = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
+    assert fresh.update(snaps[3])
+    rng = random.Random(3)
+    for _ in range(300):
+        data = _query(rng, _names())
+        assert server.handler.handle(data, "127.0.0.1", False) == fresh.handler.handle(
+            data, "127.0.0.1", False)
+    await server.stop()
+
+
+async def test_a_derive_that_fails_off_the_loop_falls_back_to_a_full_build(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dnsserver.rebuild as rebuild_mod
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("derive failed")
+
+    monkeypatch.setattr(rebuild_mod, "INLINE_MAX_NAMES", 0)
+    monkeypatch.setattr(rebuild_mod, "derive_state", broken)
+    snaps = [_with_serial(s) for s in _changes()]
+    server = DnsServer(zf.config(), zf.locator(), registry=None)
+    server.submit(snaps[0])
+    server.submit(snaps[1])
+    for _ in range(20_000):
+        if server.serial == snaps[1].serial:
+            break
+        await asyncio.sleep(0.001)
+    state = server.handler.state
+    assert state is not None and state.serial == snaps[1].serial
+    assert state.table.stats.rebuilt_names == state.table.stats.names  # a full build
+    await server.stop()
+
+
 def test_truncation_identical_and_carries_question_and_opt(
         pair: tuple[QueryHandler, QueryHandler]) -> None:
     fast, full = pair
