@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from dnsserver import wire
 from dnsserver.answers import AnswerTable, Chain, question_key
-from dnsserver.handler import QueryHandler
+from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.rebuild import changed_names
 from dnsserver.resolver import Resolver, name_to_wire
 from dnsserver.server import DnsServer
@@ -298,6 +298,16 @@ async def test_submit_builds_off_the_loop_and_newest_wins() -> None:
     await server.stop()
 
 
+async def _served(server: DnsServer, serial: int) -> ServingState:
+    """The state once ``serial`` serves (a build in a worker thread; 20 s at most)."""
+    for _ in range(20_000):
+        state = server.handler.state
+        if state is not None and state.serial == serial:
+            return state
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"serial {serial} not served")
+
+
 async def test_a_change_of_many_names_is_derived_off_the_loop(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """More than ``INLINE_MAX_NAMES`` changed names: ``submit`` returns at once
@@ -312,12 +322,7 @@ async def test_a_change_of_many_names_is_derived_off_the_loop(
     server.submit(snaps[0])  # nothing served yet: built at once
     server.submit(snaps[3])
     assert server.serial == snaps[0].serial  # not on the loop
-    for _ in range(20_000):
-        if server.serial == snaps[3].serial:
-            break
-        await asyncio.sleep(0.001)
-    state = server.handler.state
-    assert state is not None and state.serial == snaps[3].serial
+    state = await _served(server, snaps[3].serial)
     assert state.table.stats.rebuilt_names < state.table.stats.names // 2  # derived
     fresh = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
     assert fresh.update(snaps[3])
@@ -342,12 +347,7 @@ async def test_a_derive_that_fails_off_the_loop_falls_back_to_a_full_build(
     server = DnsServer(zf.config(), zf.locator(), registry=None)
     server.submit(snaps[0])
     server.submit(snaps[1])
-    for _ in range(20_000):
-        if server.serial == snaps[1].serial:
-            break
-        await asyncio.sleep(0.001)
-    state = server.handler.state
-    assert state is not None and state.serial == snaps[1].serial
+    state = await _served(server, snaps[1].serial)
     assert state.table.stats.rebuilt_names == state.table.stats.names  # a full build
     await server.stop()
 
