@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
+
+RECANCEL_SECONDS = 1.0  # how long a cancelled task may run on before it is cancelled again
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` (None: nothing) and wait until it has finished."""
+    """Cancel ``task`` (None: nothing) and wait until it has finished; an
+    exception it ended with is raised here.
+
+    The cancellation is repeated while the task runs on: in Python 3.11
+    ``asyncio.wait_for`` returns its result instead of raising when the
+    awaited future completes in the same iteration as the cancellation
+    (gh-86296), and a task that lost its cancellation that way would keep
+    running and hang its owner's ``stop`` (a provider syncer's retry loop did,
+    under CI load). A cancellation of the caller itself is not swallowed."""
     if task is None:
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    while not task.done():
+        task.cancel()
+        await asyncio.wait((task,), timeout=RECANCEL_SECONDS)
+    if not task.cancelled():
+        exc = task.exception()
+        if exc is not None:
+            raise exc

@@ -1,0 +1,68 @@
+"""healthwatch.tasks.cancel: a task that loses its cancellation still ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from healthwatch import tasks
+from healthwatch.tasks import cancel
+
+
+async def test_cancel_ends_a_plain_task() -> None:
+    task = asyncio.create_task(asyncio.sleep(10))
+    await asyncio.sleep(0)
+    await cancel(task)
+    assert task.cancelled()
+    await cancel(None)
+
+
+async def test_cancel_repeats_until_a_task_that_swallowed_it_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``asyncio.wait_for`` can in 3.11: the first cancellation is lost."""
+    monkeypatch.setattr(tasks, "RECANCEL_SECONDS", 0.05)
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed == 3:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel(task), 5)
+    assert task.cancelled() and swallowed == 3
+
+
+async def test_the_task_error_is_raised_and_the_callers_cancellation_kept() -> None:
+    async def fails() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    task = asyncio.create_task(fails())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        await cancel(task)
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(10)  # a long cleanup
+
+    inner = asyncio.create_task(slow())
+    await asyncio.sleep(0)
+    outer = asyncio.create_task(cancel(inner))
+    await asyncio.sleep(0.01)
+    outer.cancel()  # the caller of cancel() is cancelled meanwhile
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    await cancel(inner)
