@@ -46,6 +46,7 @@ from healthwatch.probes import Prober, describe_probe
 from healthwatch.snapshot import ClusterStatus, Snapshot
 from healthwatch.sources import make_source
 from healthwatch.state import StateStore
+from healthwatch.tasks import cancel_all
 
 log = logging.getLogger("healthwatch.engine")
 
@@ -176,17 +177,15 @@ class Engine:
         if not self._running:
             return
         self._running = False
+        probe_tasks = [r.task for r in self._probes.values() if r.task is not None]
         for run in list(self._probes.values()):
             self._cancel_probe(run)
-        probe_tasks = [r.task for r in self._probes.values() if r.task is not None]
         self._probes.clear()
         self._health.clear()
         for name in list(self._sources):
             await self._stop_source(name)
         tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, *probe_tasks, return_exceptions=True)
+        await cancel_all([*tasks, *probe_tasks])
         if self._write is not None:  # a write in flight finishes first
             await asyncio.gather(self._write, return_exceptions=True)
             self._write = None
@@ -391,6 +390,10 @@ class Engine:
             except Exception as exc:  # a probe bug must not kill the loop
                 log.exception("probe_crashed shard=%s", "/".join(key))
                 ok, detail, took, kind = False, f"error: {exc!r}"[:120], 0.0, "error"
+            if run.task is not asyncio.current_task():
+                # replaced or stopped while probing, and the cancellation was
+                # lost inside the check (a 3.11 wait_for can lose one): end here
+                return
             run.last, run.last_at = detail, self._clock()
             if self._metrics is not None:
                 self._metrics.probe(run.cluster, kind, took)

@@ -35,6 +35,7 @@ import dns.resolver
 from healthwatch.errors import HealthwatchError
 from healthwatch.interfaces import ReportSink, Source
 from healthwatch.model import ClusterReport, ShardSpec
+from healthwatch.tasks import cancel_all
 
 Listener = Callable[[], None]
 
@@ -117,9 +118,7 @@ class HostnameResolver:
         self._running = False
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
 
     def _make_resolver(self) -> dns.asyncresolver.Resolver | None:
         o = self.options
@@ -220,7 +219,8 @@ class HostnameResolver:
     async def _loop(self, host: str) -> None:
         loop = asyncio.get_running_loop()
         backoff = _Backoff(self.options.backoff_base, self.options.backoff_cap)
-        while True:
+        # (untracked: its task left ``_tasks``; a lost cancellation ends it here)
+        while self._tasks.get(host) is asyncio.current_task():
             prev = self._results.get(host, Resolution(host))
             try:
                 addresses, ttl = await self._resolve(host)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 RECANCEL_SECONDS = 1.0  # how long a cancelled task may run on before it is cancelled again
@@ -27,3 +28,16 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
         exc = task.exception()
         if exc is not None:
             raise exc
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """``cancel`` for several tasks at once, cancelling again while any runs
+    on; what they end with is retrieved, not raised (their owners log it)."""
+    pending = list(tasks)
+    while left := [t for t in pending if not t.done()]:
+        for t in left:
+            t.cancel()
+        await asyncio.wait(left, timeout=RECANCEL_SECONDS)
+    for t in pending:
+        if not t.cancelled():
+            t.exception()

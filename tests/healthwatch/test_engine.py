@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -385,5 +386,36 @@ async def test_probe_interval_change_on_reload(backends: dict[str, Backend]) -> 
         # hysteresis state survives; the shards stay healthy without re-probing
         assert all(healthy(engine.snapshot, c) for c in PLACES)
         assert all(p["up"] for p in engine.status()["probes"])
+    finally:
+        await engine.stop()
+
+
+async def test_a_probe_loop_that_loses_its_cancellation_still_ends(
+        backends: dict[str, Backend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload replaces every probe task; a check that swallows the
+    cancellation (as a 3.11 ``asyncio.wait_for`` can) must not leave the old
+    loop probing forever."""
+    engine = Engine(config(backends))
+    real = engine._prober.check
+    lost = 0
+
+    async def check(probe: Any, limit: float) -> Any:
+        nonlocal lost
+        try:
+            await asyncio.sleep(0.2)  # most of the time is spent in here
+        except asyncio.CancelledError:
+            lost += 1  # the cancellation is gone
+        return await real(probe, limit)
+
+    monkeypatch.setattr(engine._prober, "check", check)
+    await engine.start()
+    try:
+        await asyncio.sleep(0.3)
+        old = [r.task for r in engine._probes.values() if r.task is not None]
+        assert old
+        await engine.reload(config(backends, health=Health(interval=5.0, timeout=0.3,
+                                                           rise=1, fall=1)))
+        _, running = await asyncio.wait(old, timeout=3)
+        assert not running and lost >= 1
     finally:
         await engine.stop()

@@ -66,3 +66,55 @@ async def test_the_task_error_is_raised_and_the_callers_cancellation_kept() -> N
     with pytest.raises(asyncio.CancelledError):
         await outer
     await cancel(inner)
+
+
+async def test_cancel_all_ends_every_task_even_one_that_swallowed_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "RECANCEL_SECONDS", 0.05)
+    lost = 0
+
+    async def stubborn() -> None:
+        nonlocal lost
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            lost += 1
+        await asyncio.sleep(10)
+
+    async def broken() -> None:
+        raise RuntimeError("its own error, logged by its owner")
+
+    group = [asyncio.create_task(stubborn()), asyncio.create_task(asyncio.sleep(10)),
+             asyncio.create_task(broken())]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(tasks.cancel_all(group), 5)
+    assert all(t.done() for t in group) and lost == 1
+
+
+async def test_an_untracked_hostname_loop_ends_even_if_its_cancellation_is_lost(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from healthwatch.hostnames import HostnameResolver, ResolverOptions
+
+    resolver = HostnameResolver(ResolverOptions(nameservers=("127.0.0.1",), port=9,
+                                                min_ttl=0.01, max_ttl=0.01))
+    lost = 0
+
+    async def resolve(host: str) -> tuple[tuple[str, ...], float]:
+        nonlocal lost
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            lost += 1  # as a 3.11 wait_for can: the cancellation is gone
+        return ("192.0.2.1",), 0.01
+
+    monkeypatch.setattr(resolver, "_resolve", resolve)
+    await resolver.start()
+    try:
+        resolver.track("owner", ["a.example"], lambda: None)
+        await asyncio.sleep(0.02)
+        (task,) = resolver._tasks.values()
+        resolver.untrack("owner")
+        await asyncio.wait_for(asyncio.shield(task), 2)  # ends by itself
+        assert lost == 1
+    finally:
+        await resolver.stop()
