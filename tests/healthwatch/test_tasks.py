@@ -10,6 +10,18 @@ from healthwatch import tasks
 from healthwatch.tasks import cancel
 
 
+async def stubborn(lost: list[int], swallow: int) -> None:
+    """Sleeps, swallowing the first ``swallow`` cancellations (as a 3.11
+    ``asyncio.wait_for`` can lose one), each noted in ``lost``."""
+    while True:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if len(lost) == swallow:
+                raise
+            lost.append(1)
+
+
 async def test_cancel_ends_a_plain_task() -> None:
     task = asyncio.create_task(asyncio.sleep(10))
     await asyncio.sleep(0)
@@ -22,22 +34,11 @@ async def test_cancel_repeats_until_a_task_that_swallowed_it_ends(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """As ``asyncio.wait_for`` can in 3.11: the first cancellation is lost."""
     monkeypatch.setattr(tasks, "RECANCEL_SECONDS", 0.05)
-    swallowed = 0
-
-    async def stubborn() -> None:
-        nonlocal swallowed
-        while True:
-            try:
-                await asyncio.sleep(10)
-            except asyncio.CancelledError:
-                swallowed += 1
-                if swallowed == 3:
-                    raise
-
-    task = asyncio.create_task(stubborn())
+    lost: list[int] = []
+    task = asyncio.create_task(stubborn(lost, 2))
     await asyncio.sleep(0)
     await asyncio.wait_for(cancel(task), 5)
-    assert task.cancelled() and swallowed == 3
+    assert task.cancelled() and len(lost) == 2
 
 
 async def test_the_task_error_is_raised_and_the_callers_cancellation_kept() -> None:
@@ -71,24 +72,16 @@ async def test_the_task_error_is_raised_and_the_callers_cancellation_kept() -> N
 async def test_cancel_all_ends_every_task_even_one_that_swallowed_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tasks, "RECANCEL_SECONDS", 0.05)
-    lost = 0
-
-    async def stubborn() -> None:
-        nonlocal lost
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            lost += 1
-        await asyncio.sleep(10)
+    lost: list[int] = []
 
     async def broken() -> None:
         raise RuntimeError("its own error, logged by its owner")
 
-    group = [asyncio.create_task(stubborn()), asyncio.create_task(asyncio.sleep(10)),
+    group = [asyncio.create_task(stubborn(lost, 1)), asyncio.create_task(asyncio.sleep(10)),
              asyncio.create_task(broken())]
     await asyncio.sleep(0)
     await asyncio.wait_for(tasks.cancel_all(group), 5)
-    assert all(t.done() for t in group) and lost == 1
+    assert all(t.done() for t in group) and len(lost) == 1
 
 
 async def test_an_untracked_hostname_loop_ends_even_if_its_cancellation_is_lost(
