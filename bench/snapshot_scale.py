@@ -15,9 +15,15 @@ global). Then serves the Snapshot the way ``fedns serve`` does
 (``DnsServer.update``: ``Resolver`` + ``AnswerTable``), and flips one probe
 to down and serves the new Snapshot, then ``--changes`` - 1 more single probe
 flips (other shards, down and back up), each replanned and served
-incrementally. Prints plan time, build time (split into resolver and answer
-table with ``--breakdown``), the median and max time per change, RSS after
-each step (VmRSS) and peak RSS (VmHWM); with ``--sizes``, the bytes reachable
+incrementally; then one Service added (its names and an empty non-terminal
+appear) and removed again, each served incrementally too. The server runs
+with a ``HeapKeeper`` as under ``fedns serve`` (the state frozen after each
+swap, healthwatch/heap.py). Prints plan time, build time (split into resolver
+and answer table with ``--breakdown``), the median and max time per change,
+the Service's add and remove, the full garbage collections during the build
+and the changes (count, longest), what one full collection costs while
+serving with the state frozen and without, RSS after each step (VmRSS) and
+peak RSS (VmHWM); with ``--sizes``, the bytes reachable
 from the Snapshot, the planner, the Resolver and the AnswerTable
 (``sys.getsizeof`` summed, each object counted once, in that order; a
 minute or two more at 10,000 services, and the later RSS figures then include
