@@ -21,13 +21,9 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
     under CI load). A cancellation of the caller itself is not swallowed."""
     if task is None:
         return
-    while not task.done():
-        task.cancel()
-        await asyncio.wait((task,), timeout=RECANCEL_SECONDS)
-    if not task.cancelled():
-        exc = task.exception()
-        if exc is not None:
-            raise exc
+    await cancel_all((task,))
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        raise exc
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
