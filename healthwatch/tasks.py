@@ -18,7 +18,10 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
     awaited future completes in the same iteration as the cancellation
     (gh-86296), and a task that lost its cancellation that way would keep
     running and hang its owner's ``stop`` (a provider syncer's retry loop did,
-    under CI load). A cancellation of the caller itself is not swallowed."""
+    under CI load). Our packages use ``asyncio.timeout`` instead (ruff bans
+    ``wait_for`` there); the re-cancel stays for the libraries we await,
+    which may still use it. A cancellation of the caller itself is not
+    swallowed."""
     if task is None:
         return
     await cancel_all((task,))

@@ -112,9 +112,8 @@ class CloudDnsBackend:
         write = method == "POST"
         for attempt in range(self.attempts):
             try:
-                return await asyncio.wait_for(
-                    asyncio.to_thread(self._request, method, path, **kw),
-                    self.timeout * 2 + 1)
+                async with asyncio.timeout(self.timeout * 2 + 1):
+                    return await asyncio.to_thread(self._request, method, path, **kw)
             except (gexc.Conflict, gexc.PreconditionFailed) as e:
                 raise ConflictError(self.name, f"{op}: {e.code} {e.message}") from e
             except (gexc.NotFound, gexc.Forbidden, gexc.Unauthorized) as e:

@@ -74,13 +74,15 @@ class EtcdBackend:
         self._ep = (self._ep + 1) % len(self._endpoints)
         if client is not None:
             try:
-                await asyncio.wait_for(client.close(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await client.close()
             except Exception as e:  # closing a broken channel may fail; it is gone anyway
                 self._log.debug("close_failed error=%r", e)
 
     async def _call(self, op: str, aw: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(aw, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await aw
         except _PERMANENT as e:
             raise PermanentError(self.name, f"{op}: {e!r}") from e
         except (aetcd.exceptions.ClientError, TimeoutError, OSError) as e:
@@ -91,7 +93,8 @@ class EtcdBackend:
         client, self._client = self._client, None
         if client is not None:
             try:
-                await asyncio.wait_for(client.close(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await client.close()
             except Exception as e:
                 self._log.debug("close_failed error=%r", e)
 

@@ -125,8 +125,8 @@ class Route53Backend:
                 await asyncio.sleep(wait)
             try:
                 fn = getattr(self.client, op)
-                return await asyncio.wait_for(asyncio.to_thread(fn, **kwargs),
-                                              self.timeout * 2 + 1)
+                async with asyncio.timeout(self.timeout * 2 + 1):
+                    return await asyncio.to_thread(fn, **kwargs)
             except botocore.exceptions.ClientError as e:
                 code = str(e.response.get("Error", {}).get("Code", ""))
                 status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))

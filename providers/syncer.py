@@ -261,7 +261,8 @@ class Syncer:
             timeout = self._resync if self._failures == 0 else self._delay(
                 min(self._failures, 8))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             if self._latest is None:
                 continue
             await asyncio.sleep(debounce)

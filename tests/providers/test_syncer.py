@@ -108,3 +108,23 @@ def test_delegation_records_are_ns_and_in_zone_glue() -> None:
     assert recs == {(ZONE, "NS", "ns1." + ZONE), (ZONE, "NS", "ns.other.example."),
                     ("ns1." + ZONE, "A", "192.0.2.53"), ("ns1." + ZONE, "AAAA", "2001:db8::53")}
     assert all(r.ttl == 30 for r in delegation_records(cfg))
+
+
+async def test_one_cancel_ends_the_loop_when_a_publish_lands_with_it() -> None:
+    """A publish and a cancel in the same loop iteration: the cancel must not
+    be lost. (Python 3.11's ``asyncio.wait_for`` returned the inner result
+    here and dropped the cancellation, gh-86296; ``stop`` then needed
+    ``tasks.cancel``'s re-cancel a second later.)"""
+    backend = MemoryBackend()
+    syncer, _ = make(backend, debounce=0.0)
+    await syncer.start()
+    task = syncer._task
+    assert task is not None
+    for _ in range(5):  # let the loop reach its wait
+        await asyncio.sleep(0)
+    syncer.publish(fed_snapshot())
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=0.5)
+    assert task in done and task.cancelled()
+    assert backend.applies == []
+    await syncer.stop()

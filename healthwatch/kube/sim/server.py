@@ -402,7 +402,8 @@ class FakeKubeAPI:
                     break
                 wait = min(remaining, self.bookmark_interval or remaining, _IDLE_CHECK)
                 try:
-                    item = await asyncio.wait_for(queue.get(), wait)
+                    async with asyncio.timeout(wait):
+                        item = await queue.get()
                 except TimeoutError:
                     transport = request.transport
                     if transport is None or transport.is_closing():
