@@ -23,8 +23,9 @@ replaced state is: it holds no reference cycles, tests/dnsserver/test_heap.py);
 only garbage that is part of a reference cycle stays once frozen. That is
 bounded by the heap's size: when the interpreter's allocated blocks
 (``sys.getallocatedblocks``, a fraction of a millisecond to read) have grown
-by a quarter since the last full collection, ``settle`` unfreezes and
-collects everything once. Churn (a state replaced by one of the same size)
+by a quarter since the last full collection (or since the lowest point
+after it, when a large state was replaced by a small one), ``settle``
+unfreezes and collects everything once. Churn (a state replaced by one of the same size)
 does not grow the heap, so in steady state that full pause comes rarely, and
 as the heap grows, no more often than Python's own rule would start one.
 
@@ -90,7 +91,7 @@ class HeapKeeper(Collector):
     def __init__(self, registry: CollectorRegistry | None = None, *,
                  growth: float = GROWTH) -> None:
         self.growth = growth
-        self.baseline = 0  # allocated blocks after the last full collection
+        self.baseline = 0  # allocated blocks at the lowest settle since the last full collection
         self.blocks = 0  # allocated blocks at the last settle
         self.settles = 0
         self.full_collections = 0  # the ones ``settle`` started
@@ -120,7 +121,7 @@ class HeapKeeper(Collector):
             return
         self.settles += 1
         self.blocks = sys.getallocatedblocks()
-        if not self.baseline:
+        if not self.baseline or self.blocks < self.baseline:  # first, or the heap shrank
             self.baseline = self.blocks
         elif self.blocks > self.baseline * self.growth:
             gc.unfreeze()

@@ -132,6 +132,24 @@ def test_frozen_cycles_are_collected_once_the_heap_grows(keeper: HeapKeeper) -> 
     assert keeper.baseline == keeper.blocks
 
 
+def test_the_mark_follows_a_heap_that_shrank(keeper: HeapKeeper) -> None:
+    """After a large state is replaced by a small one, frozen cycles are
+    collected once the heap grows by the growth factor above the small one,
+    not only once it is back above the large one."""
+    big = [[i + 1000] for i in range(200_000)]
+    keeper.settle()
+    big_mark = keeper.baseline
+    del big
+    keeper.settle()
+    assert keeper.baseline == keeper.blocks < big_mark - 400_000
+    ref = cycle()
+    grown = grow_heap(keeper)
+    assert keeper.baseline * keeper.growth < len(grown) * 2 + keeper.blocks < big_mark
+    keeper.settle()
+    assert keeper.full_collections == 1
+    assert ref() is None
+
+
 def test_churn_does_not_collect(keeper: HeapKeeper) -> None:
     """A state replaced by one of the same size never grows the heap."""
     state = [[i + 1000] for i in range(20_000)]
