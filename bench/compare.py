@@ -340,7 +340,8 @@ def machine() -> dict[str, object]:
     return {"nproc": os.cpu_count(), "cpu_model": model, "python": sys.version.split()[0],
             "kernel": os.uname().release, "commit": git("rev-parse", "--short", "HEAD"),
             "dirty": git("status", "--short", "--", "dnsserver").replace("\n", "; "),
-            "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+            "fedns_python": procs.fedns_python()}
 
 
 def main(argv: list[str] | None = None) -> int:

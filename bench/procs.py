@@ -178,6 +178,31 @@ def fedns_exe() -> str:
     return exe
 
 
+def fedns_python() -> dict[str, str]:
+    """The interpreter that runs ``fedns`` (its script's ``#!`` line): path,
+    version, and whether the binary links libpython statically (Debian's
+    ``python3``, built with PGO and LTO) or as a shared library (pyenv's
+    default build: neither). The build moves fedns's figures; see
+    docs/performance.md, session 6."""
+    exe = fedns_exe()
+    with open(exe, encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+    words = first[2:].split() if first.startswith("#!") else []
+    if words and os.path.basename(words[0]) == "env":
+        words = words[1:]
+    # (a pyenv shim is a shell script that runs the active version's script)
+    interp = words[0] if words and "python" in os.path.basename(words[0]) else sys.executable
+    real = os.path.realpath(interp)
+    try:
+        version = subprocess.run([interp, "-c", "import sys; print(sys.version.split()[0])"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+        linked = subprocess.run(["ldd", real], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"path": interp, "error": repr(e)}
+    return {"path": interp, "binary": real, "version": version or "?",
+            "libpython": "shared" if "libpython" in linked else "static"}
+
+
 def start_fedns(workdir: Path, config: dict[str, object], cpu: int | None,
                 zone: str, loop: str = "asyncio", probe_name: str | None = None,
                 udp: str | None = None) -> ServerProc:
