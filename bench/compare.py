@@ -374,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         host = machine()  # at the start: the tree the servers run
         say(f"machine: {host}")
+        interp = host["fedns_python"]
+        if isinstance(interp, dict) and interp.get("libpython") == "shared":
+            say("note: fedns runs on a CPython with a shared libpython (pyenv's default "
+                "build: no PGO, no LTO); the container image's is optimised. "
+                "See docs/performance.md, session 6.")
         say(f"data: {opts.services} services, {len(list(topo.clusters()))} clusters, "
             f"{opts.queries} queries per file, {opts.prefixes} ECS prefixes, "
             f"geoip={'synthetic MMDB' if db else 'none'}; pinned={'yes' if pin else 'no'}")

@@ -113,13 +113,14 @@ def derive_state(prev: ServingState, snapshot: Snapshot, server: Server,
     return ServingState.make(resolver, table.derive(resolver, wired), snapshot.serial)
 
 
-def build_state(prev: ServingState | None, snapshot: Snapshot,
-                server: Server) -> tuple[ServingState, str]:
+def build_state(prev: ServingState | None, snapshot: Snapshot, server: Server,
+                names: set[str] | None = None) -> tuple[ServingState, str]:
     """The state for ``snapshot``: derived from ``prev`` when it can be, else
-    built anew (also when deriving fails); and which ("incremental", "full")."""
+    built anew (also when deriving fails); and which ("incremental", "full").
+    ``names``: the changed names between the two, when already worked out."""
     if prev is not None:
         try:
-            state = derive_state(prev, snapshot, server)
+            state = derive_state(prev, snapshot, server, names)
         except Exception:
             log.exception("incremental_build_failed serial=%d", snapshot.serial)
             state = None
@@ -148,16 +149,22 @@ class Rebuilder:
         self._server = server
         self._wanted: Snapshot | None = None
         self._task: asyncio.Task[None] | None = None
+        # (prev, snapshot, their changed names) that ``submit`` worked out and
+        # sent to the thread: the thread does not work them out again
+        self._known: tuple[ServingState, Snapshot, set[str]] | None = None
 
     def submit(self, snapshot: Snapshot) -> None:
         self._wanted = snapshot
         if self._task is not None and not self._task.done():
             return  # the running build picks the newest up when it ends
         prev = self._current()
+        self._known = None
         if prev is not None:
             started = time.perf_counter()
             try:
                 names = changed_names(prev.resolver.snapshot, snapshot)
+                if len(names) > INLINE_MAX_NAMES:
+                    self._known = (prev, snapshot, names)
                 state = (derive_state(prev, snapshot, self._server(), names)
                          if len(names) <= INLINE_MAX_NAMES else None)
             except Exception:
@@ -178,9 +185,12 @@ class Rebuilder:
             if prev is not None and snap is prev.resolver.snapshot and \
                     prev.resolver.server is server:
                 continue  # already served
+            known, self._known = self._known, None
+            names = (known[2] if known is not None and known[0] is prev
+                     and known[1] is snap else None)
             started = time.perf_counter()
             try:
-                state, how = await asyncio.to_thread(build_state, prev, snap, server)
+                state, how = await asyncio.to_thread(build_state, prev, snap, server, names)
             except Exception:
                 log.exception("snapshot_rejected serial=%s", snap.serial)
                 continue

@@ -318,11 +318,19 @@ async def test_a_change_of_many_names_is_derived_off_the_loop(
     monkeypatch.setattr(rebuild_mod, "INLINE_MAX_NAMES", 2)
     snaps = [_with_serial(s) for s in _changes()]
     assert len(changed_names(snaps[0], snaps[3])) > 2
+    calls: list[int] = []
+
+    def counted(old: Snapshot, new: Snapshot) -> set[str]:
+        calls.append(new.serial)
+        return changed_names(old, new)
+
+    monkeypatch.setattr(rebuild_mod, "changed_names", counted)
     server = DnsServer(zf.config(), zf.locator(), registry=None)
     server.submit(snaps[0])  # nothing served yet: built at once
     server.submit(snaps[3])
     assert server.serial == snaps[0].serial  # not on the loop
     state = await _served(server, snaps[3].serial)
+    assert calls == [snaps[3].serial]  # worked out once, on the loop; not again in the thread
     assert state.table.stats.rebuilt_names < state.table.stats.names // 2  # derived
     fresh = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
     assert fresh.update(snaps[3])

@@ -398,11 +398,13 @@ async def test_a_probe_loop_that_loses_its_cancellation_still_ends(
     engine = Engine(config(backends))
     real = engine._prober.check
     lost = 0
+    in_check = asyncio.Event()
 
     async def check(probe: Any, limit: float) -> Any:
         nonlocal lost
+        in_check.set()
         try:
-            await asyncio.sleep(0.2)  # most of the time is spent in here
+            await asyncio.sleep(2.0)  # the reload below lands in here
         except asyncio.CancelledError:
             lost += 1  # the cancellation is gone
         return await real(probe, limit)
@@ -410,7 +412,9 @@ async def test_a_probe_loop_that_loses_its_cancellation_still_ends(
     monkeypatch.setattr(engine._prober, "check", check)
     await engine.start()
     try:
-        await asyncio.sleep(0.3)
+        # reload while a check runs (a fixed sleep here sometimes reloaded
+        # between two checks under CI load: nothing was lost, the test failed)
+        await asyncio.wait_for(in_check.wait(), 5)
         old = [r.task for r in engine._probes.values() if r.task is not None]
         assert old
         await engine.reload(config(backends, health=Health(interval=5.0, timeout=0.3,
