@@ -151,3 +151,20 @@ def test_floor_figures_are_reported_without_a_verdict() -> None:
     compare.print_table(rows, lines.append)
     p99 = [ln for ln in lines if ln.startswith("geo-ecs  Q5000    p99 ms")]
     assert p99 and p99[0].split()[-2:] == ["0.050", "-"]  # no gdnsd geo-ecs row here
+
+
+@pytest.mark.parametrize("shebang", ["#!{exe}", "#!/usr/bin/env {exe}", "#!/usr/bin/env bash"])
+def test_the_interpreter_that_runs_fedns_is_named(tmp_path: Path, shebang: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fedns_python`` reads the ``fedns`` script's ``#!`` line (a pyenv shim,
+    a shell script, falls back to this interpreter) and reports its version
+    and how it links libpython."""
+    python = tmp_path / "python3"  # not this process's own path
+    python.symlink_to(sys.executable)
+    script = tmp_path / "fedns"
+    script.write_text(shebang.format(exe=python) + "\nprint('fedns')\n")
+    monkeypatch.setattr(procs, "fedns_exe", lambda: str(script))
+    info = procs.fedns_python()
+    assert info["path"] == (sys.executable if "bash" in shebang else str(python))
+    assert info["version"] == sys.version.split()[0]
+    assert info["libpython"] in ("static", "shared")
