@@ -382,8 +382,9 @@ def _geo_answers(ctx: PlanContext, sel: _Selector, name: str, pool: _Pool,
         return got
 
     if not pool.healthy:
-        fixed = () if ctx.nxdomain_when_down else records(sel.values(pool.all))
-        return dict.fromkeys(ctx.localities, fixed)
+        if ctx.nxdomain_when_down:
+            return {}  # the name is not published at all: NXDOMAIN (Snapshot.geo skips it)
+        return dict.fromkeys(ctx.localities, records(sel.values(pool.all)))
 
     by_region, by_zone = pool.by_region, pool.by_zone
     everyone = records(sel.values(pool.healthy))

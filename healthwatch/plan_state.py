@@ -146,14 +146,24 @@ class Planner:
 
         zone = ctx.zone
         records = self._records(config, serial)
+        # a group with no geo answers (nothing healthy, ``when_all_unhealthy:
+        # nxdomain``) has no geo name: it answers NXDOMAIN until a shard is back
         if restructured or new_ctx:
-            self._geo = {g: self._plans[g].geo for g in sorted(self._plans)}
+            self._geo = {g: self._plans[g].geo for g in sorted(self._plans)
+                         if self._plans[g].geo}
         else:
-            self._geo = dict(self._geo)
+            geo = dict(self._geo)
+            appeared = False
             for g in changed & groups:
                 plan = self._plans.get(g)
-                if plan is not None:
-                    self._geo[g] = plan.geo
+                if plan is None:
+                    continue
+                if plan.geo:
+                    appeared = appeared or g not in geo
+                    geo[g] = plan.geo
+                else:
+                    geo.pop(g, None)
+            self._geo = {g: geo[g] for g in sorted(geo)} if appeared else geo
         shards = self._shards(services)
         base = previous.serial if previous is not None and continues and not new_ctx else None
         snap = Snapshot(
