@@ -127,13 +127,19 @@ class QueryHandler:
 
     def _ecs_locality(self, family: int, source: int, address: bytes) -> tuple[str, int] | None:
         """(locality, scope) for an ECS option's subnet (``address`` padded to 4
-        or 16 bytes), or None when the subnet is private: locate the client's
-        own address instead. Both paths decide ECS here."""
+        or 16 bytes), or None when the subnet is private and in no configured
+        network: locate the client's own address instead (a private subnet
+        means something only where the config says so, e.g. a pod CIDR).
+        Both paths decide ECS here."""
         if source == 0:  # RFC 7871 7.1.2: the client opted out
             return "", 0
         if wire.is_private(address):
-            return None
-        loc, scope = self.locator.locate(address, source)
+            hit = self.locator.locate_network(address, source)
+            if hit is None:
+                return None
+            loc, scope = hit
+        else:
+            loc, scope = self.locator.locate(address, source)
         width = 32 if family == 1 else 128
         return loc, scope if scope < width else width
 

@@ -44,6 +44,12 @@ class Locator(Protocol):
         """
         ...
 
+    def locate_network(self, address: bytes, source_prefix: int) -> tuple[str, int] | None:
+        """``locate`` by the configured networks alone (cluster ``networks``
+        and ``geo.networks``; no GeoIP), or None when none matches: how a
+        private ECS subnet is placed (a pod CIDR means something only here)."""
+        ...
+
 
 UNTAILORED: tuple[str, int] = (UNKNOWN, 0)
 _V6_TAG = 1 << 128  # keeps IPv6 cache keys apart from IPv4 ones
@@ -57,6 +63,9 @@ class NullLocator:
 
     def locate(self, address: bytes, source_prefix: int | None) -> tuple[str, int]:
         return UNTAILORED
+
+    def locate_network(self, address: bytes, source_prefix: int) -> tuple[str, int] | None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +257,18 @@ class GeoLocator:
         if source_prefix is not None and scope > source_prefix:
             scope = source_prefix
         return loc, scope
+
+    def locate_network(self, address: bytes, source_prefix: int) -> tuple[str, int] | None:
+        st = self._state
+        if len(address) == 4:
+            found, scope = st.v4.lookup(_from_bytes(address))
+        elif len(address) == 16:
+            found, scope = st.v6.lookup(_from_bytes(address))
+        else:
+            return None
+        if found is None:
+            return None
+        return found, min(scope, source_prefix)
 
     # -- introspection -----------------------------------------------------------
     @property

@@ -358,6 +358,9 @@ async def test_unexpected_exception_becomes_servfail(running: Running) -> None:
         def locate(self, address: bytes, source_prefix: int | None) -> tuple[str, int]:
             raise RuntimeError("locator broke")
 
+        def locate_network(self, address: bytes, source_prefix: int) -> tuple[str, int] | None:
+            raise RuntimeError("locator broke")
+
     running.server.handler.locator = Boom()
     q = dns.message.make_query(zf.GLOBAL.upper(), "A")
     reply = await udp(running, q)

@@ -89,6 +89,10 @@ class StaticLocator:
                 return loc, net.prefixlen
         return "", 0
 
+    def locate_network(self, address: bytes, source_prefix: int) -> tuple[str, int] | None:
+        loc, scope = self.locate(address, source_prefix)
+        return (loc, min(scope, source_prefix)) if loc else None
+
 
 def locator() -> StaticLocator:
     return StaticLocator({

@@ -273,6 +273,22 @@ def test_private_ecs_is_ignored_for_the_source_address(geo: Geo, private: str) -
     assert addresses(r) == ALL
 
 
+def test_private_ecs_inside_a_configured_network_is_located_by_it(geo: Geo) -> None:
+    """A private subnet means something where the config says so (a cluster's
+    ``networks``, e.g. a pod CIDR behind a resolver that sends ECS): dig from
+    an unknown source with the us cluster's 127.0.1.0/24 as ECS gets the us
+    shard, scope /24; a private subnet in no network still falls back."""
+    r = ask(geo.srv.dns_port, options=[ecs("127.0.1.0", 24)], source=UNKNOWN_SOURCE)
+    assert addresses(r) == [US]
+    back = echoed(r)
+    assert back is not None and back.scopelen == 24
+    answers, subnet, rcode = dig_subnet(geo.srv.dns_port, "127.0.1.0/24")
+    assert (answers, subnet, rcode) == ([US], "127.0.1.0/24/24", "NOERROR")
+    r = ask(geo.srv.dns_port, options=[ecs("127.0.9.0", 24)], source=US_SOURCE)
+    assert addresses(r) == [US] and echoed(r) is not None
+    assert echoed(r).scopelen == 0  # type: ignore[union-attr]  # by the source
+
+
 MALFORMED = {
     "family 3": raw_ecs(3, 24, bytes((81, 2, 69))),
     "family 0": raw_ecs(0, 24, bytes((81, 2, 69))),
