@@ -25,9 +25,10 @@ bounded by the heap's size: when the interpreter's allocated blocks
 (``sys.getallocatedblocks``, a fraction of a millisecond to read) have grown
 by a quarter since the last full collection (or since the lowest point
 after it, when a large state was replaced by a small one), ``settle``
-unfreezes and collects everything once. Churn (a state replaced by one of the same size)
-does not grow the heap, so in steady state that full pause comes rarely, and
-as the heap grows, no more often than Python's own rule would start one.
+unfreezes and collects everything once. Churn (a state replaced by one of
+the same size) does not grow the heap, so in steady state that full pause
+comes rarely, and as the heap grows, no more often than Python's own rule
+would start one.
 
 ``HeapKeeper`` also times every collection (``gc.callbacks``) into
 ``fedns_gc_pause_seconds{generation}``: how long the process stopped.
