@@ -646,3 +646,42 @@ def test_names_that_appear_and_go_match_a_full_build() -> None:
             assert inc.handler.handle(data, client, False) == fresh.handler.handle(
                 data, client, False), (step, sorted(present), dns.message.from_wire(data))
         prev = snap
+
+
+@pytest.mark.parametrize("sweep", [True, False])
+def test_edges_from_names_that_went_are_swept(sweep: bool,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names that CNAME out of the zone come and go (Services created and
+    deleted): once enough have gone, ``rdeps`` forgets them, so the target's
+    entry does not keep every name that ever pointed at it; the answers stay
+    those of a full build."""
+    import dnsserver.answers as answers_mod
+
+    monkeypatch.setattr(answers_mod, "SWEEP_DROPPED", 4 if sweep else 10**9)
+    z = zf.ZONE
+    target = "lb.elsewhere.example.net."
+    pointers = {f"p{i}.{z}": zf.rec(f"p{i}.{z}", "CNAME", target) for i in range(40)}
+    base = zf.snapshot(serial=300)
+    inc = DnsServer(zf.config(), zf.locator(), registry=None)
+    assert inc.update(replace(base, records=tuple(sorted((*base.records,
+                                                          *pointers.values())))))
+    key = name_to_wire(target)
+    state = inc.handler.state
+    assert state is not None and len(state.table.rdeps[key]) == 40
+    for serial, keep in ((301, 30), (302, 20), (303, 10), (304, 0)):
+        kept = [r for n, r in pointers.items() if int(n[1:].split(".")[0]) < keep]
+        snap = replace(base, serial=serial, records=tuple(sorted((*base.records, *kept))))
+        inc.submit(snap)
+        state = inc.handler.state
+        assert state is not None and state.serial == serial
+        assert state.table.stats.rebuilt_names < 20  # derived, not built anew
+        full = DnsServer(zf.config(), zf.locator(), registry=None)
+        assert full.update(snap)
+        fstate = full.handler.state
+        assert fstate is not None
+        assert state.table.questions == fstate.table.questions
+        have = set(state.table.rdeps.get(key, ()))
+        if sweep:  # swept once more than four (and an eighth of the names) went
+            assert have == set(fstate.table.rdeps.get(key, ()))
+        else:  # the superset that the sweep keeps bounded
+            assert len(have) == 40
