@@ -284,7 +284,7 @@ def _sweep(rdeps: dict[bytes, Deps], names: dict[bytes, Shape]) -> None:
     """Drop the dependents that are no longer names (and targets left with
     none): O(edges), once per ``SWEEP_DROPPED`` or more dropped names (59 ms
     for the 270,000 edges of ``bench/snapshot_scale.py``'s 10,000 services,
-    whose 251,325 names make that once per 31,415 names dropped, about 1,200
+    whose 251,325 names make that once per 31,415 names dropped, about 1,250
     Services there)."""
     for target, deps in list(rdeps.items()):
         for n in deps:
