@@ -255,10 +255,14 @@ class AnswerTable:
             todo.update(self.rdeps.get(name, ()))
         names = self.names
         b = _Builder(resolver)
-        # (a name beyond the key bound of an incomplete table is skipped)
-        built = [(name, b.name(name)) for name in todo
-                 if resolver.exists(name) and (self.complete or name in names)]
-        gone = [name for name in todo if name in names and not resolver.exists(name)]
+        built: list[tuple[bytes, Types]] = []
+        gone: list[bytes] = []
+        for name in todo:
+            if not resolver.exists(name):
+                if name in names:
+                    gone.append(name)
+            elif self.complete or name in names:  # (skip one beyond an incomplete bound)
+                built.append((name, b.name(name)))
         rdeps = self.rdeps
         for name, types in built:
             self._put(name, types)

@@ -163,10 +163,11 @@ class Rebuilder:
             started = time.perf_counter()
             try:
                 names = changed_names(prev.resolver.snapshot, snapshot)
-                if len(names) > INLINE_MAX_NAMES:
+                if len(names) > INLINE_MAX_NAMES:  # derived in the thread, from these
                     self._known = (prev, snapshot, names)
-                state = (derive_state(prev, snapshot, self._server(), names)
-                         if len(names) <= INLINE_MAX_NAMES else None)
+                    state = None
+                else:
+                    state = derive_state(prev, snapshot, self._server(), names)
             except Exception:
                 log.exception("incremental_build_failed serial=%d", snapshot.serial)
                 state = None

@@ -319,7 +319,7 @@ class Resolver:
             parent = name[1 + name[0]:]
             below = children.get(parent, 0)
             children[parent] = below + 1
-            if below or parent in ents or parent in self._static or parent in self._geo:
+            if below or self.exists(parent):
                 return  # the parent existed
             ents.add(parent)
             flipped.add(parent)
