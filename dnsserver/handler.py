@@ -14,6 +14,7 @@ an unexpected one becomes SERVFAIL, a counter and (once) a log line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import time
@@ -49,12 +50,27 @@ _HEADERS: dict[bytes, tuple[bytes, bool]] = {
 # (locate by the client address), metrics kind of that locality)
 Context = tuple[bytes, int, bytes, bytes, "int | None", str]
 _NO_EDNS = (512, b"", b"", None, "")
-# a negative answer decided from the lower-cased question alone: (rcode, the
-# reply's first flags byte before RD is copied (QR, AA or not), its counts
-# without and with an OPT record, the authority section, the qtype counters
-# of its rcode and locality kind for UDP and TCP), or False (the full path
-# answers it)
-Negative = tuple[int, int, bytes, bytes, bytes, tuple[dict[int, int], dict[int, int]]] | bool
+# a negative answer decided from the lower-cased question alone: (a positive
+# reply's flags -> this answer's, both with RD and CD as the query had them;
+# its counts without and with an OPT record; the authority section; the qtype
+# counters of its rcode and locality kind for UDP and TCP), or False (the full
+# path answers it). Its fields line up with a positive ``Reply``'s, so the fast
+# path joins both the same way.
+Negative = tuple[dict[bytes, bytes], bytes, bytes, bytes,
+                 tuple[dict[int, int], dict[int, int]]] | bool
+# the bytes ``bytes.lower()`` can produce from another byte
+_LETTERS = frozenset(range(0x61, 0x7B))
+
+
+@functools.cache
+def _flag_map(first: int, rcode: int) -> dict[bytes, bytes]:
+    """A positive reply's flags (QR, AA, and RD and CD as the query had them)
+    -> those of a negative one with the first byte ``first`` (QR, AA or not)
+    and ``rcode``, for each of the four ways RD and CD can be set."""
+    return {bytes((0x84 | rd, cd)): bytes((first | rd, rcode | cd))
+            for rd in (0, 0x01) for cd in (0, 0x10)}
+
+
 NEGATIVE_CACHE_MAX = 65536  # lower-cased questions per ServingState
 
 
@@ -104,7 +120,9 @@ class QueryHandler:
         self.state: ServingState | None = None
         self._logged_error = False
         self._kinds: dict[str, str] = {}
-        self._tick = 1  # time the first query, then 1 in sample_every
+        self._tick = 1  # queries until the next timed one (the first is timed)
+        self._period = 1  # queries from the last timed one to the next
+        self._last_timed = 0.0  # perf_counter() when the last timed query came
         self.slow_queries = 0  # queries the full path answered (tests, benches)
         # per locality kind: qtype -> positive replies, for UDP and for TCP
         self._positive = {k: metrics.counters(wire.NOERROR, k) for k in LOCALITY_KINDS}
@@ -152,7 +170,9 @@ class QueryHandler:
         together (``_context``: validation, reply flags, locality index, the
         reply's OPT, worked out once per distinct pair), one for the
         lower-cased question, one list index for the locality, one ``join``.
-        Negative answers go to ``_fast_other``, anything else to ``_slow``."""
+        A negative answer (NXDOMAIN, NODATA, REFUSED) is one more lookup, in
+        ``state.negatives`` (filled by ``_negative_entry``), and is joined the
+        same way; anything else goes to ``_slow``."""
         tick = self._tick - 1
         if not tick:  # 1 in sample_every queries is timed (duration and size)
             return self._timed(data, client, tcp)
@@ -177,82 +197,99 @@ class QueryHandler:
                 if loc is None:
                     loc, kind = self._client_locality(client, state)
                 entry = value[loc]
-                if type(entry) is not tuple:  # NODATA for this locality
-                    return self._fast_other(data, client, tcp, state, qend, lowered, limit,
-                                            geo_opt, kind, nodata=True)
-                counts, counts_opt, rest = entry
+                if type(entry) is tuple:
+                    counts, counts_opt, rest = entry
+                    counters = self._positive[kind]
+                else:  # NODATA for this locality (counted under its kind)
+                    negative = state.negatives.get(lowered)
+                    if negative is None:
+                        negative = self._negative_entry(data, qend, lowered, state, nodata=True)
+                    if negative is False:
+                        return self._slow(data, client, tcp)
+                    flagmap, counts, counts_opt, rest, _ = negative  # type: ignore[misc]
+                    flags = flagmap[flags]
+                    counters = self._positive[kind]
                 opt = geo_opt
             elif type(value) is tuple:
                 counts, counts_opt, rest = value
-                kind = "none"
+                counters = self._positive["none"]
             elif type(value) is Chain:  # a static CNAME chain
                 if value.geo:  # into a geo-aware name
                     if loc is None:
                         loc, kind = self._client_locality(client, state)
                     counts, counts_opt, rest = value.reply(loc)
+                    counters = self._positive[kind]
                     opt = geo_opt
                 else:
                     counts, counts_opt, rest = value.reply(0)
-                    kind = "none"
-            else:
-                return self._fast_other(data, client, tcp, state, qend, lowered, limit, opt)
+                    counters = self._positive["none"]
+            else:  # NXDOMAIN, NODATA or REFUSED, or the full path
+                negative = state.negatives.get(lowered)
+                if negative is None:
+                    negative = self._negative_entry(data, qend, lowered, state)
+                if negative is False:
+                    return self._slow(data, client, tcp)
+                flagmap, counts, counts_opt, rest, counters = negative  # type: ignore[misc]
+                flags = flagmap[flags]
             if tcp:
                 limit = TCP_LIMIT
             if qend + len(rest) + len(opt) > limit:
-                out = self._truncated(data, qend, 0x84, 0x00, opt)
+                out = self._truncated(data, qend, flags[0] & 0xFE, flags[1] & 0xEF, opt)
                 self.metrics.truncate("tcp" if tcp else "udp")
             elif opt:
                 out = b"".join((data[:2], flags, counts_opt, question, rest, opt))
             else:
                 out = b"".join((data[:2], flags, counts, question, rest))
             qtype = (data[qend - 4] << 8) | data[qend - 3]
-            counter = self._positive[kind][tcp]
+            counter = counters[tcp]
             counter[qtype] = counter.get(qtype, 0) + 1
             return out
         except Exception:
             return self._servfail(data)
 
     def _timed(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        """``handle`` with its duration and reply size observed."""
-        self._tick = self.metrics.sample_every + 1  # the call below is not timed again
+        """``handle`` with its duration and reply size observed.
+
+        The next timed query is the one a second from now at the rate seen
+        since the last, and never more than ``sample_every`` queries on: about
+        one a second on a quiet server (so its latency panel has data), and 1
+        in ``sample_every`` on a busy one (a timed query is slower; the fewer,
+        the less they weigh on the tail). The gap at most doubles from one
+        timed query to the next, so two queries close together do not make a
+        quiet server look busy. UDP and TCP share the count."""
         started = time.perf_counter()
+        elapsed = started - self._last_timed
+        per_second = self._period / elapsed if elapsed > 0.0 else float("inf")
+        period = max(1, min(self.metrics.sample_every, 2 * self._period, int(per_second)))
+        self._period = period
+        self._last_timed = started
+        self._tick = period + 1  # the call below is not timed again
         out = self.handle(data, client, tcp)
         if out is not None:
             self.metrics.observe("tcp" if tcp else "udp", time.perf_counter() - started,
                                  len(out))
         return out
 
-    def _fast_other(self, data: bytes, client: str, tcp: bool, state: ServingState,
-                    qend: int, lowered: bytes, limit: int, opt: bytes, kind: str = "none",
-                    *, nodata: bool = False) -> bytes | None:
-        """The fast path's negative answers: NXDOMAIN, NODATA and REFUSED,
-        decided once per lower-cased question and state (``_negative``, cached
-        in ``state.negatives``). ``nodata``: the locality's entry said NODATA
-        (counted under the client's locality kind). A positive answer that
-        ``questions`` leaves out (a qtype with a letter byte) and a class other
-        than IN take the full path."""
+    def _negative_entry(self, data: bytes, qend: int, lowered: bytes, state: ServingState,
+                        *, nodata: bool = False) -> Negative:
+        """The fast path's negative answer (NXDOMAIN, NODATA or REFUSED) to
+        the question ``lowered``, or False (the full path: a positive answer
+        that ``questions`` leaves out, e.g. a qtype with a letter byte, or a
+        class other than IN), decided by ``_negative`` and kept in
+        ``state.negatives``. ``nodata``: the locality's entry said NODATA.
+
+        A question whose type or class has a lower-case letter byte is decided
+        every time and never kept: ``lower()`` maps another type (HTTPS 0x0041)
+        onto the same key, so a kept entry could answer a question it was not
+        decided for. Without such a byte the key's type and class are the
+        query's own."""
         qtype = (data[qend - 4] << 8) | data[qend - 3]
-        if (lowered[-4] << 8) | lowered[-3] != qtype:  # lower() changed the type:
-            negative = self._negative(state, lowered, qtype)  # never a cache key
-        else:
-            hit = state.negatives.get(lowered)
-            if hit is None:
-                hit = self._negative(state, lowered, qtype, nodata=nodata)
-                if len(state.negatives) >= NEGATIVE_CACHE_MAX:
-                    state.negatives.clear()
-                state.negatives[lowered] = hit
-            negative = hit
-        if negative is False:
-            return self._slow(data, client, tcp)
-        rcode, first, counts, counts_opt, auth, counters = negative  # type: ignore[misc]
-        out = b"".join((data[:2], bytes((first | (data[2] & 0x01), rcode | (data[3] & 0x10))),
-                        counts_opt if opt else counts, data[12:qend], auth, opt))
-        if len(out) > (TCP_LIMIT if tcp else limit):
-            out = self._truncated(data, qend, out[2] & 0xFE, out[3] & 0xEF, opt)
-            self.metrics.truncate("tcp" if tcp else "udp")
-        counter = (self._positive[kind] if nodata else counters)[tcp]  # (NODATA: NOERROR)
-        counter[qtype] = counter.get(qtype, 0) + 1
-        return out
+        negative = self._negative(state, lowered, qtype, nodata=nodata)
+        if not _LETTERS.intersection(lowered[-4:]):
+            if len(state.negatives) >= NEGATIVE_CACHE_MAX:
+                state.negatives.clear()
+            state.negatives[lowered] = negative
+        return negative
 
     def _negative(self, state: ServingState, lowered: bytes, qtype: int, *,
                   nodata: bool = False) -> Negative:
@@ -287,8 +324,8 @@ class QueryHandler:
             if not auth and state.resolver.negative_soa is not None:
                 return False  # an SOA the blob cannot express
         counts = b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
-        return (rcode, 0x80 | aa, counts + b"\x00\x00", counts + b"\x00\x01", auth,
-                self.metrics.counters(rcode, "none"))
+        return (_flag_map(0x80 | aa, rcode), counts + b"\x00\x00", counts + b"\x00\x01",
+                auth, self.metrics.counters(rcode, "none"))
 
     @staticmethod
     def _truncated(data: bytes, qend: int, f1: int, f2: int, opt: bytes) -> bytes:
