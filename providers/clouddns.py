@@ -1,13 +1,14 @@
 """Cloud DNS backend (google-cloud-dns, run in worker threads off the event loop).
 
 Ownership is a TXT registry (``ownership``).  A change holds at most 1,000
-additions and 1,000 deletions, packed per name; an update is the exact
-observed record set deleted plus the new one added.  409 (already exists)
-and 412 (stale delete) mean the zone moved under us: the syncer re-lists and
-re-plans instead of retrying blindly.  429 and 5xx are retried with jittered
-backoff.  Record sets are listed from the raw API response, so foreign sets
-with a ``routingPolicy`` (no ``rrdatas``, which the library cannot parse)
-are seen, kept foreign, and never touched.
+additions, 1,000 deletions and 100,000 bytes of record data, packed per name;
+an update is the exact observed record set deleted plus the new one added.
+409 (already exists) and 412 (stale delete) mean the zone moved under us: the
+syncer re-lists and re-plans instead of retrying blindly.  429 and 5xx are
+retried with jittered backoff; a malformed answer is a TransientError.
+Record sets are listed from the raw API response, so foreign sets with a
+``routingPolicy`` (no ``rrdatas``, which the library cannot parse) are seen,
+kept foreign, and never touched.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from providers.txtzone import Observed
 
 MAX_ADDITIONS = 1000
 MAX_DELETIONS = 1000
+MAX_RRDATA_BYTES = 100_000  # "resource record data size per change"
 PAGE_SIZE = 500
 CHANGE_WAIT = 60.0  # seconds to wait for a change to become "done"
 
@@ -45,6 +47,11 @@ Rrset = dict[str, Any]
 
 def _api(rr: RRSet) -> Rrset:
     return {"name": rr.name, "type": rr.rtype, "ttl": rr.ttl, "rrdatas": list(rr.values)}
+
+
+def rrdata_bytes(sets: list[Rrset]) -> int:
+    """Record data of ``sets`` as the per-change size limit counts it."""
+    return sum(len(str(v).encode()) for rs in sets for v in rs["rrdatas"])
 
 
 def _exact(rs: Rrset) -> Rrset:
@@ -129,6 +136,12 @@ class CloudDnsBackend:
                 if write:
                     raise TransientError(self.name, op, repr(e)) from e
                 detail, kind = repr(e), "transient"
+            except gexc.BadRequest as e:
+                if write:
+                    raise  # a rejected change: the caller isolates the bad name(s)
+                raise PermanentError(self.name, f"{op}: {e.code} {e.message}") from e
+            except gexc.GoogleAPICallError as e:  # any other status: retrying will not help
+                raise PermanentError(self.name, f"{op}: {e.code} {e.message}") from e
             self.on_retry(kind)
             if attempt + 1 < self.attempts:
                 delay = backoff_delay(attempt, self.backoff, 20.0, self._rng)
@@ -140,8 +153,36 @@ class CloudDnsBackend:
     async def zone(self) -> str:
         if self._zone is None:
             res = await self._call("get_zone", "GET", self.base)
-            self._zone = absolute(str(res["dnsName"]))
+            name = res.get("dnsName") if isinstance(res, dict) else None
+            if not isinstance(name, str) or not name:
+                raise TransientError(self.name, "get_zone", f"malformed answer: {res!r:.200}")
+            self._zone = absolute(name)
         return self._zone
+
+    def _page(self, page: Any) -> tuple[list[Rrset], str | None]:
+        """The record sets and next page token of one listing page, checked:
+        a malformed answer is a TransientError, never a KeyError or TypeError."""
+        def bad(why: str) -> TransientError:
+            return TransientError(self.name, "list", f"malformed answer: {why}")
+
+        if not isinstance(page, dict):
+            raise bad(f"page is {type(page).__name__}")
+        rrsets = page.get("rrsets", [])
+        token = page.get("nextPageToken")
+        if not isinstance(rrsets, list) or not (token is None or isinstance(token, str)):
+            raise bad("rrsets or nextPageToken of the wrong type")
+        for rs in rrsets:
+            if not isinstance(rs, dict) or not isinstance(rs.get("name"), str) \
+                    or not isinstance(rs.get("type"), str):
+                raise bad(f"record set without name/type: {rs!r:.200}")
+            if "rrdatas" in rs and not (isinstance(rs["rrdatas"], list)
+                                        and all(isinstance(v, str) for v in rs["rrdatas"])):
+                raise bad(f"rrdatas not a list of strings: {rs!r:.200}")
+            try:
+                int(rs.get("ttl", 0))
+            except (TypeError, ValueError):
+                raise bad(f"ttl not a number: {rs!r:.200}") from None
+        return rrsets, token
 
     # -- read ----------------------------------------------------------------
 
@@ -155,13 +196,13 @@ class CloudDnsBackend:
             if token:
                 params["pageToken"] = token
             page = await self._call("list", "GET", self.base + "/rrsets", query_params=params)
-            for rs in page.get("rrsets", []):
+            rrsets, token = self._page(page)
+            for rs in rrsets:
                 key = (absolute(str(rs["name"])), str(rs["type"]))
                 if "rrdatas" not in rs or set(rs) - {"name", "type", "ttl", "rrdatas", "kind"}:
                     foreign.add(key)  # routing policy, signatures: never ours
                 else:
                     plain[key] = rs
-            token = page.get("nextPageToken")
             if not token:
                 break
         sets = [make_rrset(k[0], k[1], int(rs.get("ttl", 0)), [str(v) for v in rs["rrdatas"]])
@@ -169,7 +210,7 @@ class CloudDnsBackend:
         return txtzone.current(zone, plain, foreign, sets, self.owner)
 
     def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
-        return txtzone.refusals(desired, current.zone, "managed zone")
+        return txtzone.refusals(desired, current, "managed zone")
 
     # -- apply ---------------------------------------------------------------
 
@@ -201,7 +242,8 @@ class CloudDnsBackend:
                 dels += d
             if adds or dels:
                 groups.append((chs, adds, dels))
-        batches = pack(groups, lambda g: (len(g[1]), len(g[2])), (MAX_ADDITIONS, MAX_DELETIONS))
+        batches = pack(groups, lambda g: (len(g[1]), len(g[2]), rrdata_bytes(g[1] + g[2])),
+                       (MAX_ADDITIONS, MAX_DELETIONS, MAX_RRDATA_BYTES))
         applied = requests = 0
         errors: list[RecordError] = []
         for batch in batches:

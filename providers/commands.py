@@ -88,6 +88,10 @@ async def run_once(config: Config, snapshot: Snapshot, *, dry_run: bool, force: 
             err(f"provider {p.name}: {e}")
             code = max(code, EXIT_FAIL)
             continue
+        except Exception as e:  # a bug or an SDK surprise: report it, go on with the next
+            err(f"provider {p.name}: internal error: {e!r}")
+            code = max(code, EXIT_FAIL)
+            continue
         finally:
             if syncer is not None:
                 await syncer.backend.close()

@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 
 from config.model import Provider
 from providers import ownership, txtzone
@@ -137,9 +138,12 @@ class Route53Backend:
                         raise  # the batch was rejected: the caller isolates bad names
                     raise PermanentError(self.name, f"{op}: {code}: {e}") from e
                 detail = f"{code or status}: {e}"
-                if write and code not in RETRY_CODES:  # a 5xx write may have landed
+                # Throttled requests did not run; a 5xx write (InternalError,
+                # ServiceUnavailable included) may have landed.
+                if write and (code not in RETRY_CODES or status >= 500):
                     raise TransientError(self.name, op, detail) from e
-            except (botocore.exceptions.BotoCoreError, TimeoutError, OSError) as e:
+            except (botocore.exceptions.BotoCoreError, botocore.parsers.ResponseParserError,
+                    TimeoutError, OSError) as e:
                 if isinstance(e, botocore.exceptions.NoCredentialsError):
                     raise PermanentError(self.name, f"{op}: {e}") from e
                 if write:  # the batch may have landed: let the syncer re-read, re-plan
@@ -163,6 +167,14 @@ class Route53Backend:
     # -- read ----------------------------------------------------------------
 
     async def read(self) -> Current:
+        try:
+            return await self._read()
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # a listing botocore parsed but that lacks what the API promises
+            raise TransientError(self.name, "list_resource_record_sets",
+                                 f"malformed answer: {e!r}") from e
+
+    async def _read(self) -> Current:
         zone = await self.zone()
         kwargs: dict[str, Any] = {"HostedZoneId": self.zone_id, "MaxItems": PAGE_SIZE}
         plain: dict[RRKey, dict[str, Any]] = {}
@@ -189,7 +201,7 @@ class Route53Backend:
         return txtzone.current(zone, plain, foreign, sets, self.owner)
 
     def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
-        return txtzone.refusals(desired, current.zone, "hosted zone", SUPPORTED, "route53")
+        return txtzone.refusals(desired, current, "hosted zone", SUPPORTED, "route53")
 
     # -- apply ---------------------------------------------------------------
 

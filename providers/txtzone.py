@@ -39,11 +39,18 @@ def current(zone: str, plain: Mapping[RRKey, Any], foreign: Collection[RRKey],
     return Current(zone, owned, reg.foreign | frozenset(foreign), Observed(plain, reg.markers))
 
 
-def refusals(desired: Mapping[RRKey, RRSet], zone: str, zone_kind: str,
+def refusals(desired: Mapping[RRKey, RRSet], current: Current, zone_kind: str,
              supported: Collection[str] | None = None, service: str = "") -> dict[RRKey, str]:
-    """Record sets of ``desired`` that cannot be published in ``zone``, with why."""
+    """Record sets of ``desired`` that cannot be published in ``current.zone``, with why.
+
+    A set fedns does not own yet whose marker name holds a foreign TXT (a
+    verification token, another owner's orphan marker) is refused too: the
+    marker could only be written over foreign data.
+    """
+    zone = current.zone
     out = {}
     for key, rr in desired.items():
+        marker = (ownership.marker_name(*key), "TXT")
         if not in_zone(rr.name, zone):
             out[key] = f"outside {zone_kind} {zone}"
         elif supported is not None and rr.rtype not in supported:
@@ -52,6 +59,8 @@ def refusals(desired: Mapping[RRKey, RRSet], zone: str, zone_kind: str,
             out[key] = f"the apex NS set belongs to the {zone_kind}"
         elif rr.name.startswith(ownership.PREFIX):
             out[key] = "name collides with the ownership registry"
+        elif key not in current.owned and marker in current.foreign:
+            out[key] = f"its ownership marker's name {marker[0]} holds a foreign TXT record set"
     return out
 
 

@@ -2,8 +2,9 @@
 
 managedZones get; rrsets list with pageToken; changes create (atomic: a
 deletion must match an existing set exactly → 412, an addition must not
-exist → 409) and get.  ``fail_next`` injects status codes; ``before_change``
-runs before the next change is applied (to make a delete stale).
+exist → 409) and get.  ``fail_next`` injects status codes, or (status, raw body)
+pairs for malformed answers; ``before_change`` runs before the next change is
+applied (to make a delete stale).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class FakeCloudDns:
         self.page_size = page_size
         self.rrsets: dict[Key, dict[str, Any]] = {}
         self.changes: list[dict[str, Any]] = []
-        self.fail_next: list[int] = []
+        self.fail_next: list[int | tuple[int, str]] = []
         self.before_change: Callable[[], None] | None = None
         self.lock = threading.Lock()
         self.list_calls = 0
@@ -89,8 +90,16 @@ class FakeCloudDns:
 
             def _injected(self) -> bool:
                 if fake.fail_next:
-                    code = fake.fail_next.pop(0)
-                    self._send(code, _err(code, "injected", "injected failure"))
+                    item = fake.fail_next.pop(0)
+                    if isinstance(item, tuple):  # a raw (possibly malformed) answer
+                        data = item[1].encode()
+                        self.send_response(item[0])
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                    else:
+                        self._send(item, _err(item, "injected", "injected failure"))
                     return True
                 return False
 

@@ -12,7 +12,7 @@ from google.auth.credentials import AnonymousCredentials
 from healthwatch.snapshot import Record, Snapshot
 from providers import ownership
 from providers.clouddns import CloudDnsBackend
-from providers.errors import UnsafePlanError
+from providers.errors import ProviderError, UnsafePlanError
 from providers.factory import desired_records
 from providers.metrics import ProviderMetrics
 from providers.rrset import group, make_rrset, publishable
@@ -164,4 +164,69 @@ async def test_endpoint_down_loop_reports_and_never_raises() -> None:
         await asyncio.sleep(0.05)
     assert syncer.status()["state"] == "error"
     assert metrics.up.labels("clouddns")._value.get() == 0
+    await syncer.stop()
+
+
+async def test_foreign_txt_at_a_marker_name_is_skipped_and_blocks_nothing(
+        fake: FakeCloudDns) -> None:
+    """A foreign TXT where fedns would put a record's marker (a verification
+    token, or another owner's orphan marker): that record is skipped, the TXT
+    kept, and the rest is published (was: 409 on every attempt, nothing
+    published)."""
+    name = "ns1." + ZONE
+    mk = ownership.marker_name(name, "A")
+    fake.add({"name": mk, "type": "TXT", "ttl": 60, "rrdatas": ['"site-verification=abc"']})
+    kept = dict(fake.rrsets[(mk, "TXT")])
+    syncer, _, _ = make(fake.url)
+    snap = fed_snapshot()
+    res = await syncer.sync_once(snap)
+    assert [(s.name, s.rtype) for s in res.plan.skipped] == [(name, "A")]
+    assert "marker" in res.plan.skipped[0].reason
+    assert not res.errors and res.residual == 0
+    assert fake.rrsets[(mk, "TXT")] == kept
+    want = view(snap)
+    del want[(name, "A")]
+    assert published(fake) == want
+    assert (await syncer.sync_once(snap)).plan.empty
+    await syncer.stop()
+
+
+async def test_changes_stay_within_the_rrdata_size_limit(fake: FakeCloudDns) -> None:
+    """Cloud DNS limits the record data of one change to 100,000 bytes (was:
+    only the 1,000 additions/deletions were counted: 128,000 bytes here)."""
+    fake.page_size = 500
+    recs = tuple(Record(f"dkim{i}._domainkey.{ZONE}", "TXT", 300,
+                        '"v=DKIM1; k=rsa; p=' + "A" * 180 + f'{i:05d}"') for i in range(600))
+    snap = Snapshot(1, 0.0, ZONE, 30, recs, {}, ("",))
+    syncer, _, _ = make(fake.url)
+    res = await syncer.sync_once(snap, force=True)
+    assert res.applied == 600 and not res.errors and res.residual == 0
+    for ch in fake.changes:
+        size = sum(len(v.encode()) for part in ("additions", "deletions")
+                   for rs in ch[part] for v in rs["rrdatas"])
+        assert size <= 100_000
+    await syncer.stop()
+
+
+@pytest.mark.parametrize("answer", [
+    (200, '{"rrsets": [{"type": "A", "rrdatas": ["10.1.1.1"]}]}'),  # no name
+    (200, '{"rrsets": null}'),
+    (200, "[]"),
+    (200, '{"rrsets": [{"name": "x.fed.example.", "type": "A", "ttl": "x", "rrdatas": []}]}'),
+    (400, '{"error": {"code": 400, "message": "bad request"}}'),
+], ids=["set-without-name", "rrsets-null", "not-an-object", "ttl-not-a-number", "400"])
+async def test_a_bad_listing_is_a_provider_error_and_changes_nothing(
+        fake: FakeCloudDns, answer: tuple[int, str]) -> None:
+    """Malformed or unexpected answers surface as ProviderError (a clear CLI
+    message, the next provider still runs), never as a raw KeyError/TypeError
+    or google exception."""
+    syncer, _, _ = make(fake.url, attempts=1)
+    syncer._retries = 1
+    await syncer.sync_once(fed_snapshot())
+    before = dict(fake.rrsets)
+    fake.fail_next = [answer]
+    with pytest.raises(ProviderError):
+        await syncer.sync_once(fed_snapshot(down=[("web", "c1")], serial=2))
+    assert fake.rrsets == before
+    assert syncer.status()["state"] == "error"
     await syncer.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from moto.server import ThreadedMotoServer
 
 from healthwatch.snapshot import Record, Snapshot
 from providers import ownership
-from providers.errors import UnsafePlanError
+from providers.errors import ProviderError, UnsafePlanError
 from providers.factory import desired_records
 from providers.metrics import ProviderMetrics
 from providers.route53 import MAX_CHARS, MAX_VALUES, Route53Backend, decode_name
@@ -253,4 +254,100 @@ async def test_endpoint_down_loop_reports_and_never_raises(aws_env: None) -> Non
     assert status["state"] == "error" and "transient" in status["last_error"]
     assert metrics.up.labels("route53")._value.get() == 0
     assert metrics.errors.labels("route53", "transient")._value.get() >= 2
+    await syncer.stop()
+
+
+async def test_foreign_txt_at_a_marker_name_is_never_overwritten(moto_url: str,
+                                                                 zone_id: str) -> None:
+    """A foreign TXT where fedns would put a record's marker: the record is
+    skipped and the TXT kept (was: CREATE of the marker, which moto applies
+    over the foreign set and Route53 rejects)."""
+    name = "ns1." + ZONE
+    mk = ownership.marker_name(name, "A")
+    raw_client(moto_url).change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={
+        "Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+            "Name": mk, "Type": "TXT", "TTL": 60,
+            "ResourceRecords": [{"Value": '"site-verification=abc"'}]}}]})
+    kept = listing(moto_url, zone_id)[(mk, "TXT")]
+    syncer, _, _ = make(moto_url, zone_id)
+    snap = fed_snapshot()
+    res = await syncer.sync_once(snap)
+    assert [(s.name, s.rtype) for s in res.plan.skipped] == [(name, "A")]
+    assert not res.errors and res.residual == 0
+    assert listing(moto_url, zone_id)[(mk, "TXT")] == kept
+    want = view(snap)
+    del want[(name, "A")]
+    assert published(moto_url, zone_id) == want
+    await syncer.stop()
+
+
+class LandThenFail:
+    """Sends the first ChangeBatch for real, then answers 500 InternalError:
+    a write whose fate is unknown to the caller."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
+        self.sent += 1
+        if self.sent > 1:
+            return None
+        headers = {k: v.decode() if isinstance(v, bytes) else v
+                   for k, v in request.headers.items()}
+        headers.setdefault("Content-Type", "text/xml")  # else urllib says form-encoded
+        req = urllib.request.Request(request.url, data=bytes(request.body), method="POST",
+                                     headers=headers)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
+        body = (f'<?xml version="1.0"?><ErrorResponse xmlns="{NS[1:-1]}"><Error>'
+                "<Type>Receiver</Type><Code>InternalError</Code><Message>injected</Message>"
+                "</Error><RequestId>x</RequestId></ErrorResponse>").encode()
+        return AWSResponse(request.url, 500, {"Content-Type": "text/xml"}, _Raw(body))
+
+
+async def test_a_write_whose_fate_is_unknown_is_not_resent(moto_url: str,
+                                                           zone_id: str) -> None:
+    """5xx on ChangeResourceRecordSets: re-read and re-plan, never resend the
+    batch blindly (was: resent at once; Route53 rejects the repeated CREATEs
+    of a batch that landed, and every name was reported as rejected)."""
+    syncer, backend, _ = make(moto_url, zone_id)
+    hook = LandThenFail()
+    backend.client.meta.events.register("before-send.route-53.ChangeResourceRecordSets", hook)
+    res = await syncer.sync_once(fed_snapshot())
+    assert hook.sent == 1  # the re-read found the batch landed: nothing left to send
+    assert not res.errors and res.residual == 0
+    assert published(moto_url, zone_id) == view(fed_snapshot())
+    await syncer.stop()
+
+
+_LIST = ('<?xml version="1.0"?><ListResourceRecordSetsResponse xmlns="{ns}">'
+         "<ResourceRecordSets>{sets}</ResourceRecordSets><IsTruncated>{trunc}</IsTruncated>"
+         "<MaxItems>300</MaxItems></ListResourceRecordSetsResponse>")
+
+
+@pytest.mark.parametrize("body", [
+    b"<html>not xml",
+    _LIST.format(ns=NS[1:-1], trunc="false", sets=(
+        "<ResourceRecordSet><Type>A</Type><TTL>30</TTL><ResourceRecords><ResourceRecord>"
+        "<Value>10.1.1.1</Value></ResourceRecord></ResourceRecords></ResourceRecordSet>"
+    )).encode(),  # a set without Name
+    _LIST.format(ns=NS[1:-1], trunc="true", sets="").encode(),  # truncated, no NextRecordName
+], ids=["not-xml", "set-without-name", "truncated-without-next"])
+async def test_a_bad_listing_is_a_provider_error_and_changes_nothing(
+        moto_url: str, zone_id: str, body: bytes) -> None:
+    """Malformed listings surface as ProviderError (a clear CLI message, the
+    next provider still runs), never as a raw parser error or KeyError."""
+    syncer, backend, _ = make(moto_url, zone_id, attempts=1)
+    syncer._retries = 1
+    await syncer.sync_once(fed_snapshot())
+    before = listing(moto_url, zone_id)
+
+    def bad(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 200, {"Content-Type": "text/xml"}, _Raw(body))
+
+    backend.client.meta.events.register("before-send.route-53.ListResourceRecordSets", bad)
+    with pytest.raises(ProviderError):
+        await syncer.sync_once(fed_snapshot(down=[("web", "c1")], serial=2))
+    assert listing(moto_url, zone_id) == before
+    assert syncer.status()["state"] == "error"
     await syncer.stop()

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from providers.backend import ApplyResult, Current
 from providers.delegation import delegation_records
 from providers.errors import TransientError
@@ -128,3 +130,34 @@ async def test_one_cancel_ends_the_loop_when_a_publish_lands_with_it() -> None:
     assert task in done and task.cancelled()
     assert backend.applies == []
     await syncer.stop()
+
+
+class BrokenBackend(MemoryBackend):
+    """A backend with a bug: its read raises something that is no ProviderError."""
+
+    async def read(self) -> Current:
+        raise KeyError("name")
+
+
+async def test_sync_once_command_reports_a_broken_provider_and_runs_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fedns sync --once`: an unexpected exception in one provider is reported
+    as an error (exit 1) and the other providers still sync (was: a traceback,
+    and the providers after it never ran)."""
+    from providers import commands
+
+    broken, good = provider("coredns-etcd", name="broken"), provider("coredns-etcd", name="good")
+    backends = {"broken": BrokenBackend(), "good": MemoryBackend()}
+
+    def fake_make_syncer(cfg: Any, p: Any, metrics: ProviderMetrics) -> Syncer:
+        return Syncer(backends[p.name], p, desired_records(cfg, p), metrics, backoff=0.001)
+
+    monkeypatch.setattr(commands, "make_syncer", fake_make_syncer)
+    out: list[str] = []
+    err: list[str] = []
+    code = await commands.run_once(config(broken, good), fed_snapshot(), dry_run=False,
+                                   force=False, out=out.append, err=err.append)
+    assert code == commands.EXIT_FAIL
+    assert any("broken" in line and "KeyError" in line for line in err)
+    assert len(backends["good"].zone) == 15
+    assert any("provider good: in sync" in line for line in out)
