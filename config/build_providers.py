@@ -4,9 +4,12 @@ Settings per type (read with ``Provider.get(key)``):
 - coredns-etcd: endpoints (tuple of URLs), prefix (default "/skydns", no
   trailing slash), timeout (seconds, default 10.0), lease_ttl (int or absent)
 - route53: hosted_zone_id (bare id, "/hostedzone/" stripped), endpoint_url,
-  region (both absent when not given), timeout (default 10.0)
+  region (both absent when not given), timeout (default 10.0),
+  requests_per_second (absent: the backend's 5)
 - clouddns: project, managed_zone, endpoint_url (absent when not given),
   timeout (default 10.0)
+- route53 and clouddns: attempts, backoff (seconds), marker_ttl (absent: the
+  backend's 5, 0.5 and 300)
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def _settings(node: Node, kind: str) -> list[tuple[str, object]]:
             value = tuple(u for u in urls if u is not None)
         elif key == "endpoint_url" and isinstance(value, str):
             value = checked(node, path, value, url)
-        elif key == "timeout":
+        elif key in ("timeout", "backoff"):
             value = node.duration(key)
             if value == 0:
                 node.ctx.error(path, "must be greater than 0")

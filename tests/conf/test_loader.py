@@ -165,6 +165,27 @@ providers:
     assert (gcd.owner_id, gcd.max_change_fraction) == ("me", 0.5)
 
 
+def test_provider_retry_and_rate_settings() -> None:
+    text = BASE + """\
+providers:
+  - {type: route53, hosted_zone_id: Z0123, requests_per_second: 2.5, attempts: 8,
+     backoff: 250ms, marker_ttl: 60}
+  - {type: clouddns, project: p, managed_zone: fed, attempts: 3, backoff: 2}
+"""
+    r53, gcd = load_text(text).providers
+    assert [r53.get(k) for k in ("requests_per_second", "attempts", "backoff", "marker_ttl")] \
+        == [2.5, 8, 0.25, 60]
+    assert [gcd.get(k) for k in ("attempts", "backoff", "marker_ttl")] == [3, 2.0, None]
+
+
+@pytest.mark.parametrize("setting", ["attempts: 0", "backoff: 0", "requests_per_second: 0",
+                                     "marker_ttl: -1", "attempts: many"])
+def test_bad_provider_retry_settings_are_refused(setting: str) -> None:
+    block = f"providers:\n  - {{type: route53, hosted_zone_id: Z1, {setting}}}\n"
+    probs = problems_of(BASE + block)
+    assert probs and all("providers" in str(p) for p in probs), probs
+
+
 def test_api_token_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEDNS_TEST_TOKEN", "s3cret-value")
     assert load_text(BASE + "api_token: ${FEDNS_TEST_TOKEN}\n").api_token == "s3cret-value"
