@@ -174,7 +174,7 @@ class QueryHandler:
         ``state.negatives`` (filled by ``_negative_entry``), and is joined the
         same way; anything else goes to ``_slow``."""
         tick = self._tick - 1
-        if not tick:  # 1 in sample_every queries is timed (duration and size)
+        if not tick:  # this query is timed (duration and size; see _timed)
             return self._timed(data, client, tcp)
         self._tick = tick
         try:

@@ -74,8 +74,13 @@ def quote_txt(text: str) -> str:
 
 
 def unsupported(rr: RRSet) -> str | None:
+    """Why ``rr`` cannot be published in this layout, or None."""
     if rr.rtype not in SUPPORTED:
         return f"coredns-etcd publishes only {', '.join(SUPPORTED)}"
+    if "*" in absolute(rr.name).split("."):
+        # CoreDNS reads '*' in a *query* as "anything below"; a key with a '*'
+        # label answers only queries for that literal name, never foo.<name>
+        return "coredns-etcd has no wildcard records ('*' is a query-side wildcard there)"
     if rr.rtype == "TXT" and any(len(txt_strings(v)) != 1 for v in rr.values):
         return "coredns-etcd holds one character-string per TXT value"
     return None

@@ -157,12 +157,15 @@ async def test_nested_names_and_unsupported_types_are_skipped(etcd_server: EtcdS
     syncer, prefix, _ = make(etcd_server)
     base = fed_snapshot()
     extra = (Record("a." + ZONE, "A", 30, "10.1.1.1"), Record("b.a." + ZONE, "A", 30, "10.1.1.2"),
-             Record("mx." + ZONE, "MX", 30, "10 mail." + ZONE))
+             Record("mx." + ZONE, "MX", 30, "10 mail." + ZONE),
+             Record("*.w." + ZONE, "A", 30, "10.1.1.3"))
     snap = Snapshot(2, 0.0, ZONE, 30, base.records + extra, base.geo, base.localities)
     res = await syncer.sync_once(snap)
     skipped = {(s.name, s.rtype): s.reason for s in res.plan.skipped}
-    assert set(skipped) == {("a." + ZONE, "A"), ("mx." + ZONE, "MX")}
+    assert set(skipped) == {("a." + ZONE, "A"), ("mx." + ZONE, "MX"), ("*.w." + ZONE, "A")}
+    assert "wildcard" in skipped[("*.w." + ZONE, "A")]
     keys = await dump(etcd_server, prefix)
+    assert not any("/*" in key for key in keys)  # CoreDNS would not serve it as a wildcard
     assert coredns_answer(keys, prefix, "b.a." + ZONE) == {("A", 30, "10.1.1.2")}
     await syncer.stop()
 
