@@ -168,3 +168,31 @@ def test_the_interpreter_that_runs_fedns_is_named(tmp_path: Path, shebang: str,
     assert info["path"] == (sys.executable if "bash" in shebang else str(python))
     assert info["version"] == sys.version.split()[0]
     assert info["libpython"] in ("static", "shared")
+
+
+def test_a_round_the_host_made_busy_is_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``measured`` repeats a round in which other processes took more than
+    ``--busy`` of the server's CPU, at most ``--busy-repeats`` times, and keeps
+    every attempt in the raw rows."""
+    others = iter([0.45, 0.20, 0.02, 0.30, 0.50, 0.40])
+
+    def fake_measure(server: object, mix: str, qfile: Path, seconds: float, qps: int | None,
+                     args: object, cpu: int | None, verbose: bool = False) -> compare.Row:
+        return compare.Row("fedns", mix, "Q5000", qps, 5000, 40000, 0.0, 15.0, 0.03, 0.027,
+                           0.040, next(others))
+
+    monkeypatch.setattr(compare, "measure", fake_measure)
+    opts = compare.parse_args([])
+    raw: list[compare.Row] = []
+    lines: list[str] = []
+    server = object()
+
+    def once() -> compare.Row:
+        return compare.measured(server, "geo-ecs", Path("q"), 5000, opts,  # type: ignore[arg-type]
+                                None, 0, True, raw, lines.append)  # type: ignore[arg-type]
+
+    assert once().cpu0_other == 0.02  # 45 %, 20 %: measured again; 2 %: kept
+    assert [r.busy for r in raw] == [True, True, False]
+    assert once().cpu0_other == 0.40  # still busy after two repeats: the last one counts
+    assert [r.busy for r in raw[3:]] == [True, True, False]
+    assert sum("(busy: measured again)" in ln for ln in lines) == 4
