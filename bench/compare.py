@@ -11,6 +11,9 @@ query mix: max qps (no -Q), fixed rates (-Q 100000, -Q 200000) and a low rate
 server's utime+stime delta over the run (/proc/<pid>/stat) / completed queries.
 A round in which other processes took more than ``--busy`` of CPU 0 is run
 again (at most ``--busy-repeats`` times; every attempt is printed and kept).
+The acceptance lines (fedns geo-ecs against gdnsd static) come from paired
+rounds, where gdnsd on ``static`` and fedns on ``geo-ecs`` alternate in the
+same rounds (mix ``paired``; ``--no-paired`` judges from the per-mix rounds).
 With ``--servers gdnsd,fedns,pyfloor`` a third server runs alike:
 ``pyfloor.py``, a loop that only does recvfrom, one dict lookup and sendto,
 so each run also shows how much of the gap to gdnsd is Python's own.
@@ -122,7 +125,35 @@ def run_all(servers: list[procs.ServerProc], files: dict[str, Path],
                     row = measured(s, mix, files[mix], qps, opts, pargs, cpu, verbose, raw, say)
                     per[s.name].append(row)
             medians += [median_row(rs) for rs in per.values()]
+    if opts.paired and {"gdnsd", "fedns"} <= {s.name for s in servers}:
+        medians += paired(servers, files, opts, pargs, cpu, raw, say)
     return raw, medians
+
+
+PAIRED = "paired"  # the pseudo-mix of the acceptance rounds
+
+
+def paired(servers: list[procs.ServerProc], files: dict[str, Path],
+           opts: argparse.Namespace, pargs: perfrun.PerfArgs, cpu: int | None,
+           raw: list[Row], say: Callable[[str], None]) -> list[Row]:
+    """The acceptance lines compare fedns on ``geo-ecs`` with gdnsd on
+    ``static``, which the per-mix rounds measure minutes apart: a slow spell of
+    the host that hits one phase and not the other decides the ratio. Here each
+    of max rate, the highest ``--rates`` rate and ``--latency-rate`` is run with
+    gdnsd on ``static`` and the others on ``geo-ecs`` in the same alternating
+    rounds (mix ``paired`` in the rows)."""
+    say(f"{PAIRED}: gdnsd on static, fedns and pyfloor on geo-ecs, in the same rounds")
+    medians: list[Row] = []
+    for qps in [None, *([max(opts.rates)] if opts.rates else []), opts.latency_rate]:
+        verbose = qps == opts.latency_rate
+        per: dict[str, list[Row]] = {s.name: [] for s in servers}
+        for i in range(opts.rounds):
+            for s in (servers if i % 2 == 0 else servers[::-1]):
+                qfile = files["static" if s.name == "gdnsd" else "geo-ecs"]
+                per[s.name].append(measured(s, PAIRED, qfile, qps, opts, pargs, cpu, verbose,
+                                            raw, say))
+        medians += [median_row(rs) for rs in per.values()]
+    return medians
 
 
 def measured(server: procs.ServerProc, mix: str, qfile: Path, qps: int | None,
@@ -230,7 +261,7 @@ def print_table(rows: list[Row], say: Callable[[str], None]) -> None:
     say("")
     extra = f" {'pyfloor':>10} {'floor/g':>7}" if floor else ""
     say(f"{'mix':<8} {'mode':<8} {'metric':<12} {'fedns':>10} {'gdnsd':>10} {'ratio':>7}{extra}")
-    for mix in MIXES:
+    for mix in (*MIXES, PAIRED):
         for mode in modes:
             f, g, p = (by.get((name, mix, mode)) for name in ("fedns", "gdnsd", "pyfloor"))
             present = [r for r in (f, g, p) if r is not None]
@@ -263,6 +294,9 @@ def _num(v: float | None) -> str:
 def acceptance(rows: list[Row], ecs: dict[str, object] | None,
                opts: argparse.Namespace) -> list[tuple[str, float | None, str, bool | None]]:
     by = {(r.server, r.mix, r.mode): r for r in rows}
+    if any(r.mix == PAIRED for r in rows):  # same rounds: use those
+        by.update({(r.server, "geo-ecs" if r.server != "gdnsd" else "static", r.mode): r
+                   for r in rows if r.mix == PAIRED})
     out: list[tuple[str, float | None, str, bool | None]] = []
 
     def ratio(a: Row | None, b: Row | None, get: Callable[[Row], float | None]) -> float | None:
@@ -331,6 +365,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-pin", action="store_true", help="do not use taskset")
     ap.add_argument("--profile", type=Path, default=None,
                     help="directory for a py-spy profile of fedns at max rate")
+    ap.add_argument("--no-paired", dest="paired", action="store_false",
+                    help="skip the paired rounds (gdnsd static and fedns geo-ecs alternating "
+                         "in the same rounds) and judge from the per-mix rounds")
     ap.add_argument("--busy", type=float, default=0.10,
                     help="repeat a round in which other processes took more than this share "
                          "of the server's CPU (default 0.10; pinned runs only)")

@@ -196,3 +196,40 @@ def test_a_round_the_host_made_busy_is_measured_again(monkeypatch: pytest.Monkey
     assert once().cpu0_other == 0.40  # still busy after two repeats: the last one counts
     assert [r.busy for r in raw[3:]] == [True, True, False]
     assert sum("(busy: measured again)" in ln for ln in lines) == 4
+
+
+def test_acceptance_is_judged_from_the_paired_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paired rounds run gdnsd on static and fedns/pyfloor on geo-ecs in the
+    same rounds, and the acceptance lines use them over the per-mix rounds
+    (which measure the two mixes minutes apart)."""
+    seen: list[tuple[str, str, str, int | None]] = []
+
+    def fake_measure(server: procs.ServerProc, mix: str, qfile: Path, seconds: float,
+                     qps: int | None, args: object, cpu: int | None,
+                     verbose: bool = False) -> compare.Row:
+        seen.append((server.name, mix, qfile.name, qps))
+        p99 = {"gdnsd": 0.040, "fedns": 0.044, "pyfloor": 0.042}[server.name]
+        return compare.Row(server.name, mix, "max" if qps is None else f"Q{qps}", qps,
+                           qps or 150_000, 1000, 0.0, 5.0, 0.03, 0.027, p99)
+
+    monkeypatch.setattr(compare, "measure", fake_measure)
+    servers = [procs.ServerProc(name, None, 0, Path("log"))  # type: ignore[arg-type]
+               for name in ("gdnsd", "fedns", "pyfloor")]
+    files = {m: Path(f"{m}.bin") for m in ("static", "geo-ecs", "geo")}
+    opts = compare.parse_args(["--rounds", "2", "--rates", "100000,200000"])
+    medians = compare.paired(servers, files, opts, None, 0, [], lambda s: None)  # type: ignore[arg-type]
+    assert {(n, f) for n, _, f, _ in seen} == {
+        ("gdnsd", "static.bin"), ("fedns", "geo-ecs.bin"), ("pyfloor", "geo-ecs.bin")}
+    assert sorted({q or 0 for *_, q in seen}) == [0, 5000, 200000]
+    assert len(seen) == 3 * 2 * 3 and all(m == compare.PAIRED for _, m, _, _ in seen)
+    per_mix = [compare.Row("gdnsd", "static", "Q5000", 5000, 5000, 1000, 0.0, 5.0, 0.03,
+                           0.027, 0.030),
+               compare.Row("fedns", "geo-ecs", "Q5000", 5000, 5000, 1000, 0.0, 5.0, 0.03,
+                           0.027, 0.060)]
+    got = {label: (value, ok) for label, value, _, ok
+           in compare.acceptance(per_mix + medians, None, opts)}
+    assert got["p99 at Q5000 fedns geo-ecs / gdnsd static"] == (pytest.approx(1.1), True)
+    assert got["p99 at Q5000 fedns geo-ecs / Python floor geo-ecs"][0] == pytest.approx(
+        0.044 / 0.042)
+    alone = {label: ok for label, _, _, ok in compare.acceptance(per_mix, None, opts)}
+    assert alone["p99 at Q5000 fedns geo-ecs / gdnsd static"] is False  # 2.0 without them
