@@ -118,13 +118,8 @@ def run_all(servers: list[procs.ServerProc], files: dict[str, Path],
     medians: list[Row] = []
     for mix in opts.mixes:
         for qps in [None, *opts.rates, opts.latency_rate]:
-            verbose = qps == opts.latency_rate
-            per: dict[str, list[Row]] = {s.name: [] for s in servers}
-            for i in range(opts.rounds):
-                for s in (servers if i % 2 == 0 else servers[::-1]):
-                    row = measured(s, mix, files[mix], qps, opts, pargs, cpu, verbose, raw, say)
-                    per[s.name].append(row)
-            medians += [median_row(rs) for rs in per.values()]
+            medians += alternating(servers, mix, lambda s, m=mix: files[m], qps, opts, pargs,
+                                   cpu, raw, say)
     if opts.paired and {"gdnsd", "fedns"} <= {s.name for s in servers}:
         medians += paired(servers, files, opts, pargs, cpu, raw, say)
     return raw, medians
@@ -145,15 +140,25 @@ def paired(servers: list[procs.ServerProc], files: dict[str, Path],
     say(f"{PAIRED}: gdnsd on static, fedns and pyfloor on geo-ecs, in the same rounds")
     medians: list[Row] = []
     for qps in [None, *([max(opts.rates)] if opts.rates else []), opts.latency_rate]:
-        verbose = qps == opts.latency_rate
-        per: dict[str, list[Row]] = {s.name: [] for s in servers}
-        for i in range(opts.rounds):
-            for s in (servers if i % 2 == 0 else servers[::-1]):
-                qfile = files["static" if s.name == "gdnsd" else "geo-ecs"]
-                per[s.name].append(measured(s, PAIRED, qfile, qps, opts, pargs, cpu, verbose,
-                                            raw, say))
-        medians += [median_row(rs) for rs in per.values()]
+        medians += alternating(
+            servers, PAIRED, lambda s: files["static" if s.name == "gdnsd" else "geo-ecs"],
+            qps, opts, pargs, cpu, raw, say)
     return medians
+
+
+def alternating(servers: list[procs.ServerProc], mix: str,
+                qfile: Callable[[procs.ServerProc], Path], qps: int | None,
+                opts: argparse.Namespace, pargs: perfrun.PerfArgs, cpu: int | None,
+                raw: list[Row], say: Callable[[str], None]) -> list[Row]:
+    """``--rounds`` rounds of every server on its query file at ``qps``, back
+    to back, the order alternating between rounds; each server's medians."""
+    verbose = qps == opts.latency_rate
+    per: dict[str, list[Row]] = {s.name: [] for s in servers}
+    for i in range(opts.rounds):
+        for s in (servers if i % 2 == 0 else servers[::-1]):
+            per[s.name].append(measured(s, mix, qfile(s), qps, opts, pargs, cpu, verbose,
+                                        raw, say))
+    return [median_row(rs) for rs in per.values()]
 
 
 def measured(server: procs.ServerProc, mix: str, qfile: Path, qps: int | None,
