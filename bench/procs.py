@@ -23,19 +23,26 @@ import yaml
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free on ``host`` for both UDP and TCP right now (DNS
+    servers bind both). Another process can still take it before the caller
+    binds it: a test that starts a server on it should retry on
+    "Address already in use".
+
+    The one copy: tests/ports.py re-exports it (tests may import bench
+    helpers; bench never imports tests)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no port free for both UDP and TCP on {host} in 100 tries")
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,9 @@ table it derives from: the cost follows the changed names, not the zone.
 
 Memory (a large zone has hundreds of thousands of names): replies equal
 within a name are one object, a name's per-locality lists equal across
-qtypes are one list, names share their shapes (no dict per name), and only
-the reverse dependencies are kept.
+qtypes are one list, names share their shapes (no dict per name), and the
+dependency maps hold the table's own name objects (equal forward tuples
+shared).
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ DEFAULT_MAX_KEYS = 4_000_000
 _TARGET_TYPES = frozenset(("CNAME", "NS"))
 NODATA = 0
 CHASE = -1
-SWEEP_DROPPED = 1024  # names dropped by ``derive`` before ``rdeps`` is swept (at least)
 
 # a positive reply: (QD/AN/NS/AR counts, the same with AR + 1 for an OPT
 # record, the sections after the question); counts objects are shared
@@ -155,28 +155,25 @@ class AnswerTable:
     """Immutable: ``names`` and ``questions`` (read by the fast path) plus what
     ``derive`` needs."""
 
-    __slots__ = ("complete", "dropped", "letters", "names", "questions", "rdeps", "stats")
+    __slots__ = ("complete", "deps", "letters", "names", "questions", "rdeps", "stats")
 
-    def __init__(self, stats: TableStats, rdeps: dict[bytes, Deps],
+    def __init__(self, stats: TableStats, rdeps: dict[bytes, Deps], deps: dict[bytes, Deps],
                  names: dict[bytes, Shape] | None = None,
                  questions: dict[bytes, Value] | None = None,
-                 letters: dict[tuple[bytes, int], Value] | None = None,
-                 dropped: int = 0) -> None:
+                 letters: dict[tuple[bytes, int], Value] | None = None) -> None:
         self.names: dict[bytes, Shape] = {} if names is None else names
         self.questions: dict[bytes, Value] = {} if questions is None else questions
         self.letters: dict[tuple[bytes, int], Value] = {} if letters is None else letters
         self.stats = stats
         self.complete = stats.complete
-        # name -> the names whose answers contain records of it (a superset
-        # after ``derive``: an edge that went away stays, and costs at most
-        # one needless rebuild; the forward map it would take to drop such
-        # edges is larger than they are). An edge from a name that went stays
-        # until ``derive`` sweeps ``rdeps``: once the names dropped since the
-        # last sweep (``dropped``) pass ``SWEEP_DROPPED``, or an eighth of the
-        # table's names; without that, targets that never change (a CNAME out
-        # of the zone) would keep every name that ever pointed at them.
+        # name -> the names whose answers contain records of it or go there
+        # (``rdeps``), and its inverse, name -> those names (``deps``; names
+        # without any are left out). ``derive`` replaces a rebuilt name's
+        # edges with the ones it has now, found through ``deps``: an edge
+        # that went away (a chain that moved, a name that went) does not
+        # rebuild the name again.
         self.rdeps = rdeps
-        self.dropped = dropped
+        self.deps = deps
 
     def get(self, qname: bytes, qtype: int) -> Value | None:
         """The stored value for (qname, qtype), None if not stored."""
@@ -212,7 +209,7 @@ class AnswerTable:
 
     @classmethod
     def empty(cls) -> AnswerTable:
-        return cls(TableStats(0, 0, 0, False, 0.0), {})
+        return cls(TableStats(0, 0, 0, False, 0.0), {}, {})
 
     @classmethod
     def build(cls, resolver: Resolver, *, max_keys: int | None = None) -> AnswerTable:
@@ -223,7 +220,7 @@ class AnswerTable:
             max_keys = DEFAULT_MAX_KEYS
         started = time.perf_counter()
         b = _Builder(resolver)
-        table = cls(TableStats(0, 0, 0, True, 0.0), {})
+        table = cls(TableStats(0, 0, 0, True, 0.0), {}, {})
         complete = True
         every = resolver.names()
         for name in every:
@@ -235,7 +232,8 @@ class AnswerTable:
                         len(table.names))
         if not complete:
             log.warning("answer_table_bounded keys=%d max_keys=%d", b.keys, max_keys)
-        return cls(stats, _invert(b.deps, every), table.names, table.questions, table.letters)
+        rdeps, deps = _link(b.deps, every)
+        return cls(stats, rdeps, deps, table.names, table.questions, table.letters)
 
     def derive(self, resolver: Resolver, changed: Iterable[bytes]) -> AnswerTable:
         """The table for ``resolver`` (derived from this table's resolver with
@@ -263,44 +261,46 @@ class AnswerTable:
                     gone.append(name)
             elif self.complete or name in names:  # (skip one beyond an incomplete bound)
                 built.append((name, b.name(name)))
-        rdeps = self.rdeps
+        rdeps, deps = self.rdeps, self.deps
         for name, types in built:
             self._put(name, types)
         for name in gone:
             self._put(name, {})
             del names[name]
-            rdeps.pop(name, None)  # its dependents were rebuilt: they add theirs again
-        for n, targets in b.deps.items():
-            for t in targets:
-                have = rdeps.get(t, ())
-                if n not in have:
-                    rdeps[t] = (*have, n)
-        dropped = self.dropped + len(gone)
-        if dropped > max(SWEEP_DROPPED, len(names) // 8):
-            _sweep(rdeps, names)
-            dropped = 0
+        # Every name whose dependencies can have changed was rebuilt (its own
+        # records or a name its answers reached changed): its edges become
+        # the ones it has now. A name that went has none; the names that
+        # still lead to it keep theirs, so they are rebuilt when it comes back.
+        for name, _ in built:
+            _relink(rdeps, deps, name, b.deps.get(name, ()))
+        for name in gone:
+            _relink(rdeps, deps, name, ())
         stats = b.stats(len(names), self.complete, time.perf_counter() - started,
                         len(built) + len(gone))
-        return AnswerTable(stats, rdeps, names, self.questions, self.letters, dropped)
+        return AnswerTable(stats, rdeps, deps, names, self.questions, self.letters)
 
 
-def _sweep(rdeps: dict[bytes, Deps], names: dict[bytes, Shape]) -> None:
-    """Drop the dependents that are no longer names (and targets left with
-    none): O(edges), once per ``SWEEP_DROPPED`` or more dropped names (59 ms
-    for the 270,000 edges of ``bench/snapshot_scale.py``'s 10,000 services,
-    whose 251,325 names make that once per 31,415 names dropped, about 1,250
-    Services there)."""
-    for target, deps in list(rdeps.items()):
-        for n in deps:
-            if n not in names:
-                break
-        else:
-            continue  # every dependent is still a name (most targets)
-        kept = tuple(n for n in deps if n in names)
-        if kept:
-            rdeps[target] = kept
-        else:
-            del rdeps[target]
+def _relink(rdeps: dict[bytes, Deps], deps: dict[bytes, Deps], name: bytes,
+            now: Deps) -> None:
+    """Make ``name``'s edges those to ``now`` (its targets as just built,
+    sorted). Unchanged targets, a rebuild's usual case, cost one comparison."""
+    was = deps.get(name, ())
+    if was == now:
+        return
+    for t in was:
+        if t not in now:
+            kept = tuple(n for n in rdeps.get(t, ()) if n != name)
+            if kept:
+                rdeps[t] = kept
+            else:
+                rdeps.pop(t, None)
+    for t in now:
+        if t not in was:
+            rdeps[t] = (*rdeps.get(t, ()), name)
+    if now:
+        deps[name] = now
+    else:
+        deps.pop(name, None)
 
 
 def _counts(counts: bytes) -> tuple[bytes, bytes]:
@@ -314,20 +314,26 @@ def _counts(counts: bytes) -> tuple[bytes, bytes]:
     return pair
 
 
-def _invert(deps: dict[bytes, Deps], names: list[bytes]) -> dict[bytes, Deps]:
-    """name -> the names that depend on it, keyed by the objects of ``names``
-    (sorted; the table's own keys) where they hold the name: no second copy."""
+def _link(deps: dict[bytes, Deps], names: list[bytes]
+          ) -> tuple[dict[bytes, Deps], dict[bytes, Deps]]:
+    """``deps`` (name -> its targets) inverted (target -> the names that depend
+    on it) and as kept (equal target tuples shared), each target the object
+    of ``names`` (sorted; the table's own keys) where that holds the name:
+    no second copy."""
+    canon: dict[bytes, bytes] = {}
     out: dict[bytes, list[bytes]] = {}
+    shared: dict[Deps, Deps] = {}
+    forward: dict[bytes, Deps] = {}
     for name, targets in deps.items():
         for t in targets:
-            out.setdefault(t, []).append(name)
-    rdeps: dict[bytes, Deps] = {}
-    for t, s in out.items():
-        i = bisect.bisect_left(names, t)
-        if i < len(names) and names[i] == t:
-            t = names[i]
-        rdeps[t] = tuple(s)
-    return rdeps
+            c = canon.get(t)
+            if c is None:
+                i = bisect.bisect_left(names, t)
+                c = canon[t] = names[i] if i < len(names) and names[i] == t else t
+            out.setdefault(c, []).append(name)
+        kept = tuple(canon[t] for t in targets)
+        forward[name] = shared.setdefault(kept, kept)
+    return {t: tuple(s) for t, s in out.items()}, forward
 
 
 class _Builder:

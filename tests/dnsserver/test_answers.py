@@ -637,6 +637,10 @@ def test_names_that_appear_and_go_match_a_full_build() -> None:
         assert state.table.names == built.table.names, step
         assert state.table.questions == built.table.questions, step
         assert state.table.letters == built.table.letters, step
+        # the dependency edges too: none left over from names or chains gone
+        assert state.table.deps == built.table.deps, step
+        assert ({t: set(d) for t, d in state.table.rdeps.items()}
+                == {t: set(d) for t, d in built.table.rdeps.items()}), step
         assert state.resolver._ents == built.resolver._ents, step
         assert state.resolver._children == built.resolver._children, step
         assert state.resolver.names() == built.resolver.names(), step
@@ -648,16 +652,11 @@ def test_names_that_appear_and_go_match_a_full_build() -> None:
         prev = snap
 
 
-@pytest.mark.parametrize("sweep", [True, False])
-def test_edges_from_names_that_went_are_swept(sweep: bool,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_edges_from_names_that_went_go_with_them() -> None:
     """Names that CNAME out of the zone come and go (Services created and
-    deleted): once enough have gone, ``rdeps`` forgets them, so the target's
+    deleted): each one that went leaves ``rdeps`` at once, so the target's
     entry does not keep every name that ever pointed at it; the answers stay
     those of a full build."""
-    import dnsserver.answers as answers_mod
-
-    monkeypatch.setattr(answers_mod, "SWEEP_DROPPED", 4 if sweep else 10**9)
     z = zf.ZONE
     target = "lb.elsewhere.example.net."
     pointers = {f"p{i}.{z}": zf.rec(f"p{i}.{z}", "CNAME", target) for i in range(40)}
@@ -681,7 +680,5 @@ def test_edges_from_names_that_went_are_swept(sweep: bool,
         assert fstate is not None
         assert state.table.questions == fstate.table.questions
         have = set(state.table.rdeps.get(key, ()))
-        if sweep:  # swept once more than four (and an eighth of the names) went
-            assert have == set(fstate.table.rdeps.get(key, ()))
-        else:  # the superset that the sweep keeps bounded
-            assert len(have) == 40
+        assert len(have) == keep and have == set(fstate.table.rdeps.get(key, ()))
+        assert state.table.deps == fstate.table.deps
