@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,10 +33,11 @@ from providers.errors import (
 )
 from providers.metrics import ProviderMetrics
 from providers.plan import Plan, Skipped, check_safety, make_plan
-from providers.rrset import group
+from providers.rrset import RRKey, RRSet, group
 
 T = TypeVar("T")
-DesiredFn = Callable[[Snapshot], list[Record]]
+# what to publish: records (grouped into sets here) or record sets as they are
+DesiredFn = Callable[[Snapshot], list[Record] | Mapping[RRKey, RRSet]]
 MAX_REPLANS = 3
 
 
@@ -82,6 +83,7 @@ class Syncer:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._failures = 0
+        self._failed_kind = ""  # the kind of the last failed pass (for _run's log line)
         self._status: dict[str, Any] = {
             "provider": provider.name, "type": provider.type, "state": "pending",
             "serial": None, "last_sync": None, "last_success": None, "last_error": None,
@@ -113,7 +115,8 @@ class Syncer:
     # -- one sync ------------------------------------------------------------
 
     def plan(self, snapshot: Snapshot, current: Current) -> Plan:
-        wanted = group(self._desired(snapshot))
+        got = self._desired(snapshot)
+        wanted = dict(got) if isinstance(got, Mapping) else group(got)
         refused = self.backend.check(wanted, current)
         desired = {k: rr for k, rr in wanted.items() if k not in refused}
         skipped = [Skipped(k[0], k[1], why) for k, why in sorted(refused.items())]
@@ -236,11 +239,14 @@ class Syncer:
         return backoff_delay(attempt, self._backoff, self._max_backoff, self._rng)
 
     def _fail(self, kind: str, err: ProviderError, state: str = "error") -> None:
+        """Count and record a failed pass. It is logged by the background loop
+        (``_run``), not here: a caller of ``sync_once`` (``fedns sync --once``)
+        reports the raised error itself, so a log line would repeat it."""
         self._metrics.errors.labels(self.name, kind).inc()
         self._metrics.up.labels(self.name).set(0)
         self._status.update(state=state, last_error=str(err))
+        self._failed_kind = kind
         self._status["errors"] += 1
-        self._log.warning("sync_failed kind=%s error=%s", kind, err)
 
     def _succeed(self, snapshot: Snapshot, result: SyncResult) -> None:
         now = time.time()
@@ -273,8 +279,9 @@ class Syncer:
                 # only deletes are limited here (fedns sync --once limits both).
                 await self.sync_once(snapshot, limit_updates=False)
                 self._failures = 0
-            except ProviderError:
+            except ProviderError as e:
                 self._failures += 1
+                self._log.warning("sync_failed kind=%s error=%s", self._failed_kind, e)
             except Exception as e:  # a bug or an SDK surprise must not kill the loop
                 self._failures += 1
                 self._metrics.errors.labels(self.name, "internal").inc()

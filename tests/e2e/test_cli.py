@@ -1,4 +1,5 @@
-"""``fedns check``, ``fedns serve`` refusing bad configs, and ``fedns records``."""
+"""``fedns check``, ``fedns serve`` refusing bad configs, ``fedns records``, and
+``fedns sync --once`` refusing an unsafe plan."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pathlib import Path
 
 from tests.e2e.configs import GLOBAL, MISTAKE_LINES, THREE_MISTAKES, static_config
 from tests.e2e.procs import run_fedns, write
+from tests.providers import conftest as provider_fixtures
+from tests.providers.conftest import EtcdServer
+
+etcd_server = provider_fixtures.etcd_server  # a real etcd on 127.0.0.1 (the provider tests')
 
 
 def _problem_lines(text: str, path: Path) -> dict[int, str]:
@@ -111,3 +116,55 @@ def test_serve_rejects_an_unknown_udp_mode_clearly(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert "FEDNS_UDP='bogus' is not one of mmsg, thread, loop" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+SYNC_CONFIG = """\
+zone: sync.example.
+federation: fed
+nameservers: {{ns1: [192.0.2.53]}}
+regions:
+  eu: {{location: [50.0, 4.0], zones: [eu-a]}}
+health: {{interval: 200ms, timeout: 100ms, rise: 1, fall: 1}}
+clusters:
+  - name: c1
+    region: eu
+    zone: eu-a
+    source: static
+    services:
+{services}
+providers:
+  - {{type: coredns-etcd, endpoints: ["{url}"], prefix: {prefix}}}
+"""
+
+
+def _sync_config(path: Path, srv: EtcdServer, services: int) -> Path:
+    lines = "\n".join(f"      - {{name: web{i}, namespace: default, addresses: [10.0.0.{i + 1}]}}"
+                      for i in range(services))
+    return write(path, SYNC_CONFIG.format(services=lines, url=srv.url,
+                                          prefix=f"/{path.parent.name}/skydns"))
+
+
+def test_sync_once_reports_a_refused_plan_once(etcd_server: EtcdServer, tmp_path: Path) -> None:
+    """A refused plan reaches the operator once, exit 3 (was: printed by the
+    command and logged again by the syncer as ``sync_failed``)."""
+    four = _sync_config(tmp_path / "four.yaml", etcd_server, 4)  # 4 x 3 names + ns1 = 13 sets
+    res = run_fedns("sync", "-c", str(four), "--once")
+    assert res.returncode == 0, res.stderr
+    assert "in sync (13 changes applied)" in res.stdout
+
+    one = _sync_config(tmp_path / "one.yaml", etcd_server, 1)  # deletes 9 of the 13
+    reason = "delete 9 of 13 owned record sets"
+    res = run_fedns("sync", "-c", str(one), "--once")
+    assert res.returncode == 3, res.stdout + res.stderr
+    output = res.stdout + res.stderr
+    assert output.count(reason) == 1, output
+    assert "refusing unsafe plan for provider coredns-etcd" in res.stderr
+
+    res = run_fedns("plan", "-c", str(one))
+    assert res.returncode == 0, res.stderr
+    output = res.stdout + res.stderr
+    assert output.count(reason) == 1, output
+    assert "sync would refuse this plan" in res.stdout
+
+    res = run_fedns("sync", "-c", str(four), "--once")  # nothing was written by the refusal
+    assert res.returncode == 0 and "in sync (0 changes applied)" in res.stdout, res.stderr
