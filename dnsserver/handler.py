@@ -151,6 +151,12 @@ class QueryHandler:
         Both paths decide ECS here."""
         if source == 0:  # RFC 7871 7.1.2: the client opted out
             return "", 0
+        if family == 2 and source >= 96 and address[:12] == wire.V4_MAPPED:
+            # an IPv4 subnet written as IPv4-mapped IPv6 (::ffff:a.b.c.d/96+n)
+            # is located as the IPv4 subnet a.b.c.d/n; the scope is in the
+            # query's family, so the 96 bits of the prefix are added back
+            hit = self._ecs_locality(1, source - 96, address[12:])
+            return None if hit is None else (hit[0], 96 + hit[1])
         if wire.is_private(address):
             hit = self.locator.locate_network(address, source)
             if hit is None:

@@ -621,13 +621,13 @@ class Resolver:
     def respond(self, q: wire.Query, *, locality: str, scope: int, client: bytes,
                 limit: int) -> tuple[bytes, bool]:
         """The reply to a parsed query: ``(reply, depends_on_locality)``."""
-        if q.opcode != wire.OP_QUERY:
-            return self._other_opcode(q, client), False
         edns = q.edns
-        if edns is not None and edns.version > 0:
+        if edns is not None and edns.version > 0:  # whatever the opcode (RFC 6891 6.1.3)
             flags = wire.reply_flags(q.flags, rcode=0, aa=False)
             opt = wire.opt_record(self.server.edns_udp_size, do=edns.do, ext_rcode=1)
             return wire.short_reply(q.qid, flags, q.question, opt), False
+        if q.opcode != wire.OP_QUERY:
+            return self._other_opcode(q, client), False
         assert q.question is not None  # parse_query guarantees it for opcode QUERY
         if q.qclass == wire.C_CH:
             return self._chaos(q, limit), False
@@ -656,9 +656,10 @@ class Resolver:
             rcode = wire.NOERROR if allowed else wire.REFUSED
             flags = wire.reply_flags(q.flags, rcode=rcode, aa=allowed)
             return wire.short_reply(q.qid, flags, q.question, self.opt_for(q.edns, 0))
-        # RFC 8906 section 8.2.4 / RFC 1035: NOTIMP, opcode kept, every other flag clear
+        # RFC 8906 section 8.1.4 / RFC 1035: NOTIMP, opcode kept, every other
+        # flag clear; an OPT record when the query had one (RFC 6891 6.1.1)
         flags = wire.QR | (q.flags & 0x7800) | wire.NOTIMP
-        return wire.short_reply(q.qid, flags, q.question, None)
+        return wire.short_reply(q.qid, flags, q.question, self.opt_for(q.edns, 0))
 
     def _chaos(self, q: wire.Query, limit: int) -> bytes:
         name = b".".join(q.labels)

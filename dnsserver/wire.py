@@ -206,8 +206,14 @@ def parse_ecs(raw: bytes) -> Ecs:
     return Ecs(family, source, bytes(raw), padded)
 
 
+V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, IPv4-mapped IPv6 (RFC 4291 2.5.5.2)
+
+
 def is_private(address: bytes) -> bool:
-    """RFC 1918/6598/4193, loopback, link-local and unspecified addresses."""
+    """RFC 1918/6598/4193, loopback, link-local and unspecified addresses; an
+    IPv4-mapped IPv6 address is private when its IPv4 address is."""
+    if len(address) == 16 and address[:12] == V4_MAPPED:
+        address = address[12:]
     a = address[0]
     if len(address) == 4:
         b = address[1]
@@ -289,7 +295,9 @@ def parse_query(data: bytes) -> Query:
 
     if qdcount != 1:
         if opcode not in (OP_QUERY, OP_NOTIFY):
-            return Query(qid, flags, opcode, None, b"", (), 0, 0, None)
+            records = ancount + nscount + arcount
+            edns = _other_edns(data, 12, records) if qdcount == 0 else None
+            return Query(qid, flags, opcode, None, b"", (), 0, 0, edns)
         raise bad(f"qdcount is {qdcount}")
     try:
         labels, pos = read_name(data, 12, what="question name")
@@ -303,36 +311,61 @@ def parse_query(data: bytes) -> Query:
     question = name_wire(labels) + data[pos:pos + 4]
     pos += 4
     if opcode not in (OP_QUERY, OP_NOTIFY):
-        return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, None)
+        edns = _other_edns(data, pos, ancount + nscount + arcount)
+        return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, edns)
     if opcode == OP_QUERY and (ancount or nscount):
         raise bad("query carries answer or authority records", question)
-    edns: Edns | None = None
     try:
-        for index in range(ancount + nscount + arcount):
-            owner, pos = read_name(data, pos, what="record owner")
-            if pos + 10 > n:
-                raise ValueError("record header runs past the end of the packet")
-            rtype = (data[pos] << 8) | data[pos + 1]
-            rclass = (data[pos + 2] << 8) | data[pos + 3]
-            ttl = int.from_bytes(data[pos + 4:pos + 8], "big")
-            rdlen = (data[pos + 8] << 8) | data[pos + 9]
-            pos += 10
-            if pos + rdlen > n:
-                raise ValueError("record data runs past the end of the packet")
-            if rtype == T_OPT:
-                if index < ancount + nscount:
-                    raise ValueError("OPT record outside the additional section")
-                if edns is not None:
-                    raise ValueError("more than one OPT record")
-                if owner:
-                    raise ValueError("OPT record not at the root")
-                edns = _parse_opt(rclass, ttl, data[pos:pos + rdlen])
-            pos += rdlen
+        edns, pos = _records(data, pos, ancount + nscount, arcount)
     except ValueError as exc:
         raise bad(str(exc), question) from None
     if pos != n:
         raise bad("trailing bytes after the last record", question)
     return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, edns)
+
+
+def _records(data: bytes, pos: int, before: int, arcount: int) -> tuple[Edns | None, int]:
+    """Read the ``before`` answer and authority records and the ``arcount``
+    additional records from ``pos``: (the OPT record's EDNS or None, the
+    offset after the last record); ``ValueError`` names what is wrong."""
+    n = len(data)
+    edns: Edns | None = None
+    for index in range(before + arcount):
+        owner, pos = read_name(data, pos, what="record owner")
+        if pos + 10 > n:
+            raise ValueError("record header runs past the end of the packet")
+        rtype = (data[pos] << 8) | data[pos + 1]
+        rclass = (data[pos + 2] << 8) | data[pos + 3]
+        ttl = int.from_bytes(data[pos + 4:pos + 8], "big")
+        rdlen = (data[pos + 8] << 8) | data[pos + 9]
+        pos += 10
+        if pos + rdlen > n:
+            raise ValueError("record data runs past the end of the packet")
+        if rtype == T_OPT:
+            if index < before:
+                raise ValueError("OPT record outside the additional section")
+            if edns is not None:
+                raise ValueError("more than one OPT record")
+            if owner:
+                raise ValueError("OPT record not at the root")
+            edns = _parse_opt(rclass, ttl, data[pos:pos + rdlen])
+        pos += rdlen
+    return edns, pos
+
+
+def _other_edns(data: bytes, pos: int, records: int) -> Edns | None:
+    """The OPT record of a message with an opcode we do not implement, read
+    as ``records`` resource records from ``pos`` (after the question), so
+    that its NOTIMP carries an OPT record as RFC 6891 section 6.1.1 requires.
+    The counts are the opcode's (UPDATE's: zone, prerequisites, updates,
+    additional), so an OPT record is taken from any of them. None when there
+    is none or the rest is not records ending the message: those sections
+    may mean something else, so no FORMERR here."""
+    try:
+        edns, end = _records(data, pos, 0, records)
+    except ValueError:
+        return None
+    return edns if end == len(data) else None
 
 
 def _parse_opt(rclass: int, ttl: int, rdata: bytes) -> Edns:

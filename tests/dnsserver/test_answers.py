@@ -32,7 +32,10 @@ QTYPES = ["A", "AAAA", "CNAME", "MX", "NS", "SOA", "TXT", "SRV", "CAA", "ANY", "
           "TYPE4242", "TYPE65280", "DS"]
 ECS_CHOICES = [None, ("198.51.100.0", 24), ("203.0.113.0", 24), ("203.0.113.128", 25),
                ("10.0.0.0", 8), ("0.0.0.0", 0), ("2001:db8:1::", 48), ("2001:db8:1::", 56),
-               ("192.0.2.0", 24), ("fd00::", 8)]
+               ("192.0.2.0", 24), ("fd00::", 8),
+               # IPv4-mapped IPv6: located as the IPv4 subnet (private, configured, public)
+               ("::ffff:10.1.2.3", 128), ("::ffff:127.0.0.2", 128), ("::ffff:203.0.113.0", 120),
+               ("::ffff:198.51.100.0", 120), ("::ffff:0.0.0.0", 96)]
 CLIENTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "::1", "::ffff:127.0.0.2"]
 
 
@@ -64,7 +67,7 @@ def _query(rng: random.Random, names: list[str]) -> bytes:
     msg = dns.message.make_query(
         name, qtype, use_edns=0 if edns else None, want_dnssec=edns and rng.random() < 0.3,
         payload=rng.choice([0, 256, 512, 600, 1232, 4096, 65535]) if edns else None,
-        options=options)
+        options=options if edns else None)  # options=[] alone turns EDNS on
     msg.flags = dns.flags.Flag(0)
     if rng.random() < 0.7:
         msg.flags |= dns.flags.RD
@@ -72,7 +75,14 @@ def _query(rng: random.Random, names: list[str]) -> bytes:
         msg.flags |= dns.flags.CD
     if rng.random() < 0.1:
         msg.flags |= dns.flags.AD
-    return msg.to_wire()
+    data = msg.to_wire()
+    shape = rng.random()
+    if shape < 0.02:  # an opcode other than QUERY (NOTIMP; with OPT when the query has one)
+        data = data[:2] + bytes((data[2] | rng.choice((1, 2, 3, 4, 5, 6, 15)) << 3,)) + data[3:]
+    elif shape < 0.03 and edns:  # EDNS version 1: BADVERS
+        at = data.find(b"\x00", 12) + 5 + 6  # the OPT record (after the question): VERSION
+        data = data[:at] + b"\x01" + data[at + 1:]
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -435,7 +445,11 @@ def test_update_swaps_atomically_and_bad_snapshot_keeps_old() -> None:
 
 PRIVATE_NETS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8",
                 "169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8", "fc00::/7", "::1/128",
-                "fe80::/10", "::/128"]
+                "fe80::/10", "::/128",
+                # the same IPv4 ranges written as IPv4-mapped IPv6 (::ffff:0:0/96)
+                "::ffff:10.0.0.0/104", "::ffff:172.16.0.0/108", "::ffff:192.168.0.0/112",
+                "::ffff:127.0.0.0/104", "::ffff:169.254.0.0/112", "::ffff:100.64.0.0/106",
+                "::ffff:0.0.0.0/104"]
 
 
 @pytest.mark.parametrize(("qtype", "indexed"), [
@@ -481,6 +495,7 @@ def test_is_private_matches_the_rfc_ranges() -> None:
     rng = random.Random(7)
     samples = [ipaddress.ip_address(rng.getrandbits(32)) for _ in range(3000)]
     samples += [ipaddress.ip_address(rng.getrandbits(128)) for _ in range(1000)]
+    samples += [ipaddress.ip_address((0xFFFF << 32) | rng.getrandbits(32)) for _ in range(3000)]
     samples += [net.network_address for net in nets] + [net.broadcast_address for net in nets]
     samples += [ipaddress.ip_address(x) for x in ("172.15.255.255", "172.32.0.0", "100.63.1.1",
                                                    "100.128.0.0", "fec0::1", "::2", "fe7f::1")]

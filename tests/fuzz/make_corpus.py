@@ -64,7 +64,10 @@ def valid() -> list[bytes]:
                                               want_dnssec=payload == 4096).to_wire())
     for opts in ([dns.edns.ECSOption("198.51.100.0", 24)], [dns.edns.ECSOption("2001:db8:1::", 48)],
                  [dns.edns.ECSOption("10.1.2.0", 24)], [dns.edns.ECSOption("0.0.0.0", 0)],
-                 [dns.edns.GenericOption(10, b"\x01" * 8)], [dns.edns.GenericOption(100, b"x")]):
+                 [dns.edns.GenericOption(10, b"\x01" * 8)], [dns.edns.GenericOption(100, b"x")],
+                 [dns.edns.ECSOption("::ffff:10.1.2.3", 128)],
+                 [dns.edns.ECSOption("::ffff:203.0.113.0", 120)],
+                 [dns.edns.ECSOption("::ffff:0.0.0.0", 96)]):
         for name in (zf.GLOBAL, f"www.{zf.ZONE}", f"big.{zf.ZONE}"):
             out.append(dns.message.make_query(name, "A", use_edns=0, options=opts).to_wire())
     for opcode in (dns.opcode.NOTIFY, dns.opcode.IQUERY, dns.opcode.STATUS, dns.opcode.UPDATE):
@@ -111,6 +114,11 @@ def malformed() -> list[bytes]:
         header(flags=0x7800) + QUESTION, header(flags=0x0800, qd=0),
         header(flags=0x2000, qd=1, ns=1) + QUESTION + QUESTION + bytes(6),
         header() + b"\x80" + QUESTION, header() + b"\xc0",
+        # compression pointers into the header (followed, as dnspython does)
+        header() + b"\xc0\x00\x00\x01\x00\x01", header(ar=1) + QUESTION + b"\xc0\x06" + OPT[1:],
+        # opcodes we do not implement, with an OPT record (NOTIMP carries one)
+        header(flags=0x7800, ar=1) + QUESTION + OPT, header(flags=0x7800, qd=0, ar=1) + OPT,
+        header(flags=0x2800, ar=1) + QUESTION + opt_with(b"", 1232, 1 << 16),  # EDNS 1
     ]
 
 
