@@ -10,6 +10,9 @@ Settings per type (read with ``Provider.get(key)``):
   timeout (default 10.0)
 - route53 and clouddns: attempts, backoff (seconds), marker_ttl (absent: the
   backend's 5, 0.5 and 300)
+- route53: routing ("all" or "latency"; absent: all), latency_regions (tuple of
+  (fedns region, AWS region) pairs sorted by region; only with routing: latency,
+  every fedns region configured, every AWS region used once)
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def _settings(node: Node, kind: str) -> list[tuple[str, object]]:
             value = value.rstrip("/") or "/"
         elif key == "hosted_zone_id" and isinstance(value, str):
             value = value.removeprefix("/hostedzone/")
+        elif key == "latency_regions":
+            value = _latency_regions(node)
         if value is not None:
             out.append((key, value))
     given = {k for k, _ in out}
@@ -52,6 +57,51 @@ def _settings(node: Node, kind: str) -> list[tuple[str, object]]:
     return out
 
 
+def _latency_regions(node: Node) -> tuple[tuple[str, str], ...] | None:
+    """``latency_regions`` as sorted (fedns region, AWS region) pairs, checked:
+    known regions, each region and each AWS region once."""
+    ctx = node.ctx
+    block = node.node("latency_regions")
+    if block is None:
+        return None
+    out: dict[str, str] = {}
+    by_aws: dict[str, str] = {}
+    for key, value, path in block.entries():
+        if not isinstance(value, str):
+            continue
+        region = key.lower()
+        if region not in ctx.region_zones:
+            known = ", ".join(ctx.region_zones) or "none defined"
+            ctx.error(path, f"unknown region {region!r} (regions: {known})", at_key=True)
+            continue
+        if region in out:
+            ctx.error(path, f"region {region!r} is mapped twice", at_key=True)
+            continue
+        if value in by_aws:
+            ctx.error(path, f"AWS region {value!r} is already mapped from region "
+                            f"{by_aws[value]!r} (Route53 takes one latency record set "
+                            "per AWS region)")
+            continue
+        out[region] = value
+        by_aws[value] = region
+    return tuple(sorted(out.items()))
+
+
+def _routing(node: Node, delegate: bool) -> None:
+    """``routing`` and ``latency_regions`` go together (Route53 only: the schema)."""
+    routing = node.text("routing")
+    if routing == "latency":
+        if delegate:
+            node.ctx.error(node.at("routing"), "'latency' does not apply to a "
+                           "delegating provider (it publishes only the NS delegation)")
+        elif not node.has("latency_regions"):
+            node.ctx.error(node.at("routing"), "'latency' needs latency_regions "
+                           "(fedns region -> AWS region)")
+    elif node.has("latency_regions"):
+        node.ctx.error(node.at("latency_regions"), "latency_regions needs routing: latency "
+                       f"(routing is {routing or 'all'!r})", at_key=True)
+
+
 def provider(node: Node, have_nameservers: bool) -> Provider | None:
     kind = node.text("type")
     if kind not in ("coredns-etcd", "route53", "clouddns"):
@@ -60,6 +110,8 @@ def provider(node: Node, have_nameservers: bool) -> Provider | None:
     delegate = bool(node.flag("delegate"))
     if delegate and not have_nameservers:
         node.ctx.error(node.at("delegate"), "delegation needs 'nameservers' to publish")
+    if typ == "route53":
+        _routing(node, delegate)
     dflt = Provider(typ, typ)
     debounce = node.duration("debounce")
     fraction = node.number("max_change_fraction")

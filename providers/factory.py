@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from config.model import Config, Provider
 from healthwatch.snapshot import Record, Snapshot
 from providers.backend import Backend
 from providers.delegation import delegation_records
 from providers.errors import PermanentError
+from providers.latency import latency_regions, route_by_latency
 from providers.metrics import ProviderMetrics
-from providers.rrset import publishable
+from providers.rrset import RRKey, RRSet, group, publishable
 from providers.syncer import Syncer
 
 
@@ -35,7 +36,18 @@ def desired_records(config: Config, provider: Provider) -> Callable[[Snapshot], 
     return lambda snapshot: publishable(snapshot.static_view(), snapshot.zone)
 
 
+def desired_sets(config: Config, provider: Provider
+                 ) -> Callable[[Snapshot], Mapping[RRKey, RRSet]]:
+    """What ``provider`` publishes as record sets: ``desired_records`` grouped,
+    geo-aware names routed by latency where the provider asks for it."""
+    records = desired_records(config, provider)
+    regions = latency_regions(provider)
+    if not regions:
+        return lambda snapshot: group(records(snapshot))
+    return lambda snapshot: route_by_latency(snapshot, group(records(snapshot)), regions)
+
+
 def make_syncer(config: Config, provider: Provider, metrics: ProviderMetrics,
                 backend: Backend | None = None) -> Syncer:
     return Syncer(backend if backend is not None else make_backend(provider), provider,
-                  desired_records(config, provider), metrics)
+                  desired_sets(config, provider), metrics)

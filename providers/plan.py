@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from providers.errors import UnsafePlanError
-from providers.rrset import RRKey, RRSet
+from providers.rrset import RRKey, RRSet, route_json
 
 Action = Literal["delete", "create", "update"]
 MIN_EXISTING = 10  # below this many owned record sets the safety check does not apply
@@ -38,10 +38,17 @@ class Change:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "name": self.key[0], "type": self.key[1]}
         if self.before is not None:
-            out["before"] = {"ttl": self.before.ttl, "values": list(self.before.values)}
+            out["before"] = _state(self.before)
         if self.after is not None:
-            out["after"] = {"ttl": self.after.ttl, "values": list(self.after.values)}
+            out["after"] = _state(self.after)
         return out
+
+
+def _state(rr: RRSet) -> dict[str, Any]:
+    out: dict[str, Any] = {"ttl": rr.ttl, "values": list(rr.values)}
+    if rr.routes:
+        out["routes"] = [route_json(r) for r in rr.routes]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +101,9 @@ class Plan:
         for ch in self.changes:
             sign = {"delete": "-", "create": "+", "update": "~"}[ch.action]
             rr = ch.rrset
-            vals = " ".join(rr.values)
+            vals = rr.show()
             if ch.action == "update" and ch.before is not None:
-                vals = f"{' '.join(ch.before.values)} -> {vals}"
+                vals = f"{ch.before.show()} -> {vals}"
             lines.append(f"  {sign} {rr.name} {rr.ttl} {rr.rtype} {vals}")
         for s in self.skipped:
             lines.append(f"  ! {s.name} {s.rtype} skipped: {s.reason}")

@@ -4,6 +4,12 @@ Ownership is a TXT registry (``ownership``).  Changes are packed per name —
 the name's record sets and their markers travel in one batch — into batches
 of at most 1,000 values and 32,000 value characters (UPSERT counted twice).
 Requests are spaced to at most ``requests_per_second`` (default 5).
+A name/type is fedns' when it holds one plain set, or only latency sets with
+SetIdentifiers of fedns' shape (``providers.latency``), and has fedns' marker;
+any other shape (alias, weighted, health check, a foreign latency member) is
+foreign as a whole.  A routed set's members are deleted and created in the
+same batch as the rest of its name, so a switch between plain and latency is
+atomic (Route53 applies a ChangeBatch all or nothing).
 Throttling and PriorRequestNotComplete are retried with jittered backoff;
 deletes repeat the observed record set exactly; a rejected batch is retried
 name by name so one bad record does not block the rest.
@@ -29,8 +35,9 @@ from providers import ownership, txtzone
 from providers.backend import ApplyResult, Current, RecordError
 from providers.batching import RateLimiter, backoff_delay, pack
 from providers.errors import PermanentError, TransientError
+from providers.latency import is_set_identifier
 from providers.plan import Change, Plan
-from providers.rrset import RRKey, RRSet, absolute, make_rrset
+from providers.rrset import Route, RRKey, RRSet, absolute, make_routed, make_rrset, normalized
 from providers.txtzone import Observed
 
 MAX_VALUES = 1000
@@ -46,6 +53,9 @@ PERMANENT_CODES = frozenset({"NoSuchHostedZone", "AccessDenied", "AccessDeniedEx
 _ESCAPE = re.compile(r"\\(\d{3})")
 
 R53Change = dict[str, Any]
+R53Set = dict[str, Any]
+_PLAIN_KEYS = frozenset({"Name", "Type", "TTL", "ResourceRecords"})
+_LATENCY_KEYS = _PLAIN_KEYS | {"SetIdentifier", "Region"}
 
 
 def decode_name(name: str) -> str:
@@ -64,9 +74,40 @@ def change_cost(changes: list[R53Change]) -> tuple[int, int]:
     return values, chars
 
 
-def _raw(rr: RRSet) -> dict[str, Any]:
-    return {"Name": rr.name, "Type": rr.rtype, "TTL": rr.ttl,
-            "ResourceRecords": [{"Value": v} for v in rr.values]}
+def _raw(rr: RRSet) -> list[R53Set]:
+    """The Route53 record sets of ``rr``: one plain set, or one per route."""
+    if not rr.routes:
+        return [{"Name": rr.name, "Type": rr.rtype, "TTL": rr.ttl,
+                 "ResourceRecords": [{"Value": v} for v in rr.values]}]
+    return [{"Name": rr.name, "Type": rr.rtype, "SetIdentifier": r.set_id, "Region": r.region,
+             "TTL": r.ttl, "ResourceRecords": [{"Value": v} for v in r.values]}
+            for r in rr.routes]
+
+
+def _values(rs: R53Set) -> list[str]:
+    return [str(r["Value"]) for r in rs.get("ResourceRecords", [])]
+
+
+def _norm_set(rs: R53Set) -> tuple[object, ...]:
+    """A listed or wanted set in comparable form (values normalised and sorted)."""
+    rtype = str(rs["Type"])
+    return (decode_name(str(rs["Name"])), rtype, rs.get("SetIdentifier"), rs.get("Region"),
+            int(rs.get("TTL", 0)), normalized(rtype, _values(rs)))
+
+
+def parse_sets(key: RRKey, sets: list[R53Set]) -> RRSet | None:
+    """The record set fedns would have written as ``sets`` (all listed at
+    ``key``), or None when they have a shape fedns never writes."""
+    if len(sets) == 1 and set(sets[0]) <= _PLAIN_KEYS:
+        return make_rrset(key[0], key[1], int(sets[0].get("TTL", 0)), _values(sets[0]))
+    if not all(set(rs) == _LATENCY_KEYS and is_set_identifier(str(rs["SetIdentifier"]))
+               for rs in sets):
+        return None
+    routes = [Route(str(rs["SetIdentifier"]), str(rs["Region"]), int(rs["TTL"]),
+                    normalized(key[1], _values(rs))) for rs in sets]
+    if len({r.region for r in routes}) != len(routes):
+        return None  # Route53 allows one latency set per region: not ours
+    return make_routed(key[0], key[1], routes)
 
 
 class Route53Backend:
@@ -177,16 +218,13 @@ class Route53Backend:
     async def _read(self) -> Current:
         zone = await self.zone()
         kwargs: dict[str, Any] = {"HostedZoneId": self.zone_id, "MaxItems": PAGE_SIZE}
-        plain: dict[RRKey, dict[str, Any]] = {}
-        foreign: set[RRKey] = set()
+        listed: dict[RRKey, dict[str | None, R53Set]] = {}  # key -> SetIdentifier -> set
         while True:
             page = await self._call("list_resource_record_sets", **kwargs)
             for rs in page.get("ResourceRecordSets", []):
                 key = (decode_name(str(rs["Name"])), str(rs["Type"]))
-                if set(rs) - {"Name", "Type", "TTL", "ResourceRecords"}:
-                    foreign.add(key)  # alias, routing policy, health check: never ours
-                else:
-                    plain[key] = rs
+                sid = rs.get("SetIdentifier")
+                listed.setdefault(key, {})[None if sid is None else str(sid)] = rs
             if not page.get("IsTruncated"):
                 break
             kwargs["StartRecordName"] = page["NextRecordName"]
@@ -195,10 +233,17 @@ class Route53Backend:
                 kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
             else:
                 kwargs.pop("StartRecordIdentifier", None)
-        sets = [make_rrset(k[0], k[1], int(rs.get("TTL", 0)),
-                           [str(r["Value"]) for r in rs.get("ResourceRecords", [])])
-                for k, rs in plain.items() if k not in foreign]
-        return txtzone.current(zone, plain, foreign, sets, self.owner)
+        raw: dict[RRKey, list[R53Set]] = {}
+        foreign: set[RRKey] = set()
+        sets: list[RRSet] = []
+        for key, members in listed.items():
+            found = parse_sets(key, list(members.values()))
+            if found is None:
+                foreign.add(key)  # alias, other routing, health check: never ours
+            else:
+                raw[key] = list(members.values())
+                sets.append(found)
+        return txtzone.current(zone, raw, foreign, sets, self.owner)
 
     def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
         return txtzone.refusals(desired, current, "hosted zone", SUPPORTED, "route53")
@@ -206,22 +251,31 @@ class Route53Backend:
     # -- apply ---------------------------------------------------------------
 
     def _changes(self, ch: Change, obs: Observed) -> list[R53Change]:
+        """DELETE what was listed (exactly), CREATE what is wanted: a plain set
+        turning into latency sets (or back) is one DELETE+CREATE per name, in
+        one batch."""
         key = ch.key
         out: list[R53Change] = []
-        if ch.action in ("delete", "update"):
-            raw = obs.raw.get(key)
-            if raw is not None:
-                out.append({"Action": "DELETE", "ResourceRecordSet": raw})
+        listed: list[R53Set] = list(obs.raw.get(key, ())) if ch.action != "create" else []
+        wanted = _raw(ch.after) if ch.after is not None else []
+        if ch.before is not None and ch.before.routed and ch.after is not None \
+                and ch.after.routed:  # latency to latency: only the members that differ
+            have = {_norm_set(rs) for rs in listed}
+            want = {_norm_set(rs) for rs in wanted}
+            listed = [rs for rs in listed if _norm_set(rs) not in want]
+            wanted = [rs for rs in wanted if _norm_set(rs) not in have]
+        for rs in listed:
+            out.append({"Action": "DELETE", "ResourceRecordSet": rs})
         if ch.action == "delete":
             mk = obs.markers.get(key)
             if mk is not None:
-                out.append({"Action": "DELETE",
-                            "ResourceRecordSet": obs.raw.get(mk.key, _raw(mk))})
+                for rs in obs.raw.get(mk.key) or _raw(mk):
+                    out.append({"Action": "DELETE", "ResourceRecordSet": rs})
         if ch.after is not None:
-            out.append({"Action": "CREATE", "ResourceRecordSet": _raw(ch.after)})
+            out.extend({"Action": "CREATE", "ResourceRecordSet": rs} for rs in wanted)
             if ch.action == "create" and key not in obs.markers:
-                out.append({"Action": "CREATE", "ResourceRecordSet":
-                            _raw(ownership.marker(key, self.owner, self.marker_ttl))})
+                out.extend({"Action": "CREATE", "ResourceRecordSet": rs}
+                           for rs in _raw(ownership.marker(key, self.owner, self.marker_ttl)))
         return out
 
     async def apply(self, plan: Plan, current: Current) -> ApplyResult:

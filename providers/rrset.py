@@ -15,6 +15,17 @@ from healthwatch.snapshot import Record
 
 RRKey = tuple[str, str]  # (absolute lower-case name, TYPE)
 
+
+@dataclass(frozen=True, slots=True, order=True)
+class Route:
+    """One member of a routed record set (Route53 latency routing): the values
+    answered to clients nearest ``region``, under a stable ``set_id``."""
+
+    set_id: str
+    region: str  # the service's routing region (an AWS region for Route53)
+    ttl: int
+    values: tuple[str, ...]  # normalised, sorted, unique
+
 _NAME_TYPES = frozenset({"CNAME", "NS", "PTR", "DNAME"})
 
 
@@ -23,15 +34,35 @@ class RRSet:
     name: str  # absolute, lower-case, trailing dot
     rtype: str
     ttl: int
-    values: tuple[str, ...]  # normalised, sorted, unique
+    values: tuple[str, ...]  # normalised, sorted, unique; () when routed
+    routes: tuple[Route, ...] = ()  # sorted by set_id; non-empty: a routed set
 
     @property
     def key(self) -> RRKey:
         return (self.name, self.rtype)
 
+    @property
+    def routed(self) -> bool:
+        return bool(self.routes)
+
+    def show(self) -> str:
+        """The values in one line: ``v1 v2`` or ``latency[id@region: v1 v2; ...]``."""
+        if not self.routes:
+            return " ".join(self.values)
+        return "latency[" + "; ".join(f"{r.set_id}@{r.region}: {' '.join(r.values)}"
+                                      for r in self.routes) + "]"
+
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "type": self.rtype, "ttl": self.ttl,
-                "values": list(self.values)}
+        out: dict[str, object] = {"name": self.name, "type": self.rtype, "ttl": self.ttl,
+                                  "values": list(self.values)}
+        if self.routes:
+            out["routes"] = [route_json(r) for r in self.routes]
+        return out
+
+
+def route_json(r: Route) -> dict[str, object]:
+    return {"set_identifier": r.set_id, "region": r.region, "ttl": r.ttl,
+            "values": list(r.values)}
 
 
 def absolute(name: str) -> str:
@@ -77,8 +108,17 @@ def normalize(rtype: str, value: str) -> str:
 
 def make_rrset(name: str, rtype: str, ttl: int, values: Iterable[str]) -> RRSet:
     rtype = rtype.upper()
-    return RRSet(absolute(name), rtype, int(ttl),
-                 tuple(sorted({normalize(rtype, v) for v in values})))
+    return RRSet(absolute(name), rtype, int(ttl), normalized(rtype, values))
+
+
+def normalized(rtype: str, values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({normalize(rtype, v) for v in values}))
+
+
+def make_routed(name: str, rtype: str, routes: Iterable[Route]) -> RRSet:
+    """A routed record set; its ``ttl`` is the lowest of its routes'."""
+    rs = tuple(sorted(routes))
+    return RRSet(absolute(name), rtype.upper(), min((r.ttl for r in rs), default=0), (), rs)
 
 
 def group(records: Iterable[Record]) -> dict[RRKey, RRSet]:

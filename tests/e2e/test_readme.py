@@ -153,6 +153,7 @@ MENTIONS: dict[str, str] = {
     "fedns serve": "fedns serve -c fedns.yaml",
     "fedns demo": DEMO_COMMAND,
     "fedns plan": "fedns plan -c fedns.yaml",
+    "fedns check": "fedns check -c fedns.yaml",
     "fedns sync --once": "fedns sync -c fedns.yaml --once",
 }
 

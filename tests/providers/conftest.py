@@ -1,4 +1,5 @@
-"""Fixtures: a real etcd on 127.0.0.1 (session), dummy AWS credentials."""
+"""Fixtures: a real etcd on 127.0.0.1 (session), moto's server (per module),
+dummy AWS credentials."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from tests.providers.helpers import free_port
 
@@ -85,3 +87,13 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
                  "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto's Route53 on 127.0.0.1 (an ephemeral port), one per test module."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

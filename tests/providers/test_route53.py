@@ -12,7 +12,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from moto.server import ThreadedMotoServer
 
 from healthwatch.snapshot import Record, Snapshot
 from providers import ownership
@@ -26,15 +25,6 @@ from tests.providers.helpers import ZONE, config, fed_snapshot, free_port, provi
 
 NS = "{https://route53.amazonaws.com/doc/2013-04-01/}"
 _ref = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
