@@ -63,6 +63,7 @@ Subscriber = Callable[[Snapshot], None]
 class _SourceRun:
     cluster: Cluster
     source: Source | None
+    synced: bool = False  # this run of the source has synced once
 
 
 @dataclass(slots=True)
@@ -287,6 +288,10 @@ class Engine:
 
         def emit(report: ClusterReport) -> None:
             if self._sources.get(cluster.name) is run and self._running:
+                if report.synced:
+                    run.synced = True
+                elif not run.synced:
+                    report = self._carry_over(report)
                 self._on_report(report)
 
         try:
@@ -294,6 +299,20 @@ class Engine:
                 await source.start(emit)
         except Exception as exc:
             self._source_failed(cluster.name, exc)
+
+    def _carry_over(self, report: ClusterReport) -> ClusterReport:
+        """A report of a source that has not synced yet, with the shards that the
+        cluster's previous source knew (a reload restarted it) instead of its
+        own partial ones: they stay published, judged by the grace since the
+        last contact, instead of vanishing (or losing their ready endpoints)
+        until the new source syncs, or for good if its kubeconfig context is
+        gone."""
+        prev = self._reports.get(report.cluster)
+        if prev is None or not prev.shards:
+            return report
+        return replace(report, shards=prev.shards,
+                       last_contact=report.last_contact or prev.last_contact,
+                       region=report.region or prev.region, zone=report.zone or prev.zone)
 
     def _source_failed(self, name: str, exc: BaseException) -> None:
         why = str(exc) or type(exc).__name__

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from config.model import Health
 from healthwatch.drains import DrainSet
-from healthwatch.model import ClusterReport, ShardHealth, ShardSpec
+from healthwatch.model import ClusterReport, ShardHealth, ShardKind, ShardSpec
 
 PENDING_REASON = "probe pending"
 TIMES = "\u00d7"  # multiplication sign: "probe failed: connection refused \u00d72"
@@ -73,11 +73,12 @@ class ProbeState:
 
 
 def cluster_unreachable_for(report: ClusterReport | None, grace: float,
-                            now: float) -> str | None:
-    """Why a cluster counts as unreachable now, or None if it counts as reachable."""
+                            now: float, kind: ShardKind | None = None) -> str | None:
+    """Why a cluster counts as unreachable now for its shards of ``kind`` (None:
+    for the cluster as a whole), or None if it counts as reachable."""
     if report is None:
         return "cluster not reported yet"
-    if report.reachable:
+    if not report.affects(kind):
         return None
     if report.last_contact is None:
         return "cluster unreachable (never contacted)"
@@ -110,7 +111,7 @@ def judge(spec: ShardSpec, report: ClusterReport | None, probe: ShardHealth | No
         return bad("no load-balancer address")
     if spec.ready < health.min_ready:
         return bad(f"ready endpoints {spec.ready} < min_ready {health.min_ready}")
-    unreachable = cluster_unreachable_for(report, health.cluster_grace, now)
+    unreachable = cluster_unreachable_for(report, health.cluster_grace, now, spec.kind)
     if unreachable is not None and not probe_up:
         return bad(unreachable)
     if spec.probe is not None and not probe_up:

@@ -52,10 +52,23 @@ class ClusterReport:
     shards: tuple[ShardSpec, ...]
     synced: bool = True  # has listed everything at least once
     reachable: bool = True  # watch alive / API answering
-    last_contact: float | None = None  # unix time of last successful API contact
+    # unix time of the last successful API contact; when not ``reachable``, the
+    # last success of what is failing (the grace period runs from there)
+    last_contact: float | None = None
     last_error: str | None = None
     region: str | None = None  # discovered (Node labels) when config leaves it out
     zone: str | None = None
+    # When not ``reachable``: the shard kinds whose inputs cannot be read (a
+    # 403 on Ingresses alone leaves Service shards alone; a failing Node watch
+    # only freezes placement). None: every kind.
+    unreachable_kinds: frozenset[ShardKind] | None = None
+
+    def affects(self, kind: ShardKind | None) -> bool:
+        """Whether this report's unreachability applies to shards of ``kind``
+        (None: to the cluster as a whole)."""
+        if self.reachable:
+            return False
+        return kind is None or self.unreachable_kinds is None or kind in self.unreachable_kinds
 
 
 @dataclass(frozen=True, slots=True)

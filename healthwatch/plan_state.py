@@ -52,7 +52,8 @@ SOA_REFRESH = 3600
 SOA_RETRY = 600
 SOA_EXPIRE = 86400
 
-_ClusterInfo = tuple[str, str, str | None]  # (region, AZ, unreachable reason)
+# (region, AZ, unreachable reason for its Service shards, for its Ingress shards)
+_ClusterInfo = tuple[str, str, str | None, str | None]
 
 
 class Planner:
@@ -196,7 +197,8 @@ class Planner:
                 last_error=report.last_error if report else None,
                 drained=name in drains.clusters,
             ))
-            info = (c_region, c_zone, cluster_unreachable_for(report, grace, now))
+            info = (c_region, c_zone, cluster_unreachable_for(report, grace, now, "service"),
+                    cluster_unreachable_for(report, grace, now, "ingress"))
             old = self._specs.get(name, {})
             whole = self._cinfo.get(name) != info
             if whole:
@@ -264,7 +266,7 @@ class Planner:
                 self._members[g].pop(key, None)
                 groups.add(g)
             return self._uncount(old)
-        c_region, c_zone, _ = self._cinfo[key[0]]
+        c_region, c_zone, _, _ = self._cinfo[key[0]]
         verdict = judge(spec, reports.get(key[0]), health.get(key), drains, config.health, now)
         az = (spec.zone or c_zone).lower()
         region = (spec.region or (config.region_of_zone(az) if spec.zone else None)

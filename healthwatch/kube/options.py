@@ -15,6 +15,11 @@ class KubeOptions:
     backoff_cap: float = 30.0  # longest retry delay (jitter applies below it)
     retry_after_cap: float = 60.0  # longest wait a server's Retry-After header may ask for
     watch_settle: float = 1.0  # a reopened watch with no event yet counts as healthy after this
+    # a watch stream silent this long is presumed hung (a connection dropped
+    # without a reset): it is reopened from its resourceVersion. Above the
+    # API server's bookmark period (about a minute), so a healthy quiet watch
+    # is at worst reopened once per period.
+    watch_idle_timeout: float = 75.0
     heartbeat_interval: float = 2.0  # GET /version to notice a hung API server
     heartbeat_timeout: float = 2.0
     coalesce: float = 0.005  # batch changes this long before emitting a report
@@ -23,7 +28,10 @@ class KubeOptions:
 
     @property
     def watch_request_timeout(self) -> tuple[float, float]:
-        return (self.connect_timeout, self.watch_timeout + self.watch_read_margin)
+        """(connect, read) of a watch; the read timeout bounds each read, so it
+        is the longest silence a stream may keep."""
+        read = min(self.watch_timeout + self.watch_read_margin, self.watch_idle_timeout)
+        return (self.connect_timeout, read)
 
     @property
     def call_timeout(self) -> tuple[float, float]:

@@ -32,11 +32,25 @@ from healthwatch.kube.resources import Resource, resources
 from healthwatch.kube.state import ClusterState
 from healthwatch.kube.translate import make_marker
 from healthwatch.kube.watch import EventType, Watcher, describe
-from healthwatch.model import ClusterReport
+from healthwatch.model import ClusterReport, ShardKind
 from healthwatch.tasks import cancel
 
 ClientFactory = Callable[[str | None, str | None, KubeOptions], client.ApiClient]
-Status = tuple[bool, bool, str | None, str | None, str | None]
+# (synced, reachable, last error, region, zone, unreachable shard kinds)
+Status = tuple[bool, bool, str | None, str | None, str | None, frozenset[ShardKind] | None]
+
+# The shard kinds whose health inputs (addresses, ready endpoints, federation)
+# come from each watched resource. A resource that fails makes only these
+# kinds count as unreachable: an RBAC gap on Ingresses must not take the
+# cluster's Services out of DNS. Nodes give placement only, which stays as
+# last seen. Anything else (the heartbeat, unknown names) affects every kind.
+FEEDS: dict[str, frozenset[ShardKind]] = {
+    "services": frozenset({"service"}),
+    "serviceexports": frozenset({"service"}),
+    "endpointslices": frozenset({"service", "ingress"}),
+    "ingresses": frozenset({"ingress"}),
+    "nodes": frozenset(),
+}
 
 
 class _LoopSink:
@@ -135,6 +149,7 @@ class KubeSource:
         self._client_error: str | None = None
         self._contacted = False
         self._last_contact: float | None = None
+        self._touched: dict[str, float] = {}  # resource (or "heartbeat") -> last success
         self._emit: ReportSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -229,6 +244,7 @@ class KubeSource:
     def _touch(self, resource: str) -> None:
         self._contacted = True
         self._last_contact = time.time()
+        self._touched[resource] = self._last_contact
         if self._metrics is not None:
             self._metrics.contact(self._last_contact)
         if self._errors.pop(resource, None) is not None:
@@ -273,14 +289,47 @@ class KubeSource:
     def _current_status(self) -> Status:
         problem = self._config_error or self._client_error
         reachable = problem is None and self._contacted and not self._errors
-        synced = problem is None and self._synced.issuperset(r.name for r in self._resources)
+        synced = problem is None and self._listed().issuperset(r.name for r in self._resources)
         if problem is None and self._errors:
             # A stable choice, so that several failing watches do not churn reports.
             order = ["heartbeat", *(r.name for r in self._resources)]
             first = min(self._errors, key=lambda k: order.index(k) if k in order else len(order))
             problem = self._errors[first]  # already "list services: HTTP 500 ..."
         where = self._state.context.placement
-        return (synced, reachable, problem, where.region, where.zone)
+        return (synced, reachable, problem, where.region, where.zone, self._failing_kinds())
+
+    def _listed(self) -> set[str]:
+        """The resources that count as listed for ``synced``: those listed once,
+        and those refused for good (403/404) that feed no Service shard
+        (Ingresses, Nodes). A cluster whose ClusterRole lacks Ingresses has
+        listed all it can: waiting for more would keep a restart's
+        last-known-good zone, stale, forever."""
+        listed = set(self._synced)
+        for watcher in self._watchers:
+            if watcher.denied and "service" not in FEEDS.get(watcher.name, {"service"}):
+                listed.add(watcher.name)
+        return listed
+
+    def _failing_kinds(self) -> frozenset[ShardKind] | None:
+        """The shard kinds that the current errors cut off (None: every kind)."""
+        if self._config_error or self._client_error or not self._contacted:
+            return None
+        kinds: set[ShardKind] = set()
+        for resource in self._errors:
+            feeds = FEEDS.get(resource)
+            if feeds is None:
+                return None
+            kinds |= feeds
+        return frozenset(kinds)
+
+    def _failing_since(self) -> float | None:
+        """The last success of what is failing now: the oldest last contact of
+        the failing resources (one never contacted: the cluster's last contact)."""
+        if not self._errors:
+            return self._last_contact
+        times = [self._touched.get(r, self._last_contact) for r in self._errors]
+        known = [t for t in times if t is not None]
+        return min(known) if len(known) == len(times) else None
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -291,15 +340,16 @@ class KubeSource:
         if not changed and status == self._status:
             return
         self._status = status
-        synced, reachable, last_error, region, zone = status
+        synced, reachable, last_error, region, zone, kinds = status
         self._report = ClusterReport(
             cluster=self.cluster,
             shards=self._state.shards,
             synced=synced,
             reachable=reachable,
-            last_contact=self._last_contact,
+            last_contact=self._last_contact if reachable else self._failing_since(),
             last_error=last_error,
             region=region,
             zone=zone,
+            unreachable_kinds=None if reachable else kinds,
         )
         self._emit(self._report)

@@ -21,7 +21,13 @@ from healthwatch.kube.facts import (
     ServiceFacts,
     SliceFacts,
 )
-from healthwatch.kube.translate import ShardContext, ingress_shard, placement, service_shard
+from healthwatch.kube.translate import (
+    Placement,
+    ShardContext,
+    ingress_shard,
+    placement,
+    service_shard,
+)
 from healthwatch.model import ShardSpec
 
 ShardKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -149,7 +155,15 @@ class ClusterState:
         self._dirty_ingresses.update(self._ingresses_of.get(key, ()))
 
     def _nodes_changed(self) -> None:
-        where = placement(self._cluster, self._config, self.nodes.values())
+        found = placement(self._cluster, self._config, self.nodes.values())
+        # No Node carrying a label any more (a label removed, nodes replaced or
+        # scaled to zero) says nothing about where the cluster is: keep what
+        # was seen rather than drop its shards out of their AZ and region.
+        old = self.context.placement
+        where = Placement(region=found.region or old.region, zone=found.zone or old.zone)
+        if where != found:
+            self._log.warning("placement_kept region=%s zone=%s reason=no_node_labels",
+                              where.region, where.zone)
         if where != self.context.placement:
             self._log.info("placement region=%s zone=%s", where.region, where.zone)
             self.context = replace(self.context, placement=where)

@@ -125,6 +125,7 @@ class _Contact:
         self._resource = resource
         self._lock = threading.Lock()
         self._done = False
+        self._good = False
         self._timer = threading.Timer(settle, self.good)
         self._timer.daemon = True
         self._timer.start()
@@ -134,6 +135,7 @@ class _Contact:
             if self._done:
                 return
             self._done = True
+            self._good = True
         self._timer.cancel()
         self._sink.contact(self._resource)
 
@@ -141,6 +143,12 @@ class _Contact:
         with self._lock:
             self._done = True
         self._timer.cancel()
+
+    @property
+    def made(self) -> bool:
+        """Whether the sink was told that this stream works."""
+        with self._lock:
+            return self._done and self._good
 
 
 class Watcher:
@@ -167,6 +175,9 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self.resource_version: str | None = None
         self.lists = 0  # successful full lists (initial + relists)
+        # the last list was refused for good (403 RBAC, 404 API not served);
+        # cleared by the next successful list
+        self.denied = False
         self.watches = 0  # watch requests made (the first one and every restart)
 
     @property
@@ -218,6 +229,8 @@ class Watcher:
             except (ApiException, KubeError, urllib3.exceptions.HTTPError, OSError) as e:
                 if self._stop.is_set():
                     break
+                if phase == "list" and isinstance(e, ApiException) and e.status in (403, 404):
+                    self.denied = True
                 delay = backoff.next()
                 asked = retry_after(e)
                 if asked is not None:
@@ -288,6 +301,7 @@ class Watcher:
             # nothing. Keep what we know rather than drop every shard.
             raise ResponseError(problem=f"none of the {seen} items is a well-formed object")
         self.resource_version = rv
+        self.denied = False
         if self.lists and self._metrics is not None:
             self._metrics.relisted(self.name)
         self.lists += 1
@@ -348,10 +362,21 @@ class Watcher:
             if bad and not good:
                 lines = "line" if bad == 1 else "lines"
                 raise ResponseError(problem=f"watch stream ended after {bad} malformed {lines}")
-            # A stream that ended without one good event proves little: retry it
-            # with backoff, so a server that closes at once is not hammered.
-            return "ended" if good else "broken"
+            # A stream that ended without one good event and before it settled
+            # proves little: retry it with backoff, so a server that closes at
+            # once is not hammered. One that stayed open quietly until the
+            # server's timeout is a normal end: reopen it at once, or a quiet
+            # resource would back off further at every timeout (up to
+            # backoff_cap) and see its next change that much later.
+            return "ended" if good or contact.made else "broken"
         except (urllib3.exceptions.HTTPError, OSError) as e:
+            if isinstance(e, urllib3.exceptions.ReadTimeoutError) and not self._stop.is_set():
+                # silent for watch_idle_timeout: presumed hung, reopened from
+                # the resourceVersion (no relist); back off only if it never worked
+                self._log.info("watch_idle resource=%s silent_for=%gs resume_from=%s",
+                               self.name, self._options.watch_request_timeout[1],
+                               self.resource_version)
+                return "ended" if good or contact.made else "broken"
             if not self._stop.is_set():
                 self._log.info(
                     "watch_broken resource=%s error=%r resume_from=%s",

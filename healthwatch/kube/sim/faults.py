@@ -6,6 +6,7 @@ watch or both) instead of the real handler, ``times`` times or until cleared:
     faults.add(Fault.http_error("services", 500, on="list", times=3))
     faults.add(Fault.http_error(None, 503, retry_after=1))       # every resource
     faults.add(Fault.garbage("endpointslices", b"<html>oops"))   # 200, not JSON
+    faults.add(Fault.hang("services"))                          # 200, then silence
     faults.clear()
 """
 
@@ -49,6 +50,7 @@ class FaultResponse:
     body: bytes
     content_type: str
     headers: tuple[tuple[str, str], ...] = ()
+    hang: bool = False  # send the headers, then nothing until the client leaves
 
 
 @dataclass(slots=True)
@@ -101,6 +103,12 @@ class Fault:
         (so wrong-shape JSON such as ``{"items": 7}`` is easy to write)."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         return cls(resource, on, FaultResponse(200, raw, content_type), times)
+
+    @classmethod
+    def hang(cls, resource: str | None, *, on: On = "watch", times: int | None = None) -> Fault:
+        """A ``200 OK`` that never sends a byte of its body: a connection that a
+        middlebox dropped without a reset, as seen from the client."""
+        return cls(resource, on, FaultResponse(200, b"", "application/json", hang=True), times)
 
     def matches(self, resource: str, watch: bool) -> bool:
         if self.resource is not None and self.resource != resource:

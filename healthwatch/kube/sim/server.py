@@ -111,6 +111,7 @@ class FakeKubeAPI:
         self._runner: web.AppRunner | None = None
         self._running = asyncio.Event()
         self._running.set()
+        self._killed = asyncio.Event()  # set by kill(), cleared by start()
         self._watches: set[_Watch] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cut_next: set[str] = set()
@@ -136,6 +137,7 @@ class FakeKubeAPI:
         """Listen on ``port`` (default: the previous port, else an ephemeral one)."""
         if self._runner is not None:
             return
+        self._killed.clear()
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
@@ -157,6 +159,7 @@ class FakeKubeAPI:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        self._killed.set()
         for watch in list(self._watches):
             if watch.request.transport is not None:
                 watch.request.transport.abort()
@@ -241,6 +244,10 @@ class FakeKubeAPI:
         return self.faults.add(
             Fault.garbage(resource, body, on=on, times=times, content_type=content_type))
 
+    def hang(self, resource: str | None, *, on: On = "watch", times: int | None = None) -> Fault:
+        """Answer ``200 OK`` and then stay silent: a stream a middlebox dropped."""
+        return self.faults.add(Fault.hang(resource, on=on, times=times))
+
     def clear_faults(self, resource: str | None = None) -> None:
         self.faults.clear(resource)
 
@@ -314,6 +321,8 @@ class FakeKubeAPI:
                 return web.json_response(denied, status=401)
             if request.path.rstrip("/") == "/version":
                 return web.json_response(_VERSION)
+            if fault is not None and fault.hang:
+                return await self._hang(request, fault.content_type)
             if fault is not None:
                 headers = {"Content-Type": fault.content_type, **dict(fault.headers)}
                 return web.Response(status=fault.status, body=fault.body, headers=headers)
@@ -327,6 +336,19 @@ class FakeKubeAPI:
         finally:
             if task is not None:
                 self._tasks.discard(task)
+
+    async def _hang(self, request: web.Request, content_type: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        while request.transport is not None and not request.transport.is_closing():
+            try:  # until killed (which also cancels this task) or the client leaves
+                async with asyncio.timeout(_IDLE_CHECK):
+                    await self._killed.wait()
+            except TimeoutError:
+                continue
+            break
+        return response
 
     def _list(self, request: web.Request, resource: str, namespace: str | None) -> web.Response:
         info = RESOURCES[resource]

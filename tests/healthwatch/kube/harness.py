@@ -10,10 +10,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from config.model import Cluster, Config, Federation
+from config.model import Cluster, Config, Federation, Health, Region
 from healthwatch.kube import KubeOptions, KubeSource
 from healthwatch.model import ClusterReport, ShardSpec
-from tests.fakekube import FakeKubeAPI
+from tests.fakekube import FakeKubeAPI, write_kubeconfig
 
 FAST = KubeOptions(
     connect_timeout=1.0,
@@ -28,6 +28,19 @@ FAST = KubeOptions(
 )
 
 CONFIG = Config(zone="example.com.", federation="fed")
+
+
+def one_cluster(api: FakeKubeAPI, tmp: str, grace: float,
+                contexts: tuple[str, ...] = ("fed-a",)) -> Config:
+    """A config with one Kubernetes cluster ``a`` (us-east1-b) watched through
+    ``api``'s ``contexts[0]`` (the kubeconfig in ``tmp`` holds them all)."""
+    path = write_kubeconfig(os.path.join(tmp, "kubeconfig"),
+                            [api.kubeconfig_entry(c) for c in contexts])
+    cluster = Cluster(name="a", region="us-east1", zone="us-east1-b", source="kubernetes",
+                      kubeconfig=path, context=contexts[0])
+    return Config(zone="example.com.", federation="fed",
+                  regions=(Region("us-east1", (33.8, -84.4), ("us-east1-b",)),),
+                  clusters=(cluster,), health=Health(cluster_grace=grace))
 
 
 class Harness:

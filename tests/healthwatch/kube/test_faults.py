@@ -10,7 +10,9 @@ import asyncio
 import copy
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -368,3 +370,38 @@ async def test_a_watch_answered_with_garbage_is_never_a_contact(kube: Harness) -
     finally:
         await asyncio.to_thread(watcher.stop, 2.0)
         await asyncio.to_thread(api.close)
+
+
+# -- silent and quiet watch streams ------------------------------------------------------
+
+
+async def test_hung_watch_is_noticed_and_reopened_without_relist(kube: Harness) -> None:
+    """A watch whose connection went silent (dropped by a middlebox, no reset)
+    misses every change; it is reopened after ``watch_idle_timeout``, not after
+    the server's watch timeout, and the change arrives without a relist."""
+    options = replace(FAST, watch_timeout=30, watch_idle_timeout=0.5)
+    await _synced_with_web(kube, options=options)
+    kube.api.hang("services", times=1)
+    kube.api.drop_watches("services")
+    await kube.eventually(lambda: any(w.injected == 200 for w in kube.api.watches("services")))
+    hung_at = time.monotonic()
+    kube.api.apply("services", service("web", lb_ips=["192.0.2.11"]))
+    report = await kube.wait_for(lambda r: _web(r, ("192.0.2.11",)), within=3.0)
+    assert time.monotonic() - hung_at < 0.5 + 1.0  # idle timeout + reconnect, not 30 s
+    assert report.reachable  # the API answered all along (heartbeat)
+    assert len(kube.api.lists("services")) == 1
+
+
+async def test_quiet_watch_ended_by_the_server_is_reopened_without_backoff(kube: Harness) -> None:
+    """A quiet resource whose watch the server ends at ``timeoutSeconds`` (no
+    event, no bookmark) is watched again at once, not after a growing backoff
+    that would delay its next change by up to ``backoff_cap``."""
+    options = replace(FAST, watch_timeout=1, watch_settle=0.2, backoff_base=0.5, backoff_cap=4.0)
+    await kube.start(options=options)
+    await kube.synced()
+    await kube.eventually(lambda: len(kube.api.watches("ingresses")) >= 4, within=8.0)
+    starts = [w.at for w in kube.api.watches("ingresses")[:4]]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # each stream lasts the server's 1 s; a backoff would add 0.25-0.5, 0.5-1, 1-2 s
+    assert max(gaps) < 1.0 + 0.2, gaps
+    assert len(kube.api.lists("ingresses")) == 1
