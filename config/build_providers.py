@@ -13,10 +13,15 @@ Settings per type (read with ``Provider.get(key)``):
 - route53: routing ("all" or "latency"; absent: all), latency_regions (tuple of
   (fedns region, AWS region) pairs sorted by region; only with routing: latency,
   every fedns region configured, every AWS region used once)
+- clouddns: routing ("all" or "geo"; absent: all), geo_regions (tuple of
+  (fedns region, Google Cloud region) pairs sorted by region; only with
+  routing: geo, every fedns region configured, every Google Cloud region used
+  once)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from config.build_clusters import checked, url
@@ -25,6 +30,26 @@ from config.node import Node
 
 DEFAULT_TIMEOUT = 10.0
 _COMMON = ("type", "name", "debounce", "max_change_fraction", "owner_id", "delegate")
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    """A provider type's native routing of geo-aware names (the schema limits
+    ``routing`` and the map key to their type)."""
+
+    mode: str  # the ``routing`` value
+    key: str  # the map: fedns region -> the service's region
+    theirs: str  # the service's region, in messages
+    per: str  # what the service takes once per region, in messages
+
+
+_ROUTED = {
+    "route53": _Routed("latency", "latency_regions", "AWS region",
+                       "Route53 takes one latency record set per AWS region"),
+    "clouddns": _Routed("geo", "geo_regions", "Google Cloud region",
+                        "Cloud DNS takes one geo policy item per location"),
+}
+_MAP_KEYS = {r.key: r for r in _ROUTED.values()}
 
 
 def _settings(node: Node, kind: str) -> list[tuple[str, object]]:
@@ -45,8 +70,8 @@ def _settings(node: Node, kind: str) -> list[tuple[str, object]]:
             value = value.rstrip("/") or "/"
         elif key == "hosted_zone_id" and isinstance(value, str):
             value = value.removeprefix("/hostedzone/")
-        elif key == "latency_regions":
-            value = _latency_regions(node)
+        elif key in _MAP_KEYS and _ROUTED.get(kind) == _MAP_KEYS[key]:
+            value = _region_map(node, _MAP_KEYS[key])
         if value is not None:
             out.append((key, value))
     given = {k for k, _ in out}
@@ -57,15 +82,16 @@ def _settings(node: Node, kind: str) -> list[tuple[str, object]]:
     return out
 
 
-def _latency_regions(node: Node) -> tuple[tuple[str, str], ...] | None:
-    """``latency_regions`` as sorted (fedns region, AWS region) pairs, checked:
-    known regions, each region and each AWS region once."""
+def _region_map(node: Node, routed: _Routed) -> tuple[tuple[str, str], ...] | None:
+    """The routing map (``latency_regions``, ``geo_regions``) as sorted (fedns
+    region, service region) pairs, checked: known regions, each region and each
+    service region once."""
     ctx = node.ctx
-    block = node.node("latency_regions")
+    block = node.node(routed.key)
     if block is None:
         return None
     out: dict[str, str] = {}
-    by_aws: dict[str, str] = {}
+    by_theirs: dict[str, str] = {}
     for key, value, path in block.entries():
         if not isinstance(value, str):
             continue
@@ -77,28 +103,27 @@ def _latency_regions(node: Node) -> tuple[tuple[str, str], ...] | None:
         if region in out:
             ctx.error(path, f"region {region!r} is mapped twice", at_key=True)
             continue
-        if value in by_aws:
-            ctx.error(path, f"AWS region {value!r} is already mapped from region "
-                            f"{by_aws[value]!r} (Route53 takes one latency record set "
-                            "per AWS region)")
+        if value in by_theirs:
+            ctx.error(path, f"{routed.theirs} {value!r} is already mapped from region "
+                            f"{by_theirs[value]!r} ({routed.per})")
             continue
         out[region] = value
-        by_aws[value] = region
+        by_theirs[value] = region
     return tuple(sorted(out.items()))
 
 
-def _routing(node: Node, delegate: bool) -> None:
-    """``routing`` and ``latency_regions`` go together (Route53 only: the schema)."""
+def _routing(node: Node, routed: _Routed, delegate: bool) -> None:
+    """``routing: <mode>`` and its map go together (per type: the schema)."""
     routing = node.text("routing")
-    if routing == "latency":
+    if routing == routed.mode:
         if delegate:
-            node.ctx.error(node.at("routing"), "'latency' does not apply to a "
+            node.ctx.error(node.at("routing"), f"{routed.mode!r} does not apply to a "
                            "delegating provider (it publishes only the NS delegation)")
-        elif not node.has("latency_regions"):
-            node.ctx.error(node.at("routing"), "'latency' needs latency_regions "
-                           "(fedns region -> AWS region)")
-    elif node.has("latency_regions"):
-        node.ctx.error(node.at("latency_regions"), "latency_regions needs routing: latency "
+        elif not node.has(routed.key):
+            node.ctx.error(node.at("routing"), f"{routed.mode!r} needs {routed.key} "
+                           f"(fedns region -> {routed.theirs})")
+    elif node.has(routed.key):
+        node.ctx.error(node.at(routed.key), f"{routed.key} needs routing: {routed.mode} "
                        f"(routing is {routing or 'all'!r})", at_key=True)
 
 
@@ -110,8 +135,8 @@ def provider(node: Node, have_nameservers: bool) -> Provider | None:
     delegate = bool(node.flag("delegate"))
     if delegate and not have_nameservers:
         node.ctx.error(node.at("delegate"), "delegation needs 'nameservers' to publish")
-    if typ == "route53":
-        _routing(node, delegate)
+    if typ in _ROUTED:
+        _routing(node, _ROUTED[typ], delegate)
     dflt = Provider(typ, typ)
     debounce = node.duration("debounce")
     fraction = node.number("max_change_fraction")

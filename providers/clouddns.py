@@ -6,9 +6,15 @@ an update is the exact observed record set deleted plus the new one added.
 409 (already exists) and 412 (stale delete) mean the zone moved under us: the
 syncer re-lists and re-plans instead of retrying blindly.  429 and 5xx are
 retried with jittered backoff; a malformed answer is a TransientError.
-Record sets are listed from the raw API response, so foreign sets with a
-``routingPolicy`` (no ``rrdatas``, which the library cannot parse) are seen,
-kept foreign, and never touched.
+Record sets are listed from the raw API response (the library cannot parse a
+``routingPolicy``), and changes are sent as the API's own JSON through the
+library's HTTP connection: one way of sending, for plain and routed sets.
+With ``routing: geo`` geo-aware names are published with a geo routing
+policy (``providers.geo``); a routed set of exactly the shape fedns writes is
+fedns' when it has fedns' marker; any other routed set (other policies,
+health checks, fencing) is foreign and never touched.  A switch between
+plain and geo is one change (its deletion and addition), which Cloud DNS
+applies atomically.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from providers import ownership, txtzone
 from providers.backend import ApplyResult, Current, RecordError
 from providers.batching import backoff_delay, pack
 from providers.errors import ConflictError, PermanentError, TransientError
+from providers.geo import exact, geo_regions, parse_routed, rrdatas, to_api
 from providers.plan import Change, Plan
 from providers.rrset import RRKey, RRSet, absolute, make_rrset
 from providers.txtzone import Observed
@@ -45,18 +52,10 @@ CHANGE_WAIT = 60.0  # seconds to wait for a change to become "done"
 Rrset = dict[str, Any]
 
 
-def _api(rr: RRSet) -> Rrset:
-    return {"name": rr.name, "type": rr.rtype, "ttl": rr.ttl, "rrdatas": list(rr.values)}
-
-
 def rrdata_bytes(sets: list[Rrset]) -> int:
-    """Record data of ``sets`` as the per-change size limit counts it."""
-    return sum(len(str(v).encode()) for rs in sets for v in rs["rrdatas"])
-
-
-def _exact(rs: Rrset) -> Rrset:
-    return {"name": rs["name"], "type": rs["type"], "ttl": rs.get("ttl", 0),
-            "rrdatas": list(rs.get("rrdatas", []))}
+    """Record data of ``sets`` (routing policy items included) as the
+    per-change size limit counts it."""
+    return sum(len(v.encode()) for rs in sets for v in rrdatas(rs))
 
 
 class CloudDnsBackend:
@@ -75,6 +74,8 @@ class CloudDnsBackend:
         self.marker_ttl = int(str(provider.get("marker_ttl", 300)))
         self.attempts = int(str(provider.get("attempts", 5)))
         self.backoff = float(str(provider.get("backoff", 0.5)))
+        # Google Cloud region -> fedns region: the set_id of a geo item read back
+        self.locations = {loc: region for region, loc in geo_regions(provider)}
         self._credentials = credentials
         self._rng = rng or random.Random()
         self._client: dns.Client | None = None
@@ -188,7 +189,8 @@ class CloudDnsBackend:
 
     async def read(self) -> Current:
         zone = await self.zone()
-        plain: dict[RRKey, Rrset] = {}
+        listed: dict[RRKey, Rrset] = {}  # ours-shaped sets, as listed
+        routed: dict[RRKey, RRSet] = {}
         foreign: set[RRKey] = set()
         token: str | None = None
         while True:
@@ -199,15 +201,21 @@ class CloudDnsBackend:
             rrsets, token = self._page(page)
             for rs in rrsets:
                 key = (absolute(str(rs["name"])), str(rs["type"]))
-                if "rrdatas" not in rs or set(rs) - {"name", "type", "ttl", "rrdatas", "kind"}:
-                    foreign.add(key)  # routing policy, signatures: never ours
+                found = parse_routed(key, rs, self.locations) \
+                    if "routingPolicy" in rs else None
+                if found is not None:
+                    routed[key] = found
+                    listed[key] = rs
+                elif "rrdatas" not in rs or set(rs) - {"name", "type", "ttl", "rrdatas", "kind"}:
+                    foreign.add(key)  # other routing policies, signatures: never ours
                 else:
-                    plain[key] = rs
+                    listed[key] = rs
             if not token:
                 break
-        sets = [make_rrset(k[0], k[1], int(rs.get("ttl", 0)), [str(v) for v in rs["rrdatas"]])
-                for k, rs in plain.items() if k not in foreign]
-        return txtzone.current(zone, plain, foreign, sets, self.owner)
+        sets = [routed[k] if k in routed else
+                make_rrset(k[0], k[1], int(rs.get("ttl", 0)), [str(v) for v in rs["rrdatas"]])
+                for k, rs in listed.items() if k not in foreign]
+        return txtzone.current(zone, listed, foreign, sets, self.owner)
 
     def check(self, desired: Mapping[RRKey, RRSet], current: Current) -> dict[RRKey, str]:
         return txtzone.refusals(desired, current, "managed zone")
@@ -219,15 +227,15 @@ class CloudDnsBackend:
         dels: list[Rrset] = []
         key = ch.key
         if ch.action in ("delete", "update") and key in obs.raw:
-            dels.append(_exact(obs.raw[key]))
+            dels.append(exact(obs.raw[key]))
         if ch.action == "delete":
             mk = obs.markers.get(key)
             if mk is not None:
-                dels.append(_exact(obs.raw[mk.key]) if mk.key in obs.raw else _api(mk))
+                dels.append(exact(obs.raw[mk.key]) if mk.key in obs.raw else to_api(mk))
         if ch.after is not None:
-            adds.append(_api(ch.after))
+            adds.append(to_api(ch.after))
             if ch.action == "create" and key not in obs.markers:
-                adds.append(_api(ownership.marker(key, self.owner, self.marker_ttl)))
+                adds.append(to_api(ownership.marker(key, self.owner, self.marker_ttl)))
         return adds, dels
 
     async def apply(self, plan: Plan, current: Current) -> ApplyResult:

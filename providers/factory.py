@@ -9,6 +9,7 @@ from healthwatch.snapshot import Record, Snapshot
 from providers.backend import Backend
 from providers.delegation import delegation_records
 from providers.errors import PermanentError
+from providers.geo import geo_regions, route_by_geo
 from providers.latency import latency_regions, route_by_latency
 from providers.metrics import ProviderMetrics
 from providers.rrset import RRKey, RRSet, group, publishable
@@ -39,12 +40,16 @@ def desired_records(config: Config, provider: Provider) -> Callable[[Snapshot], 
 def desired_sets(config: Config, provider: Provider
                  ) -> Callable[[Snapshot], Mapping[RRKey, RRSet]]:
     """What ``provider`` publishes as record sets: ``desired_records`` grouped,
-    geo-aware names routed by latency where the provider asks for it."""
+    geo-aware names routed where the provider asks for it (Route53 latency,
+    Cloud DNS geo)."""
     records = desired_records(config, provider)
-    regions = latency_regions(provider)
-    if not regions:
-        return lambda snapshot: group(records(snapshot))
-    return lambda snapshot: route_by_latency(snapshot, group(records(snapshot)), regions)
+    latency = latency_regions(provider)
+    if latency:
+        return lambda snapshot: route_by_latency(snapshot, group(records(snapshot)), latency)
+    geo = geo_regions(provider)
+    if geo:
+        return lambda snapshot: route_by_geo(snapshot, group(records(snapshot)), geo)
+    return lambda snapshot: group(records(snapshot))
 
 
 def make_syncer(config: Config, provider: Provider, metrics: ProviderMetrics,

@@ -47,6 +47,7 @@ class Change:
 def _state(rr: RRSet) -> dict[str, Any]:
     out: dict[str, Any] = {"ttl": rr.ttl, "values": list(rr.values)}
     if rr.routes:
+        out["routing"] = rr.policy
         out["routes"] = [route_json(r) for r in rr.routes]
     return out
 

@@ -18,11 +18,12 @@ RRKey = tuple[str, str]  # (absolute lower-case name, TYPE)
 
 @dataclass(frozen=True, slots=True, order=True)
 class Route:
-    """One member of a routed record set (Route53 latency routing): the values
-    answered to clients nearest ``region``, under a stable ``set_id``."""
+    """One member of a routed record set (Route53 latency set, Cloud DNS geo
+    policy item): the values answered to clients nearest ``region``, under a
+    stable ``set_id`` (Route53: its SetIdentifier; Cloud DNS: the fedns region)."""
 
     set_id: str
-    region: str  # the service's routing region (an AWS region for Route53)
+    region: str  # the service's routing region (AWS region, Google Cloud region)
     ttl: int
     values: tuple[str, ...]  # normalised, sorted, unique
 
@@ -36,6 +37,7 @@ class RRSet:
     ttl: int
     values: tuple[str, ...]  # normalised, sorted, unique; () when routed
     routes: tuple[Route, ...] = ()  # sorted by set_id; non-empty: a routed set
+    policy: str = ""  # routed sets: the service's policy ("latency", "geo")
 
     @property
     def key(self) -> RRKey:
@@ -46,16 +48,17 @@ class RRSet:
         return bool(self.routes)
 
     def show(self) -> str:
-        """The values in one line: ``v1 v2`` or ``latency[id@region: v1 v2; ...]``."""
+        """The values in one line: ``v1 v2`` or ``<policy>[id@region: v1 v2; ...]``."""
         if not self.routes:
             return " ".join(self.values)
-        return "latency[" + "; ".join(f"{r.set_id}@{r.region}: {' '.join(r.values)}"
-                                      for r in self.routes) + "]"
+        return f"{self.policy}[" + "; ".join(
+            f"{r.set_id}@{r.region}: {' '.join(r.values)}" for r in self.routes) + "]"
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"name": self.name, "type": self.rtype, "ttl": self.ttl,
                                   "values": list(self.values)}
         if self.routes:
+            out["routing"] = self.policy
             out["routes"] = [route_json(r) for r in self.routes]
         return out
 
@@ -115,10 +118,12 @@ def normalized(rtype: str, values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({normalize(rtype, v) for v in values}))
 
 
-def make_routed(name: str, rtype: str, routes: Iterable[Route]) -> RRSet:
+def make_routed(name: str, rtype: str, routes: Iterable[Route],
+                policy: str = "latency") -> RRSet:
     """A routed record set; its ``ttl`` is the lowest of its routes'."""
     rs = tuple(sorted(routes))
-    return RRSet(absolute(name), rtype.upper(), min((r.ttl for r in rs), default=0), (), rs)
+    return RRSet(absolute(name), rtype.upper(), min((r.ttl for r in rs), default=0), (), rs,
+                 policy)
 
 
 def group(records: Iterable[Record]) -> dict[RRKey, RRSet]:

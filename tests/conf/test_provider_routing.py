@@ -65,8 +65,15 @@ def test_bad_routing_is_reported(extra: str, at: str, message: str) -> None:
     assert (probs[0].line, probs[0].column) == (line + 1, lines[line].index(at) + 1), probs
 
 
-def test_routing_is_route53_only() -> None:
-    text = BASE + "providers:\n  - {type: clouddns, project: p, managed_zone: m, " \
-        "routing: latency}\n"
-    probs = problems_of(text)
-    assert len(probs) == 1 and "unknown key 'routing'" in probs[0].message, probs
+@pytest.mark.parametrize("block, message", [
+    ("{type: clouddns, project: p, managed_zone: m, routing: latency}",
+     "providers[0].routing: must be one of all, geo; got 'latency'"),
+    ("{type: clouddns, project: p, managed_zone: m, latency_regions: {us-east1: us-east-1}}",
+     "unknown key 'latency_regions'"),
+    ("{type: coredns-etcd, endpoints: ['http://127.0.0.1:2379'], routing: latency}",
+     "unknown key 'routing'"),
+], ids=["clouddns-latency", "clouddns-latency-regions", "etcd"])
+def test_latency_routing_is_route53_only(block: str, message: str) -> None:
+    """(Cloud DNS has its own ``routing: geo``: tests/conf/test_provider_geo_routing.py.)"""
+    probs = problems_of(BASE + f"providers:\n  - {block}\n")
+    assert len(probs) == 1 and message in probs[0].message, probs

@@ -2,9 +2,13 @@
 
 managedZones get; rrsets list with pageToken; changes create (atomic: a
 deletion must match an existing set exactly → 412, an addition must not
-exist → 409) and get.  ``fail_next`` injects status codes, or (status, raw body)
-pairs for malformed answers; ``before_change`` runs before the next change is
-applied (to make a delete stale).
+exist → 409) and get.  Record sets with a ``routingPolicy`` are stored and
+listed as the API does (with its output-only ``kind``s); a geo policy is
+validated as Cloud DNS does (400): ``rrdatas`` or a ``routingPolicy``, not
+both; one policy kind; at least one item; each item a Google Cloud region
+``location``, used once, with ``rrdatas``.  ``fail_next`` injects status
+codes, or (status, raw body) pairs for malformed answers; ``before_change``
+runs before the next change is applied (to make a delete stale).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Key = tuple[str, str]
+POLICY_KINDS = ("geo", "wrr", "primaryBackup")
+_LOCATION = re.compile(r"[a-z]+-[a-z]+[0-9]{1,2}")
 
 
 class FakeCloudDns:
@@ -44,7 +50,7 @@ class FakeCloudDns:
         self.server.server_close()
 
     def add(self, rs: dict[str, Any]) -> None:
-        self.rrsets[(rs["name"], rs["type"])] = {"kind": "dns#resourceRecordSet", **rs}
+        self.rrsets[(rs["name"], rs["type"])] = _stored(rs)
 
     def _apply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.lock:
@@ -56,16 +62,17 @@ class FakeCloudDns:
                 key = (d["name"], d["type"])
                 have = new.get(key)
                 if have is None or int(have.get("ttl", 0)) != int(d["ttl"]) or \
-                        sorted(have.get("rrdatas", [])) != sorted(d["rrdatas"]):
+                        _data(have) != _data(d):
                     return 412, _err(412, "conditionNotMet", f"stale deletion {key}")
                 del new[key]
             for a in body.get("additions", []):
                 key = (a["name"], a["type"])
                 if key in new:
                     return 409, _err(409, "alreadyExists", f"{key} exists")
-                if a["type"] == "A" and not all(re.fullmatch(r"[\d.]+", v) for v in a["rrdatas"]):
-                    return 400, _err(400, "invalid", f"bad rdata in {key}")
-                new[key] = {"kind": "dns#resourceRecordSet", **a, "ttl": int(a["ttl"])}
+                invalid = _invalid(a)
+                if invalid:
+                    return 400, _err(400, "invalid", f"{invalid} in {key}")
+                new[key] = _stored({**a, "ttl": int(a["ttl"])})
             self.rrsets = new
             change = {"kind": "dns#change", "id": str(len(self.changes) + 1), "status": "done",
                       **body}
@@ -141,6 +148,77 @@ class FakeCloudDns:
                 self._send(code, out)
 
         return Handler
+
+
+def _stored(rs: dict[str, Any]) -> dict[str, Any]:
+    """``rs`` as the API lists it: ``kind`` on the set, its policy and items."""
+    out = {"kind": "dns#resourceRecordSet", **json.loads(json.dumps(rs))}
+    policy = out.get("routingPolicy")
+    if isinstance(policy, dict):
+        policy.setdefault("kind", "dns#rRSetRoutingPolicy")
+        geo = policy.get("geo")
+        if isinstance(geo, dict):
+            geo.setdefault("kind", "dns#rRSetRoutingPolicyGeoPolicy")
+            for item in geo.get("items", []):
+                item.setdefault("kind", "dns#rRSetRoutingPolicyGeoPolicyGeoPolicyItem")
+    return out
+
+
+def _strip_kinds(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_kinds(v) for k, v in value.items() if k != "kind"}
+    if isinstance(value, list):
+        return [_strip_kinds(v) for v in value]
+    return value
+
+
+def _data(rs: dict[str, Any]) -> tuple[Any, ...]:
+    """What a deletion must repeat: the values, or the routing policy (items
+    and values in any order, ``kind``s aside)."""
+    policy = _strip_kinds(rs.get("routingPolicy"))
+    if isinstance(policy, dict) and isinstance(policy.get("geo"), dict):
+        geo = dict(policy["geo"])
+        geo["items"] = sorted(json.dumps({**it, "rrdatas": sorted(it.get("rrdatas", []))},
+                                         sort_keys=True) for it in geo.get("items", []))
+        policy = {**policy, "geo": geo}
+    return (sorted(rs.get("rrdatas", [])), json.dumps(policy, sort_keys=True))
+
+
+def _invalid(rs: dict[str, Any]) -> str | None:
+    """Why Cloud DNS refuses the addition ``rs`` (400), or None."""
+    policy = rs.get("routingPolicy")
+    if policy is None:
+        if not rs.get("rrdatas"):
+            return "neither rrdatas nor a routingPolicy"
+        return _bad_rdata(rs["type"], rs["rrdatas"])
+    if "rrdatas" in rs:
+        return "rrdatas and a routingPolicy"
+    if not isinstance(policy, dict) or len([k for k in POLICY_KINDS if k in policy]) != 1:
+        return "not exactly one routing policy"
+    geo = policy.get("geo")
+    if geo is None:
+        return None
+    items = geo.get("items") if isinstance(geo, dict) else None
+    if not isinstance(items, list) or not items:
+        return "a geo policy without items"
+    locations = [it.get("location") for it in items]
+    if len(set(locations)) != len(locations):
+        return "multiple items with the same location"
+    for it in items:
+        if not isinstance(it.get("location"), str) or not _LOCATION.fullmatch(it["location"]):
+            return f"bad location {it.get('location')!r}"
+        if not it.get("rrdatas") and not it.get("healthCheckedTargets"):
+            return f"an item without rrdatas at {it['location']}"
+        bad = _bad_rdata(rs["type"], it.get("rrdatas", []))
+        if bad:
+            return bad
+    return None
+
+
+def _bad_rdata(rtype: str, values: list[str]) -> str | None:
+    if rtype == "A" and not all(re.fullmatch(r"[\d.]+", v) for v in values):
+        return "bad rdata"
+    return None
 
 
 def _err(code: int, reason: str, message: str) -> dict[str, Any]:
