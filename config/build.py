@@ -266,6 +266,7 @@ def _generated_subtrees(ctx: Ctx) -> list[str]:
 def _records(root: Node) -> tuple[StaticRecord, ...]:
     ctx, zone = root.ctx, root.ctx.zone
     out: list[StaticRecord] = []
+    paths: list[Path] = []
     types_at: dict[str, list[tuple[str, Path]]] = {}
     generated = _generated_subtrees(ctx)
     for node in root.nodes("records"):
@@ -300,12 +301,81 @@ def _records(root: Node) -> tuple[StaticRecord, ...]:
             continue
         types_at.setdefault(name, []).append((rtype, node.at("name")))
         out.append(StaticRecord(name, rtype, rdata, node.integer("ttl")))
+        paths.append(node.at("name"))
     for name, entries in types_at.items():
         cnames = [p for t, p in entries if t == "CNAME"]
         if cnames and (len(entries) > 1 or name == zone):
             what = "the zone apex" if name == zone else "other records at the same name"
             ctx.error(cnames[-1], f"a CNAME at {name} cannot coexist with {what}")
+    if zone is not None:
+        _delegations(root, zone, out, paths, generated)
     return tuple(out)
+
+
+def _delegations(root: Node, zone: str, records: list[StaticRecord], paths: list[Path],
+                 generated: list[str]) -> None:
+    """NS records below the apex are zone cuts (delegations): the server
+    answers the cut and every name below it with a referral, so a record
+    there that is not glue (A/AAAA of a nameserver name) would never be
+    served. Such records, NS records at a wildcard name, and cuts above the
+    names fedns generates (services, Ingress hosts) are errors."""
+    ctx = root.ctx
+    cuts: dict[str, Path] = {}
+    targets: set[str] = set()
+    for rec, path in zip(records, paths, strict=True):
+        if rec.rtype != "NS":
+            continue
+        targets.add(rec.value)
+        if rec.name.startswith("*."):
+            ctx.error(path, f"NS records at the wildcard name {rec.name} cannot delegate "
+                            "(a delegation needs a name without '*')")
+        else:
+            cuts.setdefault(rec.name, path)
+    if not cuts:
+        return
+    ns = root.node("nameservers")
+    for key, _, _ in ns.entries() if ns is not None else ():
+        try:
+            targets.add(names.absolute(key, zone))
+        except ValueError:
+            continue  # reported by _nameservers
+    for rec, path in zip(records, paths, strict=True):
+        cut = _cut_above(rec.name, cuts)
+        if cut is None:
+            continue
+        if cut == rec.name:
+            if rec.rtype not in ("NS", "DS"):
+                ctx.error(path, f"{rec.name} is delegated (NS records at {cut}): only NS and DS "
+                                f"records can be there; this {rec.rtype} would never be served")
+        elif rec.rtype not in ("A", "AAAA") or rec.name not in targets:
+            ctx.error(path, f"{rec.name} is below the delegation at {cut}: only glue (A/AAAA of "
+                            f"a nameserver) can be there; this {rec.rtype} would never be served")
+    for suffix in generated:
+        cut = _cut_above(suffix[1:], cuts)
+        if cut is not None:
+            ctx.error(cuts[cut], f"the delegation at {cut} would take over the names fedns "
+                                 f"generates for services (*{suffix})")
+    for cnode in root.nodes("clusters"):
+        for inode in cnode.nodes("ingresses"):
+            for path, text in inode.texts("hosts"):
+                try:
+                    host = names.absolute(text, zone, wildcard=True)
+                except ValueError:
+                    continue  # reported by the ingress builder
+                cut = _cut_above(host, cuts)
+                if cut is not None:
+                    ctx.error(path, f"ingress host {host} is inside the delegation at {cut} "
+                                    "(it would never be served)")
+
+
+def _cut_above(name: str, cuts: dict[str, Path]) -> str | None:
+    """The highest of ``cuts`` at or above ``name``, or None."""
+    labels = name.split(".")
+    for i in range(len(labels) - 2, -1, -1):
+        candidate = ".".join(labels[i:])
+        if candidate in cuts:
+            return candidate
+    return None
 
 
 def _ingress_conflicts(ctx: Ctx, root: Node, records: tuple[StaticRecord, ...]) -> None:

@@ -27,14 +27,22 @@ A ``Value`` is
   hashing the locality.
 
 A qtype missing from a name's shape means NODATA, unless the shape has
-``CHASE`` (the name owns a CNAME: other qtypes follow it; full path). A
+``CHASE`` (the name owns a CNAME: other qtypes follow it; full path) or is
+``(REFER,)`` (the name is at or below a zone cut: no entries; the handler
+asks the resolver once per question, ``QueryHandler._negative``). A
 name missing from ``names`` means NXDOMAIN when the table is ``complete`` and
 the name is in the zone. Answers that are not plain (a CNAME chain that ends
 in NXDOMAIN/NODATA carries the SOA) are left out and take the full path.
 
 ``derive`` rebuilds only the names whose records changed (plus the names
 whose CNAME chains or glue reach them, and the apex) in maps shared with the
-table it derives from: the cost follows the changed names, not the zone.
+table it derives from: the cost follows the changed names, not the zone. A
+zone cut that comes or goes brings the names below it (``Resolver.derive``
+returns them); a CNAME into a name that does not exist depends on the names
+that decide whether NXDOMAIN, a wildcard or a referral answers it
+(``Resolver.wildcard_deps``). Names that do not exist are not in the table:
+their answers (NXDOMAIN, wildcard synthesis, referrals) are worked out per
+serving state, which a new Snapshot replaces.
 
 Memory (a large zone has hundreds of thousands of names): replies equal
 within a name are one object, a name's per-locality lists equal across
@@ -68,6 +76,7 @@ DEFAULT_MAX_KEYS = 4_000_000
 _TARGET_TYPES = frozenset(("CNAME", "NS"))
 NODATA = 0
 CHASE = -1
+REFER = -2
 
 # a positive reply: (QD/AN/NS/AR counts, the same with AR + 1 for an OPT
 # record, the sections after the question); counts objects are shared
@@ -119,6 +128,8 @@ Shape = tuple[int, ...]
 _SHAPES: dict[Shape, Shape] = {}
 Deps = tuple[bytes, ...]  # distinct names (a tuple: a fraction of a frozenset's size)
 _EMPTY: Types = {}
+# the entries of a name at or below a zone cut: its shape is ``(REFER,)``
+_REFERRAL: Types = {REFER: NODATA}
 _PTRS: dict[int, bytes] = {}  # compression pointer bytes by offset (chains share them)
 _COUNTS: dict[bytes, tuple[bytes, bytes]] = {}  # header counts -> (them, with AR + 1)
 _POSITIVE_FLAGS = (wire.QR | wire.AA).to_bytes(2, "big")
@@ -199,7 +210,7 @@ class AnswerTable:
                 else:
                     self.letters.pop((name, qtype), None)
         for qtype, value in types.items():
-            if qtype != CHASE:
+            if qtype >= 0:  # (not a marker: CHASE, REFER)
                 key = question_key(name, qtype)
                 if key is not None:
                     self.questions[key] = value
@@ -354,6 +365,8 @@ class _Builder:
 
     def name(self, name: bytes) -> Types:
         r = self.resolver
+        if r.occluded(name):
+            return _REFERRAL  # every answer is the resolver's referral (or DS NODATA)
         types_at = r.types_at(name)
         if not types_at:
             return _EMPTY  # empty non-terminal (or nothing servable): NODATA for all
@@ -373,7 +386,16 @@ class _Builder:
                 if rec.name != presentation:
                     deps.add(self._wire(rec.name))
                 if rec.rtype in _TARGET_TYPES:  # where the chain (or glue) goes,
-                    deps.add(self._wire(rec.value))  # whether it exists yet or not
+                    target = self._wire(rec.value)  # whether it exists yet or not
+                    deps.add(target)
+                    if rec.rtype == "CNAME" and not r.exists(target) and r.in_zone(target):
+                        # answered by NXDOMAIN, a wildcard or a referral: what
+                        # decides which (``Resolver.wildcard_deps``)
+                        deps.update(r.wildcard_deps(target))
+            for rec in ans.authority:  # a referral after a CNAME: the cut, its glue
+                if rec.rtype == "NS":
+                    deps.add(self._wire(rec.name))
+                    deps.add(self._wire(rec.value))
             entry: Entry | None
             if r.negative_body(ans, len(name)) is not None:
                 entry = NODATA if ans.rcode == wire.NOERROR else None

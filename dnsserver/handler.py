@@ -7,7 +7,10 @@ the reply's OPT, worked out once per distinct pair, i.e. about once per ECS
 prefix), does one ``AnswerTable`` lookup by the lower-cased question and joins
 the reply from the client's ID and question bytes and the stored reply parts.
 NXDOMAIN, REFUSED and NODATA are decided once per lower-cased question and
-state, then joined the same way. Everything else goes through
+state, then joined the same way; so are the answers for names the table does
+not hold that do not depend on the client's locality: referrals at and below
+a zone cut, DS at a cut, and static wildcards' synthesized answers
+(``_resolved``: the full path's bytes, built once). Everything else goes through
 ``wire.parse_query`` and ``Resolver.respond``. No exception leaves ``handle``:
 an unexpected one becomes SERVFAIL, a counter and (once) a log line.
 """
@@ -22,11 +25,11 @@ from dataclasses import dataclass, field
 
 from config.model import Server
 from dnsserver import wire
-from dnsserver.answers import CHASE, NODATA, AnswerTable, Chain
+from dnsserver.answers import CHASE, NODATA, REFER, AnswerTable, Chain
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
-from dnsserver.resolver import Resolver
+from dnsserver.resolver import Resolver, wire_to_labels
 
 log = logging.getLogger("dnsserver.handler")
 
@@ -315,9 +318,15 @@ class QueryHandler:
                     or not wire.plain_name(qname)):
                 return False
             if state.resolver.in_zone(qname):
+                if state.resolver.synthesizes(qname):  # a wildcard's or a referral
+                    return self._resolved(state, lowered, qtype)
                 rcode = wire.NXDOMAIN
             else:
                 rcode, aa = wire.REFUSED, 0  # REFUSED: no AA, no SOA
+        elif REFER in shape:  # at or below a zone cut
+            if qtype in _FULL_PATH_QTYPES:
+                return False
+            return self._resolved(state, lowered, qtype)
         elif not nodata:
             if qtype in shape:
                 if table.get(qname, qtype) != NODATA:
@@ -332,6 +341,28 @@ class QueryHandler:
         counts = b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
         return (_flag_map(0x80 | aa, rcode), counts + b"\x00\x00", counts + b"\x00\x01",
                 auth, self.metrics.counters(rcode, "none"))
+
+    def _resolved(self, state: ServingState, lowered: bytes, qtype: int) -> Negative:
+        """The resolver's reply to the lower-cased question ``lowered`` (of
+        type ``qtype`` as sent) in the ``Negative`` shape, when it does not
+        depend on the client's locality (else False: the full path): a
+        referral, DS at a cut, or a static wildcard's synthesized answer.
+        Built as the full path builds it (``Resolver.render``, question
+        lower-cased); the bytes after the question point into the question
+        only by offset, so they serve the question in any letter case."""
+        resolver = state.resolver
+        qname = lowered[:-4]
+        ans = resolver.lookup(qname, qtype, "")
+        if ans.depends:
+            return False  # a geo-aware wildcard: answered per locality
+        out = resolver.render(qid=0, qflags=0, question=lowered, labels=wire_to_labels(qname),
+                              qtype=qtype, qclass=wire.C_IN, ans=ans, edns=None, scope=0,
+                              limit=wire.MAX_UDP)
+        counts = out[4:12]
+        plus = counts[:6] + (((counts[6] << 8) | counts[7]) + 1).to_bytes(2, "big")
+        rcode = out[3] & 0x0F
+        return (_flag_map(out[2], rcode), counts, plus, out[12 + len(lowered):],
+                self.metrics.counters(rcode, "none"))
 
     @staticmethod
     def _truncated(data: bytes, qend: int, f1: int, f2: int, opt: bytes) -> bytes:

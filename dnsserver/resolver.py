@@ -13,8 +13,21 @@ the records, converts them to dnslib RRs once, and answers:
 ``AnswerTable`` calls ``lookup`` and ``render`` at build time, so precomputed
 replies and full-path replies are the same bytes.
 
-Not implemented (documented): wildcards and delegations below the apex; NS
-records below the apex are served as ordinary records.
+Wildcards (RFC 4592): a name that does not exist, whose closest encloser (its
+longest existing ancestor; empty non-terminals exist) has a ``*`` child, is
+answered from that wildcard's records with the owner rewritten to the query
+name (``Synthesized``), CNAMEs chased and ANY minimal as for other names, NODATA
+(with the SOA) for a type the wildcard lacks; a geo-aware wildcard answers per
+client locality. A query for the literal ``*`` name gets its records.
+
+Delegations: a static NS RRset below the apex is a zone cut. The cut name and
+every name below it get a referral (NOERROR, AA=0, no answer, the cut's NS
+RRset in authority, glue A/AAAA for in-zone nameserver names in additional),
+except DS at the cut itself, which the parent answers (NODATA with the SOA:
+fedns has no DNSSEC). Records below a cut other than glue are not served
+(config refuses them), and wildcards do not match across a cut. A CNAME chain
+that runs into a delegated name stops there with the referral in authority
+(AA=1: the first answer is ours; RFC 1034 4.3.2 step 3b).
 """
 
 from __future__ import annotations
@@ -63,6 +76,17 @@ class Answer:
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
     depends: bool = False  # differs by client locality (ECS scope applies)
+    aa: bool = True  # False for a referral (a zone cut below the apex)
+
+
+@dataclass(frozen=True, slots=True)
+class Synthesized(Record):
+    """A wildcard's record answering another name (RFC 4592 synthesis): packed
+    as ``source`` with the owner ``owner`` (the lower-cased query name's
+    labels, so the packer points it at the question)."""
+
+    owner: wire.Name = ()
+    source: Record | None = None
 
 
 @functools.lru_cache(maxsize=1 << 12)  # small: a large zone's names cost MBs here
@@ -105,6 +129,10 @@ class Resolver:
         # checked and grouped by type when used, ``_by_type``)
         self._geo: dict[bytes, Mapping[str, tuple[Record, ...]]] = {}
         self._ents: set[bytes] = set()  # empty non-terminals (and the apex)
+        # zone cuts (names below the apex with static NS records, not
+        # wildcards) and wildcard names (first label ``*``) that have records
+        self._cuts: set[bytes] = set()
+        self._wilds: set[bytes] = set()
         # name -> how many existing names sit right below it (what ``derive``
         # needs to tell whether a name that loses its records stays an empty
         # non-terminal, and which empty non-terminals go with it)
@@ -125,6 +153,12 @@ class Resolver:
             if self.in_zone(wname):
                 static.setdefault(wname, {}).setdefault(code, []).append(rec)
         self._static = {n: _flat(per) for n, per in static.items()}
+        zone = self.zone
+        for wname, per in static.items():
+            if wname[:2] == _WILD:
+                self._wilds.add(wname)
+            elif wire.T_NS in per and wname != zone:
+                self._cuts.add(wname)
         for name, per_loc in snapshot.geo.items():
             try:
                 wname = name_to_wire(name)
@@ -133,11 +167,13 @@ class Resolver:
                 continue
             if self.in_zone(wname):
                 self._geo[wname] = per_loc
+                if wname[:2] == _WILD:
+                    self._wilds.add(wname)
         locs = dict.fromkeys([UNKNOWN, *snapshot.localities])
         for per_loc in snapshot.geo.values():
             locs.update(dict.fromkeys(per_loc))
         self.localities: tuple[str, ...] = tuple(locs)
-        zone, ents, geo = self.zone, self._ents, self._geo
+        ents, geo = self._ents, self._geo
         for wname in [*self._static, *self._geo]:
             i = 0
             while wname[i:] != zone:  # its ancestors up to the apex
@@ -224,7 +260,9 @@ class Resolver:
         place for the names in ``changed`` (presentation names whose records
         may differ; the apex is always redone), and the names besides those
         whose existence changed with them: empty non-terminals that appeared
-        above a new name or went with the last name below them. O(changed
+        above a new name or went with the last name below them; and when a
+        zone cut came or went, the names below it (one pass over the names:
+        their answers become referrals, or stop being). O(changed
         names): the records of a name are found by bisection in
         ``snapshot.records`` (sorted by name, as the planner makes them; a
         linear scan when they are not).
@@ -260,6 +298,7 @@ class Resolver:
                 self._geo.pop(wname, None)
             else:
                 self._geo[wname] = geo
+        cuts_moved = self._mark(statics)
         # names that go first (a name before the names below it), then the
         # names that appear: ``_link`` asks whether a parent exists, which
         # must already hold for the new Snapshot
@@ -268,12 +307,42 @@ class Resolver:
             self._unlink(wname, flipped)
         for wname in added:
             self._link(wname, flipped)
+        for cut in cuts_moved:  # names below a cut that came or went: referrals now, or not
+            flipped.update(self._below(cut))
         new = copy.copy(self)
         new.snapshot = snapshot
         new._varies_memo = {}
         soa = new._typed_static(new.zone).get(wire.T_SOA, ())
         new._set_soa(soa[0] if soa else None)
         return new, flipped
+
+    def _mark(self, statics: list[tuple[bytes, Static | None]]) -> list[bytes]:
+        """Bring ``_cuts`` and ``_wilds`` up to date for the names of a derive
+        plan (their records already assigned): the cuts that came or went."""
+        moved: list[bytes] = []
+        cuts, wilds, zone = self._cuts, self._wilds, self.zone
+        for wname, per in statics:
+            if wname[:2] == _WILD:
+                if wname in self._static or wname in self._geo:
+                    wilds.add(wname)
+                else:
+                    wilds.discard(wname)
+                continue
+            cut = wname != zone and per is not None and _has_ns(per)
+            if cut != (wname in cuts):
+                moved.append(wname)
+                if cut:
+                    cuts.add(wname)
+                else:
+                    cuts.discard(wname)
+        return moved
+
+    def _below(self, top: bytes) -> list[bytes]:
+        """The names strictly below ``top`` (one pass over every name: only
+        when a zone cut comes or goes)."""
+        n = len(top)
+        return [name for name in {*self._static, *self._geo, *self._ents}
+                if len(name) > n and name.endswith(top) and _suffix_at_label(name, n)]
 
     def _derive_plan(self, snapshot: Snapshot, todo: set[str],
                      found: Mapping[str, list[Record]]) -> _DerivePlan | None:
@@ -396,6 +465,10 @@ class Resolver:
         rr = packed.get(rec)
         if rr is not None or rec in self._bad:
             return rr
+        if type(rec) is Synthesized:  # the wildcard's record, another owner (not kept)
+            assert rec.source is not None
+            src = self._rr(rec.source)
+            return None if src is None else (rec.owner, src[1], src[2])
         try:
             rr = compile_record(rec, self._interner)
         except Exception as exc:  # dnslib raises many types on bad rdata
@@ -495,31 +568,47 @@ class Resolver:
         """(answer without ``depends``, whether a geo-aware name was visited)."""
         answer: list[Record] = []
         additional: list[Record] = []
+        authority: tuple[Record, ...] = ()
         touched = False
         name = qname
         visited = {qname}
         rcode = wire.NOERROR
         negative = False
+        aa = True
         for _hop in range(MAX_CHAIN + 1):
-            if not self.exists(name):
-                rcode = wire.NXDOMAIN
-                negative = True
-                break
-            rrsets, geo = self._rrsets(name, locality)
+            if self._cuts:
+                cut = self.top_cut(name)
+                if cut is not None and (cut != name or qtype != wire.T_DS):
+                    authority = self._typed_static(cut).get(wire.T_NS, ())
+                    for rec in authority:  # a referral (after a CNAME: the answer's tail)
+                        additional.extend(self._glue(name_to_wire(rec.value)))
+                    aa = bool(answer)
+                    break
+            owner: bytes | None = None
+            if self.exists(name):
+                rrsets, geo = self._rrsets(name, locality)
+            else:
+                wild = self.wildcard_of(name) if self._wilds else None
+                if wild is None:
+                    rcode = wire.NXDOMAIN
+                    negative = True
+                    break
+                rrsets, geo = self._rrsets(wild, locality)
+                owner = name
             touched = touched or geo
             if qtype == wire.T_ANY:
                 if rrsets:  # RFC 8482: one RRset
-                    answer.extend(rrsets[min(rrsets)])
+                    answer.extend(_owned(rrsets[min(rrsets)], owner))
                 else:
                     negative = True
                 break
             found = rrsets.get(qtype)
             if found:
-                answer.extend(found)
+                answer.extend(_owned(found, owner))
                 break
             cname = rrsets.get(wire.T_CNAME)
             if cname and qtype != wire.T_CNAME:
-                answer.extend(cname)
+                answer.extend(_owned(cname, owner))
                 target = self._target(cname[0].value)
                 if not self.in_zone(target) or target in visited:
                     break
@@ -532,8 +621,65 @@ class Resolver:
             for rec in answer:
                 if rec.rtype == "NS":
                     additional.extend(self._glue(name_to_wire(rec.value)))
-        authority = (self._soa,) if negative and self._soa is not None else ()
-        return Answer(rcode, tuple(answer), authority, tuple(additional)), touched
+        if negative and self._soa is not None:
+            authority = (self._soa,)
+        return Answer(rcode, tuple(answer), authority, tuple(additional), aa=aa), touched
+
+    def top_cut(self, name: bytes) -> bytes | None:
+        """The highest zone cut at or above the in-zone ``name`` (the one a
+        query for it meets first, walking down from the apex), or None."""
+        cuts = self._cuts
+        if not cuts:
+            return None
+        found = name if name in cuts else None
+        zone_len = len(self.zone)
+        i = 0
+        while len(name) - i > zone_len:
+            i += 1 + name[i]
+            if name[i:] in cuts:
+                found = name[i:]
+        return found
+
+    def occluded(self, name: bytes) -> bool:
+        """Is ``name`` at or below a zone cut (answered by a referral)?"""
+        return bool(self._cuts) and self.top_cut(name) is not None
+
+    def wildcard_of(self, name: bytes) -> bytes | None:
+        """The wildcard that answers the in-zone ``name``, which does not
+        exist: the ``*`` child of its closest encloser, if that has records."""
+        i = 0
+        exists = self.exists
+        while True:
+            if not name[i]:
+                return None  # (not in the zone)
+            i += 1 + name[i]
+            if exists(name[i:]):
+                break
+        wild = _WILD + name[i:]
+        return wild if wild in self._static or wild in self._geo else None
+
+    def synthesizes(self, name: bytes) -> bool:
+        """Is the in-zone ``name``, which does not exist, answered otherwise
+        than by NXDOMAIN: below a zone cut (a referral), or by a wildcard?"""
+        if self._cuts and self.top_cut(name) is not None:
+            return True
+        return bool(self._wilds) and self.wildcard_of(name) is not None
+
+    def wildcard_deps(self, name: bytes) -> list[bytes]:
+        """The names whose coming, going or change can change the answer for
+        the in-zone ``name`` while it does not exist: its ancestors below the
+        apex (a closest encloser or a zone cut) and their ``*`` children and
+        the apex's (wildcards). A CNAME into ``name`` depends on them."""
+        out: list[bytes] = []
+        zone_len = len(self.zone)
+        i = 0
+        while len(name) - i > zone_len:
+            i += 1 + name[i]
+            parent = name[i:]
+            out.append(_WILD + parent)
+            if len(parent) > zone_len:
+                out.append(parent)
+        return out
 
     def _target(self, name: str) -> bytes:
         """``name_to_wire`` memoised (CNAME targets, resolved per locality)."""
@@ -554,7 +700,7 @@ class Resolver:
         """Resolve an in-zone, class-IN question for a client in ``locality``."""
         ans, touched = self.resolve(qname, qtype, locality)
         if touched and self.varies(qname, qtype):
-            return Answer(ans.rcode, ans.answer, ans.authority, ans.additional, True)
+            return Answer(ans.rcode, ans.answer, ans.authority, ans.additional, True, ans.aa)
         return ans
 
     def varies(self, qname: bytes, qtype: int) -> bool:
@@ -596,7 +742,7 @@ class Resolver:
                scope: int, limit: int) -> bytes:
         """The reply for ``ans``; truncated (TC=1, question and OPT only) above ``limit``."""
         opt = self.opt_for(edns, scope if ans.depends else 0)
-        flags = wire.reply_flags(qflags, rcode=ans.rcode, aa=True)
+        flags = wire.reply_flags(qflags, rcode=ans.rcode, aa=ans.aa)
         neg = self.negative_body(ans, len(question) - 4)
         if neg is not None:
             out = wire.negative_reply(qid, flags, question, neg, opt)
@@ -682,6 +828,48 @@ class Resolver:
         if len(out) > limit:
             out = wire.short_reply(q.qid, flags | wire.TC, q.question, opt)
         return out
+
+
+_WILD = b"\x01*"  # a wildcard name's first label, on the wire
+
+
+def _has_ns(static: Static) -> bool:
+    if isinstance(static, Record):
+        return static.rtype == "NS"
+    return any(rec.rtype == "NS" for rec in static)
+
+
+def _suffix_at_label(name: bytes, n: int) -> bool:
+    """Do the last ``n`` bytes of ``name`` start at a label boundary?"""
+    i = 0
+    cut = len(name) - n
+    while i < cut:
+        i += 1 + name[i]
+    return i == cut
+
+
+def _owned(recs: tuple[Record, ...], owner: bytes | None) -> tuple[Record, ...]:
+    """``recs``, or when ``owner`` (a wire name) is given, the same records
+    synthesized for it (RFC 4592)."""
+    if owner is None:
+        return recs
+    labels = wire_to_labels(owner)
+    text = _escaped(labels)
+    return tuple(Synthesized(text, rec.rtype, rec.ttl, rec.value, labels, rec) for rec in recs)
+
+
+def _escaped(labels: tuple[bytes, ...]) -> str:
+    """Wire labels as a presentation name (RFC 1035 5.1 escapes)."""
+    out = []
+    for lab in labels:
+        text = []
+        for b in lab:
+            if b in b".\\()\";$@ " or b < 0x21 or b > 0x7E:
+                text.append(f"\\{b:03d}" if b < 0x21 or b > 0x7E else "\\" + chr(b))
+            else:
+                text.append(chr(b))
+        out.append("".join(text) + ".")
+    return "".join(out) or "."
 
 
 _CODES: dict[str, int] = {}

@@ -54,6 +54,7 @@ T_SOA = 6
 T_TXT = 16
 T_AAAA = 28
 T_OPT = 41
+T_DS = 43
 T_HTTPS = 65
 T_IXFR = 251
 T_AXFR = 252

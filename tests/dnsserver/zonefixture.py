@@ -73,6 +73,48 @@ def snapshot(serial: int = 7) -> Snapshot:
                     records=tuple(sorted(records)), geo=geo, localities=LOCALITIES)
 
 
+WILD = f"*.w.{ZONE}"  # a static wildcard (A and TXT) with an empty non-terminal b.w beside it
+CUT = f"sub.{ZONE}"  # a zone cut: glue below it and elsewhere in the zone, occluded names
+GEO_WILD = f"*.shop.{ZONE}"  # a geo-aware wildcard (an Ingress host)
+# names that exercise them (wildcard synthesis, blocking, referrals, DS at the cut)
+WILD_NAMES = [f"x.w.{ZONE}", f"y.z.w.{ZONE}", f"x.b.w.{ZONE}", f"b.w.{ZONE}", f"c.b.w.{ZONE}",
+              WILD, f"w.{ZONE}", f"x.cw.{ZONE}", f"x.nx.{ZONE}", CUT, f"ns1.{CUT}",
+              f"hidden.{CUT}", f"a.b.{CUT}", f"x.deeper.{CUT}", f"*.{CUT}", f"ns3.{ZONE}",
+              f"foo.shop.{ZONE}", f"a.b.shop.{ZONE}", GEO_WILD, f"shop.{ZONE}", f"tw.{ZONE}",
+              f"tw2.{ZONE}", f"tosub.{ZONE}", f"tshop.{ZONE}", f"twc.{ZONE}"]
+
+
+def wild_snapshot(serial: int = 7) -> Snapshot:
+    """``snapshot`` plus wildcards (static, CNAME, geo-aware), a zone cut with
+    glue, names the cut occludes, and CNAMEs into all of them."""
+    base = snapshot(serial)
+    z = ZONE
+    extra = [
+        rec(WILD, "A", "192.0.2.40"), rec(WILD, "TXT", '"wild"'),
+        rec(f"c.b.w.{z}", "A", "192.0.2.41"),
+        rec(f"*.cw.{z}", "CNAME", f"www.{z}"),
+        rec(f"*.nx.{z}", "CNAME", f"nothing.{z}"),
+        rec(CUT, "NS", f"ns1.{CUT}", 3600), rec(CUT, "NS", f"ns3.{z}", 3600),
+        rec(CUT, "NS", "ns.other.example.net.", 3600),
+        rec(f"ns1.{CUT}", "A", "192.0.2.53", 3600), rec(f"ns1.{CUT}", "AAAA", "2001:db8::53", 3600),
+        rec(f"ns3.{z}", "A", "192.0.2.54", 3600),
+        rec(f"hidden.{CUT}", "TXT", '"occluded"'),
+        rec(f"*.{CUT}", "A", "192.0.2.55"),
+        rec(f"deeper.{CUT}", "NS", f"ns.deeper.{CUT}"),
+        rec(f"tw.{z}", "CNAME", f"q.w.{z}"), rec(f"tw2.{z}", "CNAME", f"x.b.w.{z}"),
+        rec(f"twc.{z}", "CNAME", f"q.cw.{z}"),
+        rec(f"tosub.{z}", "CNAME", f"www.{CUT}"), rec(f"tshop.{z}", "CNAME", f"x.shop.{z}"),
+    ]
+    us = (rec(GEO_WILD, "A", US_IP),)
+    eu = (rec(GEO_WILD, "A", EU_IP), rec(GEO_WILD, "AAAA", EU_IP6))
+    both = (*us, *eu)
+    geo = {**base.geo, GEO_WILD: {"": both, "region:us-east1": us, "zone:us-east1-b": us,
+                                  "region:europe-west1": eu, "zone:europe-west1-b": eu}}
+    return Snapshot(serial=serial, generated_at=0.0, zone=ZONE, ttl=30,
+                    records=tuple(sorted((*base.records, *extra))), geo=geo,
+                    localities=LOCALITIES)
+
+
 class StaticLocator:
     """CIDR -> (locality, scope) by longest match; unknown otherwise."""
 
