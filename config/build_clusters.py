@@ -147,6 +147,9 @@ def ingress(node: Node) -> StaticIngress | None:
         host = checked(node, path, text, lambda t: names.absolute(t, zone, wildcard=True))
         if host is not None and zone is not None and not names.in_zone(host, zone):
             node.ctx.error(path, f"host {host} is outside the zone {zone}")
+        elif host is not None and zone is not None and (why := names.ingress_host_refusal(
+                host, zone, node.ctx.federation or "")) is not None:
+            node.ctx.error(path, f"host {why[1]}")
         elif host is not None:
             hosts.append(host)
     pnode = node.node("probe")

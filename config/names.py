@@ -57,6 +57,46 @@ def in_zone(name: str, zone: str) -> bool:
     return zone == "." or name == zone or name.endswith("." + zone)
 
 
+WILDCARD_AT_APEX = "wildcard_at_apex"
+INSIDE_GENERATED_NAMES = "inside_generated_names"
+
+
+def _generated_depth(relative: list[str], federation: str) -> int | None:
+    """Labels of ``relative`` (a name's labels above the apex, leftmost first)
+    below the generated subtree ``F.svc[.AZ][.REGION]`` it is at or inside,
+    or None when it is in none of them."""
+    for k in (2, 3, 4):  # F.svc, F.svc.REGION, F.svc.AZ.REGION
+        if len(relative) >= k and relative[-k] == federation and relative[-k + 1] == "svc":
+            return len(relative) - k
+    return None
+
+
+def ingress_host_refusal(name: str, zone: str, federation: str) -> tuple[str, str] | None:
+    """Why the absolute, in-zone Ingress host ``name`` (a wildcard only as an
+    exact ``*`` first label) cannot become a geo-aware name: (reason,
+    explanation), or None. The same rule for static and Kubernetes clusters:
+
+    - ``wildcard_at_apex``: ``*.Z`` would answer every missing name of the
+      zone (typos of region, AZ and ``svc`` labels included) with one Ingress;
+    - ``inside_generated_names``: at or below ``F.svc[.AZ][.REGION].Z``, where
+      fedns generates the Service names: it would add answers to a Service's
+      region or AZ name or (a wildcard) answer for Services that do not
+      exist. A concrete host that is exactly a global name ``S.N.F.svc.Z``
+      is allowed: it merges with that Service (SPEC section 2)."""
+    wildcard = name.startswith("*.")
+    if wildcard and name[2:] == zone:
+        return WILDCARD_AT_APEX, (f"{name} would answer every missing name of the zone "
+                                  f"{zone}; use a wildcard below the apex")
+    relative = name[: len(name) - len(zone)].rstrip(".").split(".") if name != zone else []
+    depth = _generated_depth(relative, federation.lower())
+    if depth is not None and (wildcard or not (depth == 2 and len(relative) == 4)):
+        return INSIDE_GENERATED_NAMES, (
+            f"{name} is inside the names fedns generates for services "
+            f"(*.{federation}.svc[.AZ][.REGION].{zone}); of those only a global name "
+            f"S.N.{federation}.svc.{zone} can be an Ingress host")
+    return None
+
+
 def ip(text: str) -> str:
     """Return the canonical form of an IPv4/IPv6 literal."""
     try:

@@ -24,6 +24,7 @@ from healthwatch.kube.facts import (
 from healthwatch.kube.translate import (
     Placement,
     ShardContext,
+    ingress_hosts,
     ingress_shard,
     placement,
     service_shard,
@@ -52,6 +53,7 @@ class ClusterState:
         self.context = ShardContext(
             cluster=cluster.name,
             zone_apex=config.zone.lower(),
+            federation=config.federation.lower(),
             mode=cluster.federation.mode,
             default_probe=cluster.default_probe,
             default_probe_path=cluster.default_probe_path,
@@ -106,6 +108,9 @@ class ClusterState:
                 if old_ing is not None:
                     self._unlink_ingress(key, old_ing)
                 self.ingresses[key] = facts
+                if old_ing is None or (old_ing.hosts, old_ing.marked) != (facts.hosts,
+                                                                          facts.marked):
+                    self._log_refused_hosts(facts)
                 for backend in facts.backends:
                     self._ingresses_of[(facts.namespace, backend)].add(key)
                 self._dirty_ingresses.add(key)
@@ -130,6 +135,16 @@ class ClusterState:
             self._dirty_services.add(key)
         elif resource == "nodes" and self.nodes.pop(key[1], None) is not None:
             self._nodes_changed()
+
+    def _log_refused_hosts(self, ing: IngressFacts) -> None:
+        """One line per refused rule host, when the Ingress's hosts change
+        (not on every re-translation for a backend's ready count)."""
+        if not ing.marked:
+            return
+        for r in ingress_hosts(ing, self.context)[1]:
+            self._log.warning("ingress_host_ignored object=ingress/%s/%s host=%r reason=%s%s",
+                              ing.namespace, ing.name, r.host, r.reason,
+                              f" error={r.detail!r}" if r.detail else "")
 
     def _unlink_slice(self, key: Key, old: SliceFacts) -> None:
         if old.service is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from config.model import Cluster, Config, Federation, Probe
 from healthwatch.kube.errors import ProbeSpecError
 from healthwatch.kube.facts import IngressFacts, Labels, Marker, NodeFacts, ServiceFacts
+from healthwatch.kube.hosts import HostRules, Refused, classify, probe_host
 from healthwatch.kube.probes import parse_probe
 from healthwatch.kube.selector import parse_selector
 from healthwatch.model import ShardSpec
@@ -29,6 +30,7 @@ class ShardContext:
 
     cluster: str
     zone_apex: str  # config zone, absolute lower-case
+    federation: str  # config federation name, lower-case
     mode: str  # Federation.mode
     default_probe: str  # "none" | "http" | "tcp"
     default_probe_path: str
@@ -151,8 +153,11 @@ def service_shard(
     )
 
 
-def in_zone(host: str, apex: str) -> bool:
-    return not host.startswith("*") and (host == apex or host.endswith("." + apex))
+def ingress_hosts(ing: IngressFacts, ctx: ShardContext) -> tuple[tuple[str, ...],
+                                                                 tuple[Refused, ...]]:
+    """The rule hosts of ``ing`` that become names, and the refused ones
+    (see ``healthwatch.kube.hosts``)."""
+    return classify(ing.hosts, HostRules(ctx.zone_apex, ctx.federation))
 
 
 def ingress_shard(
@@ -169,7 +174,7 @@ def ingress_shard(
     """
     if not ing.marked:
         return None
-    hosts = tuple(h for h in ing.hosts if in_zone(h, ctx.zone_apex))
+    hosts, _ = ingress_hosts(ing, ctx)
     if not hosts:
         return None
     scheme_port = 443 if ing.tls else 80
@@ -187,7 +192,7 @@ def ingress_shard(
             ctx,
             target=_target(ing.addresses, ing.hostnames),
             port=scheme_port if (ing.probe or ctx.default_probe).startswith("tcp") else None,
-            host=hosts[0].rstrip("."),
+            host=probe_host(hosts),
             log=log,
             what=f"ingress/{ing.namespace}/{ing.name}",
         ),

@@ -15,7 +15,7 @@ from healthwatch.engine import Engine
 from healthwatch.kube import KubeSource
 from healthwatch.planner import global_name, region_name, zone_name
 from healthwatch.snapshot import Snapshot
-from tests.fakekube import FakeKubeAPI, endpoint_slice, service, write_kubeconfig
+from tests.fakekube import FakeKubeAPI, endpoint_slice, ingress, service, write_kubeconfig
 from tests.healthwatch.kube.harness import FAST
 
 PLACES = {"a": ("us-east1", "us-east1-b"), "b": ("europe-west1", "europe-west1-b"),
@@ -111,3 +111,29 @@ async def test_default_source_factory_reports_kube_metrics_to_the_engine_registr
     finally:
         await engine.stop()
         await api.kill()
+
+
+async def test_wildcard_ingress_in_two_clusters_is_one_geo_name_beside_a_concrete_host(
+        fleet: Fleet) -> None:
+    """``*.shop`` in a (us-east1) and b (europe-west1) merges into one geo-aware
+    wildcard name answered per locality; ``a.shop`` (only in a) is published
+    too, as its own geo name (it blocks the wildcard for itself at the server)."""
+    await _published(fleet.engine, lambda s: fleet.engine.ready, within=5.0)
+    wild, concrete = "*.shop.example.com.", "a.shop.example.com."
+    fleet.apis["a"].apply("ingresses", ingress("shop", hosts=["*.shop.example.com",
+                                                              "a.shop.example.com"],
+                                               lb_ips=["192.0.2.10"]))
+    fleet.apis["b"].apply("ingresses", ingress("shop", hosts=["*.shop.example.com"],
+                                               lb_ips=["192.0.2.20"]))
+    snap = await _published(
+        fleet.engine, lambda s: _values(s, wild) == {"192.0.2.10", "192.0.2.20"}, within=2.0)
+
+    def a_of(name: str, locality: str) -> set[str]:
+        return {r.value for r in snap.geo_answer(name, locality) or () if r.rtype == "A"}
+
+    assert a_of(wild, "region:us-east1") == {"192.0.2.10"}
+    assert a_of(wild, "region:europe-west1") == {"192.0.2.20"}
+    assert a_of(wild, "zone:europe-west1-b") == {"192.0.2.20"}
+    assert a_of(wild, "") == {"192.0.2.10", "192.0.2.20"}
+    assert a_of(concrete, "region:europe-west1") == {"192.0.2.10"}  # only a has it
+    assert not any(r.name in (wild, concrete) for r in snap.records)  # geo names only

@@ -36,6 +36,7 @@ def ctx(**kw: Any) -> ShardContext:
     base: dict[str, Any] = {
         "cluster": "a",
         "zone_apex": "example.com.",
+        "federation": "fed",
         "mode": "annotation",
         "default_probe": "none",
         "default_probe_path": "/healthz",
