@@ -11,7 +11,9 @@ state, then joined the same way; so are the answers for names the table does
 not hold that do not depend on the client's locality: referrals at and below
 a zone cut, DS at a cut, and static wildcards' synthesized answers
 (``_resolved``: the full path's bytes, built once). Everything else goes through
-``wire.parse_query`` and ``Resolver.respond``. No exception leaves ``handle``:
+``wire.parse_query`` and ``Resolver.respond`` (an IXFR query over UDP first
+through ``xfr.udp_ixfr``, with the transfer policy the TCP transfers use:
+the current SOA for an admitted client). No exception leaves ``handle``:
 an unexpected one becomes SERVFAIL, a counter and (once) a log line.
 """
 
@@ -30,15 +32,16 @@ from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
 from dnsserver.resolver import Resolver, wire_to_labels
+from dnsserver.xfr import transfer_policy, udp_ixfr
 
 log = logging.getLogger("dnsserver.handler")
 
 TCP_LIMIT = wire.MAX_UDP
 CONTEXT_CACHE_MAX = 65536  # distinct header + OPT records (mostly: ECS prefixes) per state
 CLIENT_CACHE_MAX = 65536  # client addresses located per ServingState
-# qtypes the fast path leaves to the full path (transfers, meta types)
-_FULL_PATH_QTYPES = frozenset((wire.T_OPT, wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
-                               wire.T_MAILB))
+# qtypes the fast path leaves to the full path: OPT and 128-254 (transfers,
+# MAILA/MAILB, TSIG, TKEY and the other meta types; ANY is answered here)
+_FULL_PATH_QTYPES = frozenset((wire.T_OPT, *range(128, wire.T_ANY)))
 # a query's flags and counts (QR=0, opcode QUERY; AA/TC/Z/AD/RA/rcode ignored)
 # -> the flags of a positive authoritative reply (QR, AA, RD and CD copied)
 # and whether the query has an OPT record (QD=1 and AR=1, else QD=1 only)
@@ -127,6 +130,8 @@ class QueryHandler:
         self._period = 1  # queries from the last timed one to the next
         self._last_timed = 0.0  # perf_counter() when the last timed query came
         self.slow_queries = 0  # queries the full path answered (tests, benches)
+        # who may transfer the zone: the object the TCP transfers use (IXFR over UDP)
+        self.transfers = transfer_policy(server)
         # per locality kind: qtype -> positive replies, for UDP and for TCP
         self._positive = {k: metrics.counters(wire.NOERROR, k) for k in LOCALITY_KINDS}
 
@@ -455,12 +460,18 @@ class QueryHandler:
             self.metrics.request(proto, q.qtype, wire.SERVFAIL, "none")
             return wire.short_reply(q.qid, flags, q.question, None)
         limit = TCP_LIMIT if tcp else wire.udp_limit(q.edns, self.server.edns_udp_size)
-        ecs = q.edns.ecs if q.edns is not None else None
         loc, scope = ("", 0)
-        if q.qclass == wire.C_IN and q.opcode == wire.OP_QUERY and q.question is not None:
-            loc, scope = self.locate(ecs, client)
-        out, depends = state.resolver.respond(
-            q, locality=loc, scope=scope, client=packed_address(client), limit=limit)
+        out: bytes | None = None
+        depends = False
+        if (not tcp and q.qtype == wire.T_IXFR and q.opcode == wire.OP_QUERY
+                and (q.edns is None or q.edns.version == 0)):
+            out = udp_ixfr(self.transfers, q, data, client, state.resolver, limit)
+        if out is None:
+            ecs = q.edns.ecs if q.edns is not None else None
+            if q.qclass == wire.C_IN and q.opcode == wire.OP_QUERY and q.question is not None:
+                loc, scope = self.locate(ecs, client)
+            out, depends = state.resolver.respond(
+                q, locality=loc, scope=scope, client=packed_address(client), limit=limit)
         rcode = out[3] & 0x0F
         if q.edns is not None and q.edns.version > 0:
             rcode = wire.BADVERS

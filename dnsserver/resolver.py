@@ -8,7 +8,8 @@ the records, converts them to dnslib RRs once, and answers:
 - ``render(...)`` -> the packed reply for one ``Answer`` (dnslib packs the
   sections, ``wire`` patches ID, flags, question and OPT);
 - ``respond(query, ...)`` -> the reply for any parsed query (errors, CH class,
-  NOTIFY, BADVERS, truncation).
+  NOTIFY, BADVERS, truncation; FORMERR for a meta-type question, REFUSED for
+  AXFR/IXFR: ``current_soa`` answers an admitted IXFR over UDP).
 
 ``AnswerTable`` calls ``lookup`` and ``render`` at build time, so precomputed
 replies and full-path replies are the same bytes.
@@ -780,7 +781,7 @@ class Resolver:
         if q.qclass != wire.C_IN or q.qtype in (wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
                                                wire.T_MAILB):
             return self.error(q, wire.REFUSED), False
-        if q.qtype == wire.T_OPT:
+        if wire.meta_qtype(q.qtype):  # OPT, TSIG, TKEY, 128-248: as a malformed query
             return self.error(q, wire.FORMERR, with_opt=False), False
         if not self.in_zone(q.qname):
             return self.error(q, wire.REFUSED), False
@@ -789,6 +790,19 @@ class Resolver:
                           qtype=q.qtype, qclass=q.qclass, ans=ans, edns=edns, scope=scope,
                           limit=limit)
         return out, ans.depends
+
+    def current_soa(self, q: wire.Query, limit: int) -> bytes | None:
+        """The reply to ``q`` (an IXFR query over UDP for the apex that the
+        transfer policy admitted, RFC 1995 sections 2 and 4): the zone's
+        current SOA alone in the answer (AA=1), whatever the client's serial,
+        with OPT when the query had one. None when the zone has no SOA."""
+        soa = self._typed_static(self.zone).get(wire.T_SOA, ())
+        if not soa or q.question is None:
+            return None
+        ans = Answer(wire.NOERROR, answer=soa[:1])
+        return self.render(qid=q.qid, qflags=q.flags, question=q.question, labels=q.labels,
+                           qtype=q.qtype, qclass=q.qclass, ans=ans, edns=q.edns, scope=0,
+                           limit=limit)
 
     def error(self, q: wire.Query, rcode: int, *, with_opt: bool = True) -> bytes:
         """A reply with ``rcode``, the question and (if the query had one) OPT."""

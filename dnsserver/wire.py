@@ -7,7 +7,10 @@ Two parsers live here:
   falls back to the full path; the handler caches its result per distinct
   record, and reads the header and question itself.
 - ``parse_query`` validates every query (RFC 1035, RFC 6891, RFC 7871) and
-  raises ``DropPacket``/``MalformedQuery``; the full path uses it.
+  raises ``DropPacket``/``MalformedQuery``; the full path uses it. A query
+  carries no answer or authority records, except that an IXFR query may carry
+  one: the client's SOA for the zone (RFC 1995 section 3), whose serial
+  becomes ``Query.serial``.
 
 The assembler (``assemble``, ``opt_record``, ``ecs_option``, ``short_reply``)
 builds replies from a header, the client's question bytes and section bytes,
@@ -56,6 +59,8 @@ T_AAAA = 28
 T_OPT = 41
 T_DS = 43
 T_HTTPS = 65
+T_TKEY = 249
+T_TSIG = 250
 T_IXFR = 251
 T_AXFR = 252
 T_MAILB = 253
@@ -69,6 +74,14 @@ OPT_COOKIE = 10
 
 MAX_NAME = 255
 MAX_UDP = 65535
+
+
+def meta_qtype(qtype: int) -> bool:
+    """Is ``qtype`` a meta-TYPE (RFC 6895 section 3.1: OPT, and 128-255 but for
+    the query types AXFR, IXFR, MAILA, MAILB and ANY): TKEY, TSIG and the
+    unassigned 128-248? Such a question gets FORMERR, as BIND answers it (the
+    RFCs name no rcode); fedns does not process TKEY."""
+    return qtype == T_OPT or 128 <= qtype <= T_TSIG
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,7 @@ class Query:
     qtype: int
     qclass: int
     edns: Edns | None
+    serial: int | None = None  # IXFR: the serial of the client's SOA (authority section)
 
 
 # -- the fast path -----------------------------------------------------------
@@ -314,6 +328,13 @@ def parse_query(data: bytes) -> Query:
     if opcode not in (OP_QUERY, OP_NOTIFY):
         edns = _other_edns(data, pos, ancount + nscount + arcount)
         return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, edns)
+    serial: int | None = None
+    if opcode == OP_QUERY and qtype == T_IXFR and not ancount and nscount == 1:
+        try:
+            serial, pos = _client_soa(data, pos, lower, qclass)
+        except ValueError as exc:
+            raise bad(str(exc), question) from None
+        nscount = 0
     if opcode == OP_QUERY and (ancount or nscount):
         raise bad("query carries answer or authority records", question)
     try:
@@ -322,7 +343,38 @@ def parse_query(data: bytes) -> Query:
         raise bad(str(exc), question) from None
     if pos != n:
         raise bad("trailing bytes after the last record", question)
-    return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, edns)
+    return Query(qid, flags, opcode, question, name_wire(lower), lower, qtype, qclass, edns,
+                 serial)
+
+
+def _client_soa(data: bytes, pos: int, qlabels: tuple[bytes, ...], qclass: int
+                ) -> tuple[int, int]:
+    """The IXFR client's SOA record at ``pos`` (RFC 1995 section 3: owner the
+    question name, class the question's): (its serial, the offset after it);
+    ``ValueError`` names what is wrong."""
+    n = len(data)
+    owner, pos = read_name(data, pos, what="IXFR authority owner")
+    if pos + 10 > n:
+        raise ValueError("IXFR authority record header runs past the end of the packet")
+    rtype = (data[pos] << 8) | data[pos + 1]
+    rclass = (data[pos + 2] << 8) | data[pos + 3]
+    rdlen = (data[pos + 8] << 8) | data[pos + 9]
+    pos += 10
+    end = pos + rdlen
+    if end > n:
+        raise ValueError("IXFR authority record data runs past the end of the packet")
+    if rtype != T_SOA or rclass != qclass:
+        raise ValueError("IXFR authority record is not an SOA of the question's class")
+    if tuple(lab.lower() for lab in owner) != qlabels:
+        raise ValueError("IXFR authority SOA is not for the question name")
+    try:
+        _, at = read_name(data[:end], pos, what="IXFR SOA MNAME")
+        _, at = read_name(data[:end], at, what="IXFR SOA RNAME")
+    except ValueError as exc:
+        raise ValueError(f"IXFR authority SOA rdata is malformed: {exc}") from None
+    if at + 20 != end:
+        raise ValueError("IXFR authority SOA rdata has the wrong length")
+    return int.from_bytes(data[at:at + 4], "big"), end
 
 
 def _records(data: bytes, pos: int, before: int, arcount: int) -> tuple[Edns | None, int]:

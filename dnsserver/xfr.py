@@ -1,21 +1,35 @@
-"""Zone transfers (AXFR, and IXFR answered as AXFR) over TCP, by policy.
+"""Zone transfers (AXFR, and IXFR answered as AXFR), by policy.
 
-``XfrResponder.frames(data, client)`` returns None for anything that is not
-an AXFR/IXFR query (the caller answers it as usual) and otherwise the list of
-reply messages to send on the TCP connection:
+``TransferPolicy`` decides who may transfer (``admit``) and signs the replies
+(``sign``); ``transfer_policy(server)`` is the one policy object of a server
+configuration, shared by both transports:
 
 - REFUSED unless the client address is in ``server.transfer_allow``;
 - when ``server.transfer_tsig`` is set, the query must carry a valid TSIG
   (HMAC-SHA256) with that key: unsigned -> REFUSED, a bad key, signature or
   time -> NOTAUTH; every reply to a verified query is signed (RFC 8945,
-  multi-message chaining);
+  multi-message chaining).
+
+Over TCP, ``XfrResponder.frames(data, client)`` returns None for anything that
+is not an AXFR/IXFR query (the caller answers it as usual) and otherwise the
+list of reply messages to send on the connection:
+
+- the policy's REFUSED/NOTAUTH;
 - REFUSED for a name other than the zone apex or a class other than IN;
+- FORMERR for an IXFR query whose authority section is not one SOA record of
+  the question's name and class (``wire.parse_query`` decides, as over UDP);
+- an IXFR whose SOA serial is not older than the zone's (RFC 1982 serial
+  arithmetic) gets the current SOA alone (RFC 1995 section 2: up to date);
 - otherwise the zone as served to a client of unknown locality (the static
   view, ``Snapshot.static_view``): SOA first, every other record, SOA last,
   in messages of at most ``MESSAGE_SIZE`` bytes. IXFR gets the same full
   transfer (RFC 1995 section 4 allows it: we keep no history).
 
-Over UDP the resolver refuses AXFR/IXFR; this module is only called for TCP.
+Over UDP (``udp_ixfr``, called by the handler's full path): AXFR is refused
+(RFC 5936 section 4.2: AXFR over UDP is not defined); an IXFR from a client
+the policy admits gets the current SOA alone (RFC 1995 section 2: a reply
+that does not fit in UDP is the current SOA, so the client retries over TCP;
+our reply is the whole zone), and from any other client REFUSED.
 Record bytes are built once per Snapshot and reused for every transfer.
 Uses dnspython (TSIG and rdata encoding); transfers are rare and allow-listed.
 """
@@ -24,11 +38,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import logging
 import struct
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import dns.exception
 import dns.message
@@ -43,6 +59,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from config.model import Server
+from dnsserver import wire
+from dnsserver.errors import DropPacket, MalformedQuery
+from dnsserver.resolver import Resolver
 from healthwatch.snapshot import Record, Snapshot
 
 log = logging.getLogger("dnsserver.xfr")
@@ -54,9 +73,10 @@ T_AXFR = 252
 REFUSED = 5
 NOTAUTH = 9
 SERVFAIL = 2
+FORMERR = 1
 MESSAGE_SIZE = 16384  # record bytes per message (TSIG adds its own on top)
 FUDGE = 300
-RESULTS = ("ok", "refused", "unsigned", "notauth", "servfail")
+RESULTS = ("ok", "refused", "unsigned", "notauth", "formerr", "servfail")
 
 SnapshotSource = Callable[[], "Snapshot | None"]
 Frames = Callable[[bytes, str], "list[bytes] | None"]
@@ -112,6 +132,7 @@ class ZoneImage:
     def __init__(self, snapshot: Snapshot) -> None:
         self.serial = snapshot.serial
         self.zone = snapshot.zone
+        self.soa_serial = snapshot.serial  # the served SOA's SERIAL field
         soa: bytes | None = None
         rest: list[bytes] = []
         seen: set[Record] = set()
@@ -125,7 +146,9 @@ class ZoneImage:
                 skipped += 1
                 continue
             if rec.rtype == "SOA" and rec.name == snapshot.zone:
-                soa = soa or wire
+                if soa is None:
+                    soa = wire
+                    self.soa_serial = _soa_serial(rec, snapshot.serial)
             else:
                 rest.append(wire)
         self.soa = soa
@@ -150,16 +173,120 @@ class ZoneImage:
         return sum(count for count, _ in self.bodies)
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the policy decided for one query: ``result`` ("ok", "refused",
+    "unsigned", "notauth"), the rcode of a refusal (NOERROR when admitted),
+    the MAC of a verified signed query (None: unsigned) and the parsed query."""
+
+    result: str
+    rcode: int
+    mac: bytes | None = None
+    message: dns.message.Message | None = None
+
+
+class TransferPolicy:
+    """Who may transfer the zone, and the TSIG key its replies are signed with."""
+
+    def __init__(self, allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+                 key: dns.tsig.Key | None = None) -> None:
+        self.allow = allow
+        self.key = key
+        self.keyring = {key.name: key} if key is not None else None
+
+    def allowed(self, client: str) -> bool:
+        """Is the client address in the allow list?"""
+        if not self.allow:
+            return False
+        try:
+            ip = ipaddress.ip_address(client.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self.allow)
+
+    def admit(self, data: bytes, client: str) -> Admission:
+        """The decision for the transfer query ``data`` from ``client``: its
+        address, then (with a key) its TSIG."""
+        if not self.allowed(client):
+            return Admission("refused", REFUSED)
+        try:
+            msg = dns.message.from_wire(data, keyring=self.keyring, ignore_trailing=False)
+        except (dns.message.UnknownTSIGKey, dns.tsig.PeerError, dns.tsig.BadSignature,
+                dns.tsig.BadTime, dns.tsig.BadAlgorithm) as exc:
+            log.warning("xfr_notauth client=%s error=%s", client, type(exc).__name__)
+            return Admission("notauth", NOTAUTH)
+        except dns.exception.DNSException:
+            return Admission("refused", REFUSED)
+        if self.key is not None and not msg.had_tsig:
+            return Admission("unsigned", REFUSED)
+        return Admission("ok", 0, msg.mac if msg.had_tsig else None, msg)
+
+    def sign(self, wire: bytes, request_mac: bytes | None, ctx: object
+             ) -> tuple[bytes, object]:
+        """``wire`` with a TSIG record appended (if the query was signed)."""
+        key = self.key
+        if key is None or request_mac is None:
+            return wire, None
+        template = dns.rdtypes.ANY.TSIG.TSIG(
+            dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, FUDGE, b"",
+            (wire[0] << 8) | wire[1], 0, b"")  # type: ignore[no-untyped-call]
+        tsig, ctx = dns.tsig.sign(wire, key, template, int(time.time()), request_mac,
+                                  ctx, True)  # type: ignore[no-untyped-call]
+        rdata = tsig.to_wire()
+        owner = key.name.to_wire()
+        assert rdata is not None and owner is not None
+        arcount = ((wire[10] << 8) | wire[11]) + 1
+        signed = (wire[:10] + arcount.to_bytes(2, "big") + wire[12:] + owner
+                  + struct.pack("!HHIH", T_TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata)
+        return signed, ctx
+
+
+@functools.lru_cache(maxsize=8)
+def transfer_policy(server: Server) -> TransferPolicy:
+    """The transfer policy ``server`` configures (refusing everyone by default):
+    one object per configuration, whichever transport asks. Raises ValueError
+    for a bad TSIG secret."""
+    tsig = server.transfer_tsig
+    key = make_key(tsig.name, tsig.secret) if tsig is not None else None
+    return TransferPolicy(server.transfer_allow, key)
+
+
+def serial_current(client: int, ours: int) -> bool:
+    """Is the client's serial the same as ours or newer (RFC 1982 serial
+    arithmetic; a difference of exactly 2**31 is undefined: not current)?"""
+    return (client - ours) % (1 << 32) < (1 << 31)
+
+
+def udp_ixfr(policy: TransferPolicy, q: wire.Query, data: bytes, client: str,
+             resolver: Resolver, limit: int) -> bytes | None:
+    """The reply to the IXFR query ``q`` (``data`` as received) over UDP, or
+    None when the policy refuses it (the caller answers REFUSED as for any
+    other client): the current SOA alone, signed when the query was."""
+    admission = policy.admit(data, client)
+    if admission.result in ("refused", "unsigned"):
+        log.debug("xfr_udp_refused client=%s reason=%s", client, admission.result)
+        return None
+    if admission.result != "ok":
+        return resolver.error(q, admission.rcode)
+    if q.qclass != wire.C_IN or q.qname != resolver.zone:
+        out = resolver.error(q, REFUSED)
+    else:
+        out = resolver.current_soa(q, limit) or resolver.error(q, SERVFAIL)
+    log.debug("xfr_udp_soa client=%s client_serial=%s rcode=%d", client, q.serial,
+              out[3] & 0x0F)
+    return policy.sign(out, admission.mac, None)[0]
+
+
 class XfrResponder(Collector):
     """Answers AXFR/IXFR queries on TCP; see the module doc."""
 
     def __init__(self, server: Server, snapshot: SnapshotSource, *,
-                 tsig_key: dns.tsig.Key | None = None,
+                 policy: TransferPolicy | None = None,
                  registry: CollectorRegistry | None = None) -> None:
-        self.allow = server.transfer_allow
+        self.policy = policy if policy is not None else transfer_policy(server)
         self.snapshot = snapshot
-        self.key = tsig_key
-        self.keyring = {tsig_key.name: tsig_key} if tsig_key is not None else None
         self.results: dict[str, int] = dict.fromkeys(RESULTS, 0)
         self._image: ZoneImage | None = None
         self._image_of: Snapshot | None = None
@@ -180,59 +307,54 @@ class XfrResponder(Collector):
             return [_error(data, SERVFAIL)]
 
     def _transfer(self, data: bytes, client: str) -> list[bytes]:
-        if not self._allowed(client):
-            return self._refuse(data, client, "refused", REFUSED)
-        try:
-            msg = dns.message.from_wire(data, keyring=self.keyring, ignore_trailing=False)
-        except (dns.message.UnknownTSIGKey, dns.tsig.PeerError, dns.tsig.BadSignature,
-                dns.tsig.BadTime, dns.tsig.BadAlgorithm) as exc:
-            log.warning("xfr_notauth client=%s error=%s", client, type(exc).__name__)
-            return self._refuse(data, client, "notauth", NOTAUTH)
-        except dns.exception.DNSException:
-            return self._refuse(data, client, "refused", REFUSED)
-        if self.key is not None and not msg.had_tsig:
-            return self._refuse(data, client, "unsigned", REFUSED)
-        request_mac = msg.mac if msg.had_tsig else None
+        admission = self.policy.admit(data, client)
+        if admission.result != "ok":
+            return self._refuse(data, client, admission.result, admission.rcode)
+        msg = admission.message
+        request_mac = admission.mac
         question = _question(data)
-        q = msg.question[0] if msg.question else None
+        q = msg.question[0] if msg is not None and msg.question else None
         snapshot = self.snapshot()
         if (q is None or q.rdclass != dns.rdataclass.IN or snapshot is None
                 or q.name != dns.name.from_text(snapshot.zone)):
             rcode = SERVFAIL if snapshot is None and q is not None else REFUSED
             self._count("servfail" if rcode == SERVFAIL else "refused")
-            return [self._sign(_error(data, rcode), request_mac, None)[0]]
+            return [self.policy.sign(_error(data, rcode), request_mac, None)[0]]
+        ixfr = xfr_qtype(data) == T_IXFR
+        client_serial: int | None = None
+        if ixfr:
+            try:
+                client_serial = wire.parse_query(data).serial
+            except (MalformedQuery, DropPacket) as exc:
+                log.info("xfr_refused client=%s reason=formerr error=%s", client, exc.reason)
+                self._count("formerr")
+                return [self.policy.sign(_error(data, FORMERR), request_mac, None)[0]]
         image = self._image_for(snapshot)
-        if image.soa is None:
+        soa = image.soa
+        if soa is None:
             self._count("servfail")
-            return [self._sign(_error(data, SERVFAIL), request_mac, None)[0]]
+            return [self.policy.sign(_error(data, SERVFAIL), request_mac, None)[0]]
+        bodies = image.bodies
+        if client_serial is not None and serial_current(client_serial, image.soa_serial):
+            bodies = [(1, soa)]  # up to date: the current SOA alone (RFC 1995 section 2)
         qid = data[:2]
         flags = bytes((0x84, 0x00))  # QR, AA, opcode QUERY, NOERROR (RD not copied)
         out: list[bytes] = []
         ctx: object = None
-        for index, (count, body) in enumerate(image.bodies):
+        for index, (count, body) in enumerate(bodies):
             qd = b"\x00\x01" if index == 0 else b"\x00\x00"
             head = qid + flags + qd + struct.pack("!HHH", count, 0, 0)
-            wire = head + (question if index == 0 else b"") + body
-            wire, ctx = self._sign(wire, request_mac, ctx)
-            out.append(wire)
+            message = head + (question if index == 0 else b"") + body
+            message, ctx = self.policy.sign(message, request_mac, ctx)
+            out.append(message)
         self._count("ok")
-        log.info("xfr_sent client=%s type=%s serial=%d records=%d messages=%d signed=%s",
-                 client, "AXFR" if xfr_qtype(data) == T_AXFR else "IXFR", image.serial,
-                 image.records, len(out), request_mac is not None)
+        log.info("xfr_sent client=%s type=%s serial=%d client_serial=%s records=%d "
+                 "messages=%d signed=%s", client, "IXFR" if ixfr else "AXFR", image.serial,
+                 client_serial, sum(count for count, _ in bodies), len(out),
+                 request_mac is not None)
         return out
 
     # -- helpers -------------------------------------------------------------------
-
-    def _allowed(self, client: str) -> bool:
-        if not self.allow:
-            return False
-        try:
-            ip = ipaddress.ip_address(client.partition("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip.version == net.version and ip in net for net in self.allow)
 
     def _refuse(self, data: bytes, client: str, result: str, rcode: int) -> list[bytes]:
         self._count(result)
@@ -251,25 +373,6 @@ class XfrResponder(Collector):
                             self._image.skipped)
         return self._image
 
-    def _sign(self, wire: bytes, request_mac: bytes | None, ctx: object
-              ) -> tuple[bytes, object]:
-        """``wire`` with a TSIG record appended (if the query was signed)."""
-        key = self.key
-        if key is None or request_mac is None:
-            return wire, None
-        template = dns.rdtypes.ANY.TSIG.TSIG(
-            dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, FUDGE, b"",
-            (wire[0] << 8) | wire[1], 0, b"")  # type: ignore[no-untyped-call]
-        tsig, ctx = dns.tsig.sign(wire, key, template, int(time.time()), request_mac,
-                                  ctx, True)  # type: ignore[no-untyped-call]
-        rdata = tsig.to_wire()
-        owner = key.name.to_wire()
-        assert rdata is not None and owner is not None
-        arcount = ((wire[10] << 8) | wire[11]) + 1
-        signed = (wire[:10] + arcount.to_bytes(2, "big") + wire[12:] + owner
-                  + struct.pack("!HHIH", T_TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata)
-        return signed, ctx
-
     # -- metrics ---------------------------------------------------------------------
 
     def describe(self) -> Iterator[Metric]:
@@ -281,6 +384,15 @@ class XfrResponder(Collector):
         for result, n in self.results.items():
             fam.add_metric([result], float(n))
         yield fam
+
+
+def _soa_serial(rec: Record, default: int) -> int:
+    """The SERIAL field of an SOA record (``default`` if it does not parse)."""
+    fields = rec.value.split()
+    try:
+        return int(fields[2]) & 0xFFFFFFFF if len(fields) == 7 else default
+    except ValueError:
+        return default
 
 
 def _question(data: bytes) -> bytes:
@@ -299,7 +411,5 @@ def _error(data: bytes, rcode: int) -> bytes:
 
 def make_xfr(server: Server, snapshot: SnapshotSource,
              registry: CollectorRegistry | None) -> XfrResponder:
-    """The responder ``server`` configures (refusing everyone by default)."""
-    tsig = server.transfer_tsig
-    key = make_key(tsig.name, tsig.secret) if tsig is not None else None
-    return XfrResponder(server, snapshot, tsig_key=key, registry=registry)
+    """The responder ``server`` configures, with its ``transfer_policy``."""
+    return XfrResponder(server, snapshot, policy=transfer_policy(server), registry=registry)

@@ -16,6 +16,8 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -29,7 +31,9 @@ from healthwatch.snapshot import Record, Snapshot
 from tests.dnsserver import zonefixture as zf
 
 QTYPES = ["A", "AAAA", "CNAME", "MX", "NS", "SOA", "TXT", "SRV", "CAA", "ANY", "HTTPS", "PTR",
-          "TYPE4242", "TYPE65280", "DS"]
+          "TYPE4242", "TYPE65280", "DS",
+          # meta-types (FORMERR) and query types the full path answers
+          "TSIG", "TKEY", "TYPE200", "OPT", "IXFR", "AXFR", "MAILB"]
 ECS_CHOICES = [None, ("198.51.100.0", 24), ("203.0.113.0", 24), ("203.0.113.128", 25),
                ("10.0.0.0", 8), ("0.0.0.0", 0), ("2001:db8:1::", 48), ("2001:db8:1::", 56),
                ("192.0.2.0", 24), ("fd00::", 8),
@@ -70,6 +74,11 @@ def _query(rng: random.Random, names: list[str]) -> bytes:
         name, qtype, use_edns=0 if edns else None, want_dnssec=edns and rng.random() < 0.3,
         payload=rng.choice([0, 256, 512, 600, 1232, 4096, 65535]) if edns else None,
         options=options if edns else None)  # options=[] alone turns EDNS on
+    if rng.random() < 0.04:  # IXFR with the client's SOA in authority (RFC 1995 section 3)
+        msg.question[0].rdtype = dns.rdatatype.IXFR
+        owner = name if rng.random() < 0.8 else rng.choice(names)  # else maybe FORMERR
+        msg.authority.append(dns.rrset.from_text(
+            owner, 0, "IN", "SOA", f". . {rng.choice([0, 3, 7, 8, 2**32 - 1])} 0 0 0 0"))
     msg.flags = dns.flags.Flag(0)
     if rng.random() < 0.7:
         msg.flags |= dns.flags.RD
