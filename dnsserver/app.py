@@ -313,15 +313,25 @@ class App:
             log.error("reload_rejected error=%r action=keep_old_config", exc)
             self.last_reload = {"at": time.time(), "ok": False, "problems": [str(exc)]}
             return ReloadResult(False, (f"geo: {exc}",))
-        self.config = new
-        self.dns.config = new  # protocol knobs take effect with the next table build
+        try:  # the server's protocol knobs (a bad TSIG secret: the old config stays)
+            restart = self.dns.reconfigure(new)
+        except ValueError as exc:
+            with contextlib.suppress(Exception):
+                self.locator.reload(old, discovered=self._discovered)
+            log.error("reload_rejected error=%r action=keep_old_config", exc)
+            self.last_reload = {"at": time.time(), "ok": False, "problems": [str(exc)]}
+            return ReloadResult(False, (f"server: {exc}",))
+        for key in restart:
+            log.warning("reload_needs_restart key=server.%s", key)
+        self.config = new  # the answers' knobs take effect with the next table build
         before = self.engine.snapshot.serial
         try:
             await self.engine.reload(new)
         except Exception as exc:  # not expected: the config was validated
             log.exception("reload_failed path=%s action=restore_old_config", self.config_path)
-            self.config = self.dns.config = old
+            self.config = old
             with contextlib.suppress(Exception):
+                self.dns.reconfigure(old)
                 self.locator.reload(old, discovered=self._discovered)
                 await self.engine.reload(old)
             self.last_reload = {"at": time.time(), "ok": False, "problems": [repr(exc)]}

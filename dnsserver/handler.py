@@ -459,7 +459,9 @@ class QueryHandler:
             flags = wire.reply_flags(q.flags, rcode=wire.SERVFAIL, aa=False)
             self.metrics.request(proto, q.qtype, wire.SERVFAIL, "none")
             return wire.short_reply(q.qid, flags, q.question, None)
-        limit = TCP_LIMIT if tcp else wire.udp_limit(q.edns, self.server.edns_udp_size)
+        # the state's knobs, as the fast path's (a reload changes both at the next state)
+        limit = TCP_LIMIT if tcp else wire.udp_limit(q.edns,
+                                                     state.resolver.server.edns_udp_size)
         loc, scope = ("", 0)
         out: bytes | None = None
         depends = False

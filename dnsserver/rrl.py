@@ -107,11 +107,7 @@ class ResponseRateLimiter(Collector):
                  table_size: int = DEFAULT_TABLE_SIZE, ipv4_prefix: int = 24,
                  ipv6_prefix: int = 56, clock: Clock = time.monotonic,
                  registry: CollectorRegistry | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = float(rate)
-        self.slip = max(0, slip)
-        self.floor = -self.rate * max(window, 1.0 / self.rate)
+        self.configure(rate, slip, window)
         self.table_size = max(1, table_size)
         self.v4 = ipv4_prefix
         self.v6 = ipv6_prefix
@@ -124,6 +120,14 @@ class ResponseRateLimiter(Collector):
         self.evicted = 0
         if registry is not None:
             registry.register(self)
+
+    def configure(self, rate: int, slip: int, window: float) -> None:
+        """Set the limits (at start, and by a reload: the accounts are kept)."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = float(rate)
+        self.slip = max(0, slip)
+        self.floor = -self.rate * max(window, 1.0 / self.rate)
 
     def check(self, reply: bytes, client: str) -> bytes | None:
         """``reply`` if within the rate; else a TC=1 slip reply or None (drop)."""

@@ -30,7 +30,7 @@ from dnsserver.rebuild import Rebuilder, derive_state, full_state
 from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
 from dnsserver.udp import DEFAULT_MODE, UDP_MODES, UdpListener, UdpThreadListener, open_udp
-from dnsserver.xfr import make_xfr
+from dnsserver.xfr import make_xfr, transfer_policy
 from healthwatch.heap import HeapKeeper
 from healthwatch.snapshot import Snapshot
 
@@ -66,6 +66,28 @@ class DnsServer:
         self._tcp: list[asyncio.Server] = []
         self._limits = TcpLimits(total=config.server.tcp_max_connections,
                                  per_client=config.server.tcp_max_per_client)
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Take a reloaded ``config``: its protocol knobs apply to the running
+        server (transfer and NOTIFY policy, TCP connection limits, RRL
+        limits; the answers' knobs with the next table build, which the
+        caller asks for). Returns the ``server.*`` keys that change only on
+        restart (listeners, workers, RRL switched on or off). Raises
+        ValueError, changing nothing, for a TSIG secret that is not usable."""
+        old, new = self.config.server, config.server
+        policy = transfer_policy(new)  # the one step that can fail: before any change
+        restart = [key for key in ("tcp_idle_timeout", "workers")
+                   if getattr(old, key) != getattr(new, key)]
+        if (self.rrl is None) != (new.rrl_responses_per_second <= 0):
+            restart.append("rrl_responses_per_second")
+        elif self.rrl is not None:
+            self.rrl.configure(new.rrl_responses_per_second, new.rrl_slip, new.rrl_window)
+        self.config = config
+        self.handler.server = new
+        self.handler.transfers = self.xfr.policy = policy
+        self._limits.total = new.tcp_max_connections
+        self._limits.per_client = new.tcp_max_per_client
+        return restart
 
     # -- answers ------------------------------------------------------------
 

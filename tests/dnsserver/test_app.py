@@ -9,6 +9,7 @@ from typing import Any
 
 import dns.asyncquery
 import dns.message
+import dns.rcode
 import dns.rdatatype
 import pytest
 
@@ -182,5 +183,51 @@ async def test_not_ready_until_the_dns_server_serves_the_ready_snapshot(
             original_submit(snap)
         await _until(lambda: app.ready)
         assert await _a(app, GLOBAL, "127.0.1.10") == ["192.0.2.10"]
+    finally:
+        await app.stop()
+
+
+async def _transfer_rcodes(app: App) -> tuple[int, int]:
+    """(rcode of an IXFR over UDP, rcode of an AXFR over TCP) from 127.0.0.1."""
+    port = app.dns.addresses[0][1]
+    ixfr = dns.message.make_query("example.com.", dns.rdatatype.IXFR)
+    udp = await dns.asyncquery.udp(ixfr, "127.0.0.1", port=port, timeout=2)
+    axfr = dns.message.make_query("example.com.", dns.rdatatype.AXFR)
+    tcp = await dns.asyncquery.tcp(axfr, "127.0.0.1", port=port, timeout=2)
+    return udp.rcode(), tcp.rcode()
+
+
+async def test_reload_applies_the_servers_protocol_knobs(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """transfer_allow, TCP limits and RRL limits change on reload without a
+    restart (they were kept from the start before); knobs that need one are
+    named in a warning."""
+    cfg = tmp_path / "f.yaml"
+    base = BASE.format(us="192.0.2.10", more="")
+    cfg.write_text(base + "server: {rrl_responses_per_second: 1000}\n")
+    app = App(load(str(cfg)), config_path=str(cfg), publishers=False)
+    await app.start()
+    try:
+        await _until(lambda: app.ready and app.dns.serial == app.engine.snapshot.serial)
+        assert await _transfer_rcodes(app) == (dns.rcode.REFUSED, dns.rcode.REFUSED)
+        cfg.write_text(base + "server: {transfer_allow: [127.0.0.0/8], tcp_max_per_client: 7,\n"
+                              "         rrl_responses_per_second: 500, rrl_slip: 0,\n"
+                              "         tcp_idle_timeout: 3s}\n")
+        with caplog.at_level(logging.WARNING, logger="dnsserver.app"):
+            res = await app.reload()
+        assert res.ok, res.problems
+        assert await _transfer_rcodes(app) == (dns.rcode.NOERROR, dns.rcode.NOERROR)
+        assert app.dns._limits.per_client == 7
+        assert app.dns.rrl is not None and (app.dns.rrl.rate, app.dns.rrl.slip) == (500.0, 0)
+        assert "reload_needs_restart key=server.tcp_idle_timeout" in caplog.text
+        assert "key=server.rrl_responses_per_second" not in caplog.text
+
+        cfg.write_text(base)  # back to the defaults: RRL off needs a restart
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dnsserver.app"):
+            res = await app.reload()
+        assert res.ok, res.problems
+        assert await _transfer_rcodes(app) == (dns.rcode.REFUSED, dns.rcode.REFUSED)
+        assert "reload_needs_restart key=server.rrl_responses_per_second" in caplog.text
     finally:
         await app.stop()
