@@ -657,22 +657,7 @@ def test_names_that_appear_and_go_match_a_full_build() -> None:
         snap = _toggled(base, present, pool, geo_pool, 101 + step)
         if rng.random() < 0.5:
             snap = replace(snap, changed=frozenset(_truth(prev, snap)), base_serial=prev.serial)
-        assert inc.update(snap)
-        state = inc.handler.state
-        assert state is not None
-        stats = state.table.stats
-        assert stats.rebuilt_names < stats.names // 2, (step, stats)  # not a full build
-        fresh = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
-        assert fresh.update(snap)
-        built = fresh.handler.state
-        assert built is not None
-        assert state.table.names == built.table.names, step
-        assert state.table.questions == built.table.questions, step
-        assert state.table.letters == built.table.letters, step
-        # the dependency edges too: none left over from names or chains gone
-        assert state.table.deps == built.table.deps, step
-        assert ({t: set(d) for t, d in state.table.rdeps.items()}
-                == {t: set(d) for t, d in built.table.rdeps.items()}), step
+        state, built, fresh = derived_like_full_build(inc, snap, step)
         assert state.resolver._ents == built.resolver._ents, step
         assert state.resolver._children == built.resolver._children, step
         assert state.resolver.names() == built.resolver.names(), step
@@ -682,6 +667,30 @@ def test_names_that_appear_and_go_match_a_full_build() -> None:
             assert inc.handler.handle(data, client, False) == fresh.handler.handle(
                 data, client, False), (step, sorted(present), dns.message.from_wire(data))
         prev = snap
+
+
+def derived_like_full_build(inc: DnsServer, snap: Snapshot, why: object
+                            ) -> tuple[ServingState, ServingState, DnsServer]:
+    """Update ``inc`` with ``snap`` (derived, not a full build) and check its
+    table against a full build of ``snap``: the maps the fast path reads and
+    the dependency edges (none left over from names or chains gone).
+    Returns (derived state, built state, the full-build server)."""
+    assert inc.update(snap)
+    state = inc.handler.state
+    assert state is not None
+    stats = state.table.stats
+    assert stats.rebuilt_names < stats.names // 2, (why, stats)  # not a full build
+    fresh = DnsServer(zf.config(), zf.locator(), registry=None, fast_path=False)
+    assert fresh.update(snap)
+    built = fresh.handler.state
+    assert built is not None
+    assert state.table.names == built.table.names, why
+    assert state.table.questions == built.table.questions, why
+    assert state.table.letters == built.table.letters, why
+    assert state.table.deps == built.table.deps, why
+    assert ({t: set(d) for t, d in state.table.rdeps.items()}
+            == {t: set(d) for t, d in built.table.rdeps.items()}), why
+    return state, built, fresh
 
 
 def test_edges_from_names_that_went_go_with_them() -> None:

@@ -23,8 +23,7 @@ from config.model import Listen
 from dnsserver.server import DnsServer
 from healthwatch.snapshot import Snapshot
 from tests.dnsserver import zonefixture as zf
-from tests.dnsserver.test_unbound import _dig, _start_unbound, _stop, _wait_up
-from tests.ports import free_port
+from tests.dnsserver.test_unbound import _dig, _launch_unbound, _stop
 
 pytestmark = pytest.mark.skipif(shutil.which("unbound") is None or shutil.which("dig") is None,
                                 reason="unbound and dig are needed")
@@ -80,16 +79,7 @@ async def resolver(tmp_path: Path) -> AsyncIterator[tuple[int, DnsServer, DnsSer
             await child.start()
         except OSError as exc:  # taken between the check and now
             pytest.skip(f"{CHILD_ADDR}:53: {exc}")
-        for _attempt in range(5):
-            port = free_port()
-            proc = await _start_unbound(tmp_path, port, parent.addresses[0][1])
-            exited = await _wait_up(proc, port)
-            if exited is None:
-                break
-            if "Address already in use" not in exited:
-                pytest.fail(f"unbound exited: {exited}")
-        else:
-            pytest.fail("unbound found no free port in 5 tries")
+        port, proc = await _launch_unbound(tmp_path, parent.addresses[0][1])
         yield port, parent, child
     finally:
         if proc is not None:

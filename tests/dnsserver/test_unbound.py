@@ -39,25 +39,30 @@ async def unbound(tmp_path: Path) -> AsyncIterator[tuple[int, DnsServer]]:
     await server.start()
     fedns_port = server.addresses[0][1]
     proc = None
-    port = 0
     try:
-        # the port can still be taken between the check and unbound's bind (by
-        # another process's ephemeral port): then again with another port
-        for _attempt in range(5):
-            port = free_port()
-            proc = await _start_unbound(tmp_path, port, fedns_port)
-            exited = await _wait_up(proc, port)
-            if exited is None:
-                break
-            if "Address already in use" not in exited:
-                pytest.fail(f"unbound exited: {exited}")
-        else:
-            pytest.fail("unbound found no free port in 5 tries")
+        port, proc = await _launch_unbound(tmp_path, fedns_port)
         yield port, server
     finally:
         if proc is not None:
             await _stop(proc)
         await server.stop()
+
+
+async def _launch_unbound(tmp_path: Path, fedns_port: int
+                          ) -> tuple[int, asyncio.subprocess.Process]:
+    """unbound up on a free port with fedns (``fedns_port``) as its stub: (its
+    port, its process). The port can still be taken between the check and
+    unbound's bind (by another process's ephemeral port): then again with
+    another port, at most five times."""
+    for _attempt in range(5):
+        port = free_port()
+        proc = await _start_unbound(tmp_path, port, fedns_port)
+        exited = await _wait_up(proc, port)
+        if exited is None:
+            return port, proc
+        if "Address already in use" not in exited:
+            pytest.fail(f"unbound exited: {exited}")
+    pytest.fail("unbound found no free port in 5 tries")
 
 
 async def _start_unbound(tmp_path: Path, port: int, fedns_port: int
