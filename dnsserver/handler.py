@@ -121,7 +121,6 @@ class QueryHandler:
                  *, fast_path: bool = True) -> None:
         self.locator = locator
         self.metrics = metrics
-        self.server = server
         self.fast_path = fast_path
         self.state: ServingState | None = None
         self._logged_error = False

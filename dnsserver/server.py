@@ -83,7 +83,6 @@ class DnsServer:
         elif self.rrl is not None:
             self.rrl.configure(new.rrl_responses_per_second, new.rrl_slip, new.rrl_window)
         self.config = config
-        self.handler.server = new
         self.handler.transfers = self.xfr.policy = policy
         self._limits.total = new.tcp_max_connections
         self._limits.per_client = new.tcp_max_per_client

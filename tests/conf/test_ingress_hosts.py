@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.errors import ConfigError
 from config.loader import load_text
+from tests.conf.test_loader import problems_of
 
 BASE = """\
 zone: example.com.
@@ -27,9 +27,7 @@ clusters:
 
 
 def problems(hosts: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_text(BASE % hosts, "t.yaml")
-    return [p.message for p in info.value.problems]
+    return [p.message for p in problems_of(BASE % hosts)]
 
 
 @pytest.mark.parametrize("hosts", [

@@ -9,6 +9,7 @@ import pytest
 from config.loader import load_text
 from providers.geo import geo_regions
 from tests.conf.test_loader import BASE, problems_of
+from tests.conf.test_provider_routing import assert_one_problem_at
 
 
 def gcp(extra: str) -> str:
@@ -58,15 +59,7 @@ def test_geo_regions_load_as_sorted_pairs() -> None:
 def test_bad_geo_routing_is_reported(extra: str, at: str, message: str) -> None:
     """One problem each, at the line of the provider and the column where
     ``at`` (the offending key or value) starts."""
-    text = gcp(extra)
-    if "delegate" in extra:
-        text = text.replace("providers:", "nameservers: {ns1: [192.0.2.53]}\nproviders:")
-    probs = problems_of(text)
-    assert len(probs) == 1, probs
-    assert message in probs[0].message, probs
-    lines = text.splitlines()
-    line = next(i for i, x in enumerate(lines) if "clouddns" in x)
-    assert (probs[0].line, probs[0].column) == (line + 1, lines[line].index(at) + 1), probs
+    assert_one_problem_at(gcp(extra), "clouddns", at, message)
 
 
 def test_geo_routing_is_clouddns_only() -> None:

@@ -54,14 +54,20 @@ def test_latency_regions_load_as_sorted_pairs() -> None:
 def test_bad_routing_is_reported(extra: str, at: str, message: str) -> None:
     """One problem each, at the line of the provider and the column where
     ``at`` (the offending key or value) starts."""
-    text = r53(extra)
-    if "delegate" in extra:
+    assert_one_problem_at(r53(extra), "route53", at, message)
+
+
+def assert_one_problem_at(text: str, ptype: str, at: str, message: str) -> None:
+    """``text`` (a provider of type ``ptype`` on one line) loads with exactly one
+    problem, ``message``, at that line and the column where ``at`` starts (a
+    delegating provider gets the nameservers it needs first)."""
+    if "delegate" in text:
         text = text.replace("providers:", "nameservers: {ns1: [192.0.2.53]}\nproviders:")
     probs = problems_of(text)
     assert len(probs) == 1, probs
     assert message in probs[0].message, probs
     lines = text.splitlines()
-    line = next(i for i, x in enumerate(lines) if "route53" in x)
+    line = next(i for i, x in enumerate(lines) if ptype in x)
     assert (probs[0].line, probs[0].column) == (line + 1, lines[line].index(at) + 1), probs
 
 
