@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from config import names
 from config.build_clusters import addresses, checked, cluster, networks
+from config.build_kubernetes import kubernetes
 from config.build_providers import provider
 from config.model import (
     Config,
@@ -71,6 +72,7 @@ def build(ctx: Ctx) -> Config:
         geo=_geo(root),
         providers=providers,
         server=_server(root),
+        kubernetes=kubernetes(root),
         state_dir=ctx.file_path(state_dir) if state_dir else None,
         admin_email=_admin_email(root),
         api_token=api_token,

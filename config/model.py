@@ -189,6 +189,24 @@ class Server:
 
 
 @dataclass(frozen=True, slots=True)
+class Kubernetes:
+    """Client knobs shared by every ``source: kubernetes`` cluster (config block
+    ``kubernetes``). healthwatch builds its ``KubeOptions`` from these; the
+    defaults are the same, so a config without the block behaves as before."""
+
+    connect_timeout: float = 5.0  # TCP/TLS connect of every API call
+    request_timeout: float = 30.0  # read timeout of list calls
+    watch_timeout: int = 300  # the API server's ``timeoutSeconds`` of a watch, whole seconds
+    watch_idle_timeout: float = 75.0  # a watch silent this long is presumed hung and reopened
+    backoff_base: float = 0.25  # first retry delay after an error
+    backoff_cap: float = 30.0  # longest retry delay
+    retry_after_cap: float = 60.0  # longest wait a ``Retry-After`` header may ask for
+    heartbeat_interval: float = 2.0  # GET /version this often to notice a hung API server
+    heartbeat_timeout: float = 2.0
+    list_limit: int = 500  # page size of list calls
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     zone: str
     federation: str
@@ -202,6 +220,7 @@ class Config:
     geo: Geo = field(default_factory=Geo)
     providers: tuple[Provider, ...] = ()
     server: Server = field(default_factory=Server)
+    kubernetes: Kubernetes = field(default_factory=Kubernetes)
     state_dir: str | None = None  # drains + last-known-good snapshot
     admin_email: str = "hostmaster"  # SOA RNAME, relative to zone unless absolute
     api_token: str | None = None  # required by mutating HTTP endpoints when set

@@ -214,8 +214,13 @@ class Engine:
         old, self._config = self._config, new_config
         if self._running:
             new_by_name = {c.name: c for c in new_config.clusters}
+            # the client knobs live in the threads of a running Kubernetes
+            # source: a change restarts it, as a changed kubeconfig does
+            knobs = old.kubernetes != new_config.kubernetes
             for name, run in list(self._sources.items()):
-                if new_by_name.get(name) != run.cluster:
+                cluster = new_by_name.get(name)
+                if cluster is None or cluster != run.cluster or (
+                        knobs and cluster.source == "kubernetes"):
                     await self._stop_source(name)
             for cluster in new_config.clusters:
                 if cluster.name not in self._sources:

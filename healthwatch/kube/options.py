@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.model import Kubernetes
+
 
 @dataclass(frozen=True, slots=True)
 class KubeOptions:
@@ -25,6 +27,23 @@ class KubeOptions:
     coalesce: float = 0.005  # batch changes this long before emitting a report
     list_limit: int | None = 500  # page size of list calls (None: one page)
     pool_size: int = 10  # HTTP connections per cluster (one per watch + spare)
+
+    @classmethod
+    def from_config(cls, knobs: Kubernetes) -> KubeOptions:
+        """The options of a config's ``kubernetes`` block (validated by config/);
+        the knobs it does not offer keep their defaults."""
+        return cls(
+            connect_timeout=knobs.connect_timeout,
+            request_timeout=knobs.request_timeout,
+            watch_timeout=knobs.watch_timeout,
+            watch_idle_timeout=knobs.watch_idle_timeout,
+            backoff_base=knobs.backoff_base,
+            backoff_cap=knobs.backoff_cap,
+            retry_after_cap=knobs.retry_after_cap,
+            heartbeat_interval=knobs.heartbeat_interval,
+            heartbeat_timeout=knobs.heartbeat_timeout,
+            list_limit=knobs.list_limit,
+        )
 
     @property
     def watch_request_timeout(self) -> tuple[float, float]:

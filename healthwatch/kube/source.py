@@ -126,7 +126,9 @@ class KubeSource:
     ) -> None:
         self.cluster = cluster.name
         self._spec = cluster
-        self._options = options or KubeOptions()
+        # explicit options (tests) win over the config's ``kubernetes`` block
+        self._options = options if options is not None else KubeOptions.from_config(
+            config.kubernetes)
         self._client_factory = client_factory
         self._log = logging.getLogger(f"healthwatch.kube[{cluster.name}]")
         self._state = ClusterState(cluster, config, self._log)
