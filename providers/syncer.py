@@ -207,10 +207,8 @@ class Syncer:
         for ch in plan.changes:
             if ch.key not in failed:
                 self._metrics.changes.labels(self.name, ch.action).inc()
-        for e in res.errors:
-            self._metrics.errors.labels(self.name, "record").inc()
-            self._log.warning("record_rejected name=%s type=%s action=%s reason=%s",
-                              e.name, e.rtype, e.action, e.reason)
+        if res.errors:  # counted here, logged by _run (``_log_rejected``)
+            self._metrics.errors.labels(self.name, "record").inc(len(res.errors))
         after = await self._retry("read", self.backend.read)
         residual = self.plan(snapshot, after)
         left = len([c for c in residual.changes if c.key not in failed])
@@ -248,6 +246,14 @@ class Syncer:
         self._failed_kind = kind
         self._status["errors"] += 1
 
+    def _log_rejected(self, result: SyncResult) -> None:
+        """One ``record_rejected`` line per change the service rejected, by the
+        background loop only: a caller of ``sync_once`` (``fedns sync --once``)
+        reports ``SyncResult.errors`` itself, as it does a failed pass."""
+        for e in result.errors:
+            self._log.warning("record_rejected name=%s type=%s action=%s reason=%s",
+                              e.name, e.rtype, e.action, e.reason)
+
     def _succeed(self, snapshot: Snapshot, result: SyncResult) -> None:
         now = time.time()
         self._metrics.up.labels(self.name).set(1)
@@ -277,8 +283,9 @@ class Syncer:
             try:
                 # Health-driven failovers must reach the provider unattended:
                 # only deletes are limited here (fedns sync --once limits both).
-                await self.sync_once(snapshot, limit_updates=False)
+                result = await self.sync_once(snapshot, limit_updates=False)
                 self._failures = 0
+                self._log_rejected(result)
             except ProviderError as e:
                 self._failures += 1
                 self._log.warning("sync_failed kind=%s error=%s", self._failed_kind, e)
