@@ -13,7 +13,9 @@ a zone cut, DS at a cut, and static wildcards' synthesized answers
 (``_resolved``: the full path's bytes, built once). Everything else goes through
 ``wire.parse_query`` and ``Resolver.respond`` (an IXFR query over UDP first
 through ``xfr.udp_ixfr``, with the transfer policy the TCP transfers use:
-the current SOA for an admitted client). No exception leaves ``handle``:
+the current SOA for an admitted client; its outcome, and FORMERR for a
+malformed one, counted in ``fedns_dns_xfr_total{proto="udp"}``, as the
+TCP transfers count). No exception leaves ``handle``:
 an unexpected one becomes SERVFAIL, a counter and (once) a log line.
 """
 
@@ -104,6 +106,12 @@ class ServingState:
         heads = (b"", wire.opt_record(size, do=False)[:-2], wire.opt_record(size, do=True)[:-2])
         index = {loc: i for i, loc in enumerate(resolver.localities)}
         return cls(resolver, table, serial, max(512, size), heads, index)
+
+
+def _ixfr_question(flags: int, question: bytes | None) -> bool:
+    """Is this an IXFR query (opcode QUERY, qtype IXFR), by its flags and question?"""
+    return (question is not None and not (flags >> 11) & 0xF
+            and question[-4:-2] == wire.T_IXFR.to_bytes(2, "big"))
 
 
 def packed_address(ip: str) -> bytes:
@@ -452,6 +460,8 @@ class QueryHandler:
         except MalformedQuery as exc:
             flags = wire.reply_flags(exc.flags, rcode=wire.FORMERR, aa=False)
             self.metrics.request(proto, -1, wire.FORMERR, "none")
+            if not tcp and _ixfr_question(exc.flags, exc.question):  # e.g. its SOA is bad
+                self.metrics.transfers.count("udp", "formerr")
             return wire.short_reply(exc.qid, flags, exc.question, None)
         state = self.state
         if state is None:
@@ -466,7 +476,8 @@ class QueryHandler:
         depends = False
         if (not tcp and q.qtype == wire.T_IXFR and q.opcode == wire.OP_QUERY
                 and (q.edns is None or q.edns.version == 0)):
-            out = udp_ixfr(self.transfers, q, data, client, state.resolver, limit)
+            out = udp_ixfr(self.transfers, q, data, client, state.resolver, limit,
+                           self.metrics.transfers)
         if out is None:
             ecs = q.edns.ecs if q.edns is not None else None
             if q.qclass == wire.C_IN and q.opcode == wire.OP_QUERY and q.question is not None:

@@ -13,7 +13,12 @@ there against 5.9 for the others, and the timed 0.4 % were still the top of
 the handler's p99 band. At 1 in 1024 they are 0.1 %, above the p99.9.
 Every label is a bounded set:
 ``qtype`` is one of ``QTYPES`` or ``other``, ``rcode`` one of ``RCODES`` or
-``other``, ``locality_kind`` one of ``LOCALITY_KINDS``.
+``other``, ``locality_kind`` one of ``LOCALITY_KINDS``; the transfer counter's
+``proto`` one of ``XFR_PROTOS`` and ``result`` one of ``XFR_RESULTS``.
+
+``fedns_dns_xfr_total`` (``DnsMetrics.transfers``, a ``TransferCounts``)
+has two writers: the TCP transfers (``xfr.XfrResponder``, given that object
+by the server) and the IXFR queries over UDP (the query handler).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ RCODES: dict[int, str] = {
     16: "BADVERS",
 }
 LOCALITY_KINDS = ("none", "unknown", "zone", "region", "cluster", "other")
+XFR_PROTOS = ("tcp", "udp")
+XFR_RESULTS = ("ok", "refused", "unsigned", "notauth", "formerr", "servfail")
 DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "send_failed")
 DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                     0.005, 0.01, 0.025, 0.05, 0.1)
@@ -60,6 +67,28 @@ def locality_kind(locality: str | None) -> str:
     return kind if kind in LOCALITY_KINDS else "other"
 
 
+class TransferCounts:
+    """``fedns_dns_xfr_total{proto, result}``: zone transfer requests (AXFR and
+    IXFR over TCP, IXFR over UDP) by how they were answered. One writer per
+    proto (the event loop for TCP, the UDP thread for UDP), each bumping only
+    its own keys; ``DnsMetrics`` collects it."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {
+            (proto, result): 0 for proto in XFR_PROTOS for result in XFR_RESULTS}
+
+    def count(self, proto: str, result: str) -> None:
+        self.counts[(proto, result)] += 1
+
+    def family(self) -> CounterMetricFamily:
+        fam = CounterMetricFamily("fedns_dns_xfr",
+                                  "Zone transfer requests (AXFR/IXFR over TCP, IXFR over UDP)",
+                                  labels=["proto", "result"])
+        for (proto, result), n in self.counts.items():
+            fam.add_metric([proto, result], float(n))
+        return fam
+
+
 class DnsMetrics(Collector):
     """All ``fedns_dns_*`` metrics; register with ``DnsMetrics(registry)``."""
 
@@ -77,6 +106,7 @@ class DnsMetrics(Collector):
         self.last_build_seconds = 0.0
         self.durations: dict[str, PlainHistogram] = {}
         self.sizes: dict[str, PlainHistogram] = {}
+        self.transfers = TransferCounts()  # TCP transfers and IXFR over UDP
         if registry is not None:
             registry.register(self)
 
@@ -164,3 +194,4 @@ class DnsMetrics(Collector):
         yield CounterMetricFamily("fedns_dns_answer_table_builds",
                                   "Answer tables built from Snapshots",
                                   value=float(self.table_builds))
+        yield self.transfers.family()

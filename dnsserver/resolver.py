@@ -776,10 +776,14 @@ class Resolver:
         if q.opcode != wire.OP_QUERY:
             return self._other_opcode(q, client), False
         assert q.question is not None  # parse_query guarantees it for opcode QUERY
+        if q.qtype in (wire.T_MAILA, wire.T_MAILB):
+            # RFC 1035 3.2.3 defines the QTYPEs, no server behaviour: NOTIMP for
+            # any name and class, as BIND answers (NSD, Knot: NODATA), with
+            # OPT when the query had one
+            return self.error(q, wire.NOTIMP), False
         if q.qclass == wire.C_CH:
             return self._chaos(q, limit), False
-        if q.qclass != wire.C_IN or q.qtype in (wire.T_IXFR, wire.T_AXFR, wire.T_MAILA,
-                                               wire.T_MAILB):
+        if q.qclass != wire.C_IN or q.qtype in (wire.T_IXFR, wire.T_AXFR):
             return self.error(q, wire.REFUSED), False
         if wire.meta_qtype(q.qtype):  # OPT, TSIG, TKEY, 128-248: as a malformed query
             return self.error(q, wire.FORMERR, with_opt=False), False

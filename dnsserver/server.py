@@ -57,7 +57,8 @@ class DnsServer:
         self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)
         self.rrl = make_rrl(config.server, registry)  # UDP response-rate limiting
         self.xfr = make_xfr(config.server, lambda: (
-            s.resolver.snapshot if (s := self.handler.state) is not None else None), registry)
+            s.resolver.snapshot if (s := self.handler.state) is not None else None),
+            self.metrics.transfers)
         self.log = logging.getLogger("dnsserver.server")
         self._rebuilder = Rebuilder(lambda: self.handler.state, self._install,
                                     lambda: self.config.server)

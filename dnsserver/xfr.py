@@ -30,6 +30,14 @@ Over UDP (``udp_ixfr``, called by the handler's full path): AXFR is refused
 the policy admits gets the current SOA alone (RFC 1995 section 2: a reply
 that does not fit in UDP is the current SOA, so the client retries over TCP;
 our reply is the whole zone), and from any other client REFUSED.
+
+Both count in ``fedns_dns_xfr_total`` (``metrics.TransferCounts``) by
+``proto`` ("tcp", "udp") and ``result``, the same results for both: "ok"
+(the transfer, or over UDP the current SOA), "refused" (client not allowed,
+or a name or class that is not the zone's), "unsigned", "notauth",
+"formerr" (a bad IXFR authority section; over UDP counted by the handler,
+which parses first) and "servfail".
+
 Record bytes are built once per Snapshot and reused for every transfer.
 Uses dnspython (TSIG and rdata encoding); transfers are rare and allow-listed.
 """
@@ -43,7 +51,7 @@ import ipaddress
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.exception
@@ -54,13 +62,11 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from config.model import Server
 from dnsserver import wire
 from dnsserver.errors import DropPacket, MalformedQuery
+from dnsserver.metrics import TransferCounts
 from dnsserver.resolver import Resolver
 from healthwatch.snapshot import Record, Snapshot
 
@@ -76,7 +82,6 @@ SERVFAIL = 2
 FORMERR = 1
 MESSAGE_SIZE = 16384  # record bytes per message (TSIG adds its own on top)
 FUDGE = 300
-RESULTS = ("ok", "refused", "unsigned", "notauth", "formerr", "servfail")
 
 SnapshotSource = Callable[[], "Snapshot | None"]
 Frames = Callable[[bytes, str], "list[bytes] | None"]
@@ -260,38 +265,45 @@ def serial_current(client: int, ours: int) -> bool:
 
 
 def udp_ixfr(policy: TransferPolicy, q: wire.Query, data: bytes, client: str,
-             resolver: Resolver, limit: int) -> bytes | None:
+             resolver: Resolver, limit: int, counts: TransferCounts) -> bytes | None:
     """The reply to the IXFR query ``q`` (``data`` as received) over UDP, or
     None when the policy refuses it (the caller answers REFUSED as for any
-    other client): the current SOA alone, signed when the query was."""
+    other client): the current SOA alone, signed when the query was. The
+    outcome is counted in ``counts`` (proto "udp")."""
     admission = policy.admit(data, client)
     if admission.result in ("refused", "unsigned"):
+        counts.count("udp", admission.result)
         log.debug("xfr_udp_refused client=%s reason=%s", client, admission.result)
         return None
     if admission.result != "ok":
+        counts.count("udp", admission.result)
         return resolver.error(q, admission.rcode)
     if q.qclass != wire.C_IN or q.qname != resolver.zone:
-        out = resolver.error(q, REFUSED)
+        result, out = "refused", resolver.error(q, REFUSED)
     else:
-        out = resolver.current_soa(q, limit) or resolver.error(q, SERVFAIL)
+        soa = resolver.current_soa(q, limit)
+        if soa is None:
+            result, out = "servfail", resolver.error(q, SERVFAIL)
+        else:
+            result, out = "ok", soa
+    counts.count("udp", result)
     log.debug("xfr_udp_soa client=%s client_serial=%s rcode=%d", client, q.serial,
               out[3] & 0x0F)
     return policy.sign(out, admission.mac, None)[0]
 
 
-class XfrResponder(Collector):
+class XfrResponder:
     """Answers AXFR/IXFR queries on TCP; see the module doc."""
 
     def __init__(self, server: Server, snapshot: SnapshotSource, *,
                  policy: TransferPolicy | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+                 counts: TransferCounts | None = None) -> None:
         self.policy = policy if policy is not None else transfer_policy(server)
         self.snapshot = snapshot
-        self.results: dict[str, int] = dict.fromkeys(RESULTS, 0)
+        # shared with the handler, which counts IXFR over UDP (a fresh one: tests)
+        self.counts = counts if counts is not None else TransferCounts()
         self._image: ZoneImage | None = None
         self._image_of: Snapshot | None = None
-        if registry is not None:
-            registry.register(self)
 
     # -- the query ---------------------------------------------------------------
 
@@ -362,7 +374,7 @@ class XfrResponder(Collector):
         return [_error(data, rcode)]
 
     def _count(self, result: str) -> None:
-        self.results[result] += 1
+        self.counts.count("tcp", result)
 
     def _image_for(self, snapshot: Snapshot) -> ZoneImage:
         if self._image is None or self._image_of is not snapshot:
@@ -372,18 +384,6 @@ class XfrResponder(Collector):
                 log.warning("xfr_records_skipped serial=%d count=%d", snapshot.serial,
                             self._image.skipped)
         return self._image
-
-    # -- metrics ---------------------------------------------------------------------
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())
-
-    def collect(self) -> Iterator[Metric]:
-        fam = CounterMetricFamily("fedns_dns_xfr", "Zone transfer (AXFR/IXFR) requests",
-                                  labels=["result"])
-        for result, n in self.results.items():
-            fam.add_metric([result], float(n))
-        yield fam
 
 
 def _soa_serial(rec: Record, default: int) -> int:
@@ -409,7 +409,7 @@ def _error(data: bytes, rcode: int) -> bytes:
     return data[:2] + flags + b"\x00\x01\x00\x00\x00\x00\x00\x00" + _question(data)
 
 
-def make_xfr(server: Server, snapshot: SnapshotSource,
-             registry: CollectorRegistry | None) -> XfrResponder:
-    """The responder ``server`` configures, with its ``transfer_policy``."""
-    return XfrResponder(server, snapshot, policy=transfer_policy(server), registry=registry)
+def make_xfr(server: Server, snapshot: SnapshotSource, counts: TransferCounts) -> XfrResponder:
+    """The responder ``server`` configures, with its ``transfer_policy``,
+    counting into ``counts`` (``DnsMetrics.transfers``)."""
+    return XfrResponder(server, snapshot, policy=transfer_policy(server), counts=counts)

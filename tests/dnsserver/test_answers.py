@@ -33,7 +33,7 @@ from tests.dnsserver import zonefixture as zf
 QTYPES = ["A", "AAAA", "CNAME", "MX", "NS", "SOA", "TXT", "SRV", "CAA", "ANY", "HTTPS", "PTR",
           "TYPE4242", "TYPE65280", "DS",
           # meta-types (FORMERR) and query types the full path answers
-          "TSIG", "TKEY", "TYPE200", "OPT", "IXFR", "AXFR", "MAILB"]
+          "TSIG", "TKEY", "TYPE200", "OPT", "IXFR", "AXFR", "MAILB", "MAILA"]
 ECS_CHOICES = [None, ("198.51.100.0", 24), ("203.0.113.0", 24), ("203.0.113.128", 25),
                ("10.0.0.0", 8), ("0.0.0.0", 0), ("2001:db8:1::", 48), ("2001:db8:1::", 56),
                ("192.0.2.0", 24), ("fd00::", 8),

@@ -152,7 +152,7 @@ async def test_axfr_refused_by_default() -> None:
                          "axfr", Z)
         assert "Transfer failed" in out and "IN\tSOA" not in out
         text = generate_latest(r.registry).decode()
-        assert 'fedns_dns_xfr_total{result="refused"} 5.0' in text
+        assert 'fedns_dns_xfr_total{proto="tcp",result="refused"} 5.0' in text
     finally:
         await r.server.stop()
 
@@ -244,7 +244,7 @@ async def test_tsig_signed_transfer_verified_by_clients(signed: Running) -> None
     assert "Transfer failed" not in out and "tsig verify failure" not in out, out[-800:]
     assert "\tSOA\t" in out
     text = generate_latest(signed.registry).decode()
-    assert 'fedns_dns_xfr_total{result="ok"} 3.0' in text
+    assert 'fedns_dns_xfr_total{proto="tcp",result="ok"} 3.0' in text
 
 
 async def test_tsig_required_when_configured(signed: Running) -> None:
@@ -262,8 +262,8 @@ async def test_tsig_required_when_configured(signed: Running) -> None:
     assert reply.rcode() == dns.rcode.REFUSED  # not in the allow list: key is not consulted
     assert xfr_qtype(raw) == dns.rdatatype.AXFR
     text = generate_latest(signed.registry).decode()
-    assert 'fedns_dns_xfr_total{result="unsigned"} 1.0' in text
-    assert 'fedns_dns_xfr_total{result="notauth"} 1.0' in text
+    assert 'fedns_dns_xfr_total{proto="tcp",result="unsigned"} 1.0' in text
+    assert 'fedns_dns_xfr_total{proto="tcp",result="notauth"} 1.0' in text
 
 
 # -- units ---------------------------------------------------------------------------
