@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Info
 from config.errors import ConfigError
 from config.loader import load
 from config.model import Config
+from dnsserver.explain import ExplainError, explain, parse_question
 from dnsserver.http_api import ApiError, HttpApi, ReloadResult, Route
 from dnsserver.locality import GeoLocator, LocatorMetrics, build_locator
 from dnsserver.server import DnsServer
@@ -361,6 +362,15 @@ class App:
     def status(self) -> dict[str, Any]:
         """The ``/v1/status`` document."""
         return build_status(self)
+
+    def explain(self, name: str, qtype: str, client: str,
+                subnet: str | None) -> dict[str, Any]:
+        """The ``/v1/explain`` document (``dnsserver.explain``)."""
+        try:
+            q = parse_question(self.config.zone, name, qtype, client, subnet)
+            return explain(self.dns.handler, self.config, q)
+        except ExplainError as exc:
+            raise ApiError(str(exc), status=exc.status) from exc
 
 
 def build_status(app: App) -> dict[str, Any]:

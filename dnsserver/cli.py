@@ -2,7 +2,7 @@
 
 Local commands read a config file (``serve``, ``check``, ``records``, ``demo``);
 operator commands talk to a running server's HTTP API (``drain``, ``undrain``,
-``status``, ``reload``). Plugins add commands through the ``fedns.commands``
+``status``, ``explain``, ``reload``). Plugins add commands through the ``fedns.commands``
 entry points (``add_commands(subparsers)``; each sub-parser sets
 ``func=callable(args) -> int``), so dnsserver never imports providers.
 """
@@ -267,6 +267,70 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    params = {"name": args.name, "type": args.type, "client": args.client}
+    if args.subnet:
+        params["subnet"] = args.subnet
+    doc = api_request(args, "GET", "/v1/explain?" + urllib.parse.urlencode(params))
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(format_explain(doc))
+    return EXIT_OK
+
+
+def format_explain(doc: dict[str, Any]) -> str:
+    """A readable rendering of ``/v1/explain``."""
+    q = doc.get("question") or {}
+    ans = doc.get("answer") or {}
+    client = doc.get("client") or {}
+    who = f"client {q.get('client')}" + (f" subnet {q['subnet']}" if q.get("subnet") else "")
+    out = [f"{q.get('name')} {q.get('type')} for {who}  (serial {doc.get('serial')}"
+           + (", STALE: last-known-good" if doc.get("stale") else "") + ")\n",
+           f"answer: {ans.get('rcode')}" + (" aa" if ans.get("aa") else "")
+           + (f"  ECS scope /{ans['ecs_scope']}" if ans.get("ecs_scope") is not None else "")
+           + ("  (truncated over UDP)" if ans.get("truncated_over_udp") else "") + "\n"]
+    out.extend(f"  {line}\n" for line in ans.get("answer") or [])
+    out.extend(f"  authority: {line}\n" for line in ans.get("authority") or [])
+    out.append(f"client placed in: {client.get('locality') or 'unknown'}  by {client.get('by')}"
+               f": {client.get('evidence')}: {client.get('detail')}\n")
+    if client.get("note"):
+        out.append(f"  note: {client['note']}\n")
+    out.append(f"why: {doc.get('summary')}\n")
+    for n in doc.get("names") or []:
+        geo = n.get("geo")
+        if geo is None:
+            detail = n.get("detail") or ""
+            level = n.get("service_level")
+            if level:
+                detail += (f"; {level['level']} name of {level['service']}: {level['rule']}; "
+                           f"healthy shards there: {level['healthy']}")
+            out.append(f"  {n.get('name')}: {n.get('kind')}: {detail}\n")
+            continue
+        out.append(f"  {n.get('name')}: geo-aware, {geo.get('service')}; fallback chain for "
+                   f"{geo.get('locality') or 'unknown client'}:\n")
+        rows = []
+        for lv in geo.get("chain") or []:
+            shards = lv.get("shards") or []
+            rows.append([_yn(lv.get("answered")), lv.get("level"), lv.get("healthy"),
+                         "; ".join(_shard_line(s) for s in shards) or "(no shard)"])
+        out.append(_indent(table(["ANSWERED", "LEVEL", "HEALTHY", "SHARDS"], rows)))
+        if geo.get("note"):
+            out.append(f"    note: {geo['note']}\n")
+    return "".join(out)
+
+
+def _shard_line(s: dict[str, Any]) -> str:
+    addrs = ",".join([*s.get("addresses", []), *s.get("hostnames", [])]) or "no address"
+    state = "healthy" if s.get("healthy") else "UNHEALTHY"
+    drained = " drained" if s.get("drained") else ""
+    return f"{s.get('cluster')} {addrs} {state}{drained} ({s.get('reason')})"
+
+
+def _indent(text: str) -> str:
+    return "".join(f"    {line}\n" for line in text.splitlines())
+
+
 # -- status table ----------------------------------------------------------------------
 
 
@@ -394,6 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
         _api_args(p)
     p = add("status", cmd_status, "clusters, shards, health, drains and providers of a server")
     p.add_argument("--json", action="store_true", help="raw /v1/status JSON")
+    _api_args(p)
+    p = add("explain", cmd_explain,
+            "why a client gets its answer: the answer, its locality and the fallback chain")
+    p.add_argument("name", help="the name asked, e.g. nginx.default.myfed.svc.example.com")
+    p.add_argument("--type", default="A", help="query type (default A)")
+    p.add_argument("--client", default="127.0.0.1",
+                   help="the resolver's (source) address (default 127.0.0.1)")
+    p.add_argument("--subnet", default=None,
+                   help="EDNS Client Subnet the resolver sends, e.g. 198.51.100.0/24")
+    p.add_argument("--json", action="store_true", help="raw /v1/explain JSON")
     _api_args(p)
     p = add("reload", cmd_reload, "make a running server reload its config file")
     p.add_argument("--pid", type=int, default=None, help="send SIGHUP to this pid instead")

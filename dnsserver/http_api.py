@@ -1,4 +1,5 @@
-"""The operator HTTP API (aiohttp): health, readiness, metrics, status, drains, reload.
+"""The operator HTTP API (aiohttp): health, readiness, metrics, status, explain,
+drains, reload.
 
 It knows nothing of the engine or the DNS server: it talks to a ``Control``
 (implemented by ``dnsserver.app.App``). Mutating endpoints require
@@ -47,6 +48,12 @@ class Control(Protocol):
     def api_token(self) -> str | None: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    def explain(self, name: str, qtype: str, client: str,
+                subnet: str | None) -> dict[str, Any]:
+        """Why ``client`` (or ECS ``subnet``) gets its answer for ``name``
+        ``qtype``; raises ApiError (400) for bad input."""
+        ...
 
     async def drain(self, cluster: str, service: str | None) -> None: ...
 
@@ -106,6 +113,7 @@ class HttpApi:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/status", self._status)
+        app.router.add_get("/v1/explain", self._explain)
         for method in ("POST", "DELETE"):
             app.router.add_route(method, "/v1/drains/{cluster}", self._drain)
             app.router.add_route(method, "/v1/drains/{cluster}/{namespace}/{name}", self._drain)
@@ -181,6 +189,16 @@ class HttpApi:
 
     async def _status(self, request: web.Request) -> web.Response:
         return _json(self._control.status())
+
+    async def _explain(self, request: web.Request) -> web.Response:
+        query = request.query
+        name = query.get("name")
+        if not name:
+            raise ApiError("name is required: /v1/explain?name=NAME[&type=A][&client=IP]"
+                           "[&subnet=CIDR]")
+        doc = self._control.explain(name, query.get("type") or "A",
+                                    query.get("client") or "127.0.0.1", query.get("subnet"))
+        return _json(doc)
 
     async def _drain(self, request: web.Request) -> web.Response:
         cluster = request.match_info["cluster"]

@@ -67,6 +67,18 @@ class NullLocator:
     def locate_network(self, address: bytes, source_prefix: int) -> tuple[str, int] | None:
         return None
 
+    def describe(self, address: bytes, source_prefix: int | None) -> Placement:
+        return Placement(UNKNOWN, "unknown", "no locator: every client is unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Why a client has its locality (``GeoLocator.describe``)."""
+
+    locality: str
+    by: str  # "network", "geoip" or "unknown"
+    detail: str  # e.g. "127.0.1.0/24 (networks of cluster us)"
+
 
 @dataclass(frozen=True, slots=True)
 class LocatorCounts:
@@ -150,19 +162,25 @@ class _State:
 
     def region_of(self, rec: GeoRecord) -> str:
         """Country claim, then continent claim, then the nearest region."""
+        region = self.claim(rec)[1]
+        return UNKNOWN if region is None else region_locality(region)
+
+    def claim(self, rec: GeoRecord) -> tuple[str, str | None]:
+        """``region_of``'s rule and region: ("country"|"continent"|"nearest",
+        region), or ("", None)."""
         if rec.country is not None:
             region = self.countries.get(rec.country)
             if region is not None:
-                return region_locality(region)
+                return "country", region
         if rec.continent is not None:
             region = self.continents.get(rec.continent)
             if region is not None:
-                return region_locality(region)
+                return "continent", region
         if rec.latitude is not None and rec.longitude is not None:
             region = nearest_region(self.config, rec.latitude, rec.longitude)
             if region is not None:
-                return region_locality(region)
-        return UNKNOWN
+                return "nearest", region
+        return "", None
 
     # -- split blocks: exact network match, cached GeoIP -------------------------
     def split_v4(self, address: int, key: int) -> tuple[str, int]:
@@ -271,6 +289,46 @@ class GeoLocator:
         return found, min(scope, source_prefix)
 
     # -- introspection -----------------------------------------------------------
+    def describe(self, address: bytes, source_prefix: int | None) -> Placement:
+        """What ``locate(address, source_prefix)`` rests on, in words, for an
+        operator (``fedns explain``): the configured network that matched, or
+        the GeoIP record and the rule applied to it, or why neither did.
+        Read-only: no cache, no counter, not for the query path."""
+        if source_prefix is not None and source_prefix <= 0:
+            return Placement(UNKNOWN, "unknown", "ECS source prefix 0: the client opted out")
+        st = self._state
+        if len(address) == 16 and source_prefix is None and address[:12] == _V4_MAPPED:
+            address = address[12:]
+        if len(address) not in (4, 16):
+            return Placement(UNKNOWN, "unknown", "not an IPv4 or IPv6 address")
+        ip = ipaddress.ip_address(address)
+        table = st.v4 if ip.version == 4 else st.v6
+        found, _ = table.lookup(int(ip))
+        if found is not None:
+            return Placement(found, "network", _network_origin(st.config, ip, found))
+        if st.database is None:
+            return Placement(UNKNOWN, "unknown",
+                             "no configured network matches and no GeoIP database is configured")
+        prefix = st.v4_prefix if ip.version == 4 else st.v6_prefix  # as ``locate`` caches it
+        block = ipaddress.ip_network((ip, prefix), strict=False)
+        try:
+            rec = st.database.lookup(block.network_address)
+        except Exception as exc:
+            return Placement(UNKNOWN, "unknown", f"GeoIP lookup of {block} failed: {exc!r}")
+        if rec is None:
+            return Placement(UNKNOWN, "unknown", f"{block} is not in the GeoIP database")
+        how, region = st.claim(rec)
+        seen = f"country {rec.country or '-'}, continent {rec.continent or '-'}"
+        if region is None:
+            return Placement(UNKNOWN, "unknown", f"GeoIP {block}: {seen}: no region claims it "
+                             "and no coordinates")
+        if how == "nearest":
+            rule = f"nearest region to ({rec.latitude}, {rec.longitude}) [{seen}]: {region}"
+        else:
+            code = rec.country if how == "country" else rec.continent
+            rule = f"{how} {code} claimed by {region}"
+        return Placement(region_locality(region), "geoip", f"GeoIP {block}: {rule}")
+
     @property
     def cache_entries(self) -> int:
         return self._state.cached.cache_info().currsize
@@ -382,6 +440,25 @@ def _tables(config: Config, discovered: Mapping[str, tuple[str | None, str | Non
             log.warning("network_conflict network=%s kept=%s dropped=%s", net_s, c.kept, c.dropped)
         tables.append(table)
     return tables[0], tables[1]
+
+
+def _network_origin(config: Config, ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                    locality: str) -> str:
+    """The configured network that placed ``ip`` in ``locality`` (the longest
+    one holding it), in words."""
+    best: tuple[int, str] | None = None
+    for cl in config.clusters:
+        for net in cl.networks:
+            if ip in net and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, f"{net} (networks of cluster {cl.name})")
+    clusters = [net for cl in config.clusters for net in cl.networks]
+    for g in config.geo.networks:
+        shadowed = any(net.version == g.network.version and g.network.subnet_of(net)  # type: ignore[arg-type]
+                       for net in clusters)  # dropped by ``_tables``
+        if (ip in g.network and not shadowed
+                and (best is None or g.network.prefixlen > best[0])):
+            best = (g.network.prefixlen, f"{g.network} (geo.networks)")
+    return f"{best[1] if best else 'a configured network'} -> {locality}"
 
 
 def _claims(config: Config, log: logging.Logger) -> tuple[dict[str, str], dict[str, str]]:

@@ -31,6 +31,11 @@ from healthwatch.snapshot import UNKNOWN, Record, cluster_locality, region_local
 
 Values = tuple[tuple[str, str], ...]  # ((rtype, rdata), ...) of one answer
 Answer = tuple[Record, ...]
+# one step of a client locality's fallback chain (``PlanContext.levels``):
+# ("cluster", C) (the ClusterIPs of C's own shards, ``geo.cluster_local``),
+# ("zone", AZ), ("region", R), ("any", "") (every healthy shard)
+Level = tuple[str, str]
+ANY_LEVEL: Level = ("any", "")
 
 
 # -- names ---------------------------------------------------------------------
@@ -136,6 +141,10 @@ class PlanContext:
             (loc, *_split(loc), self.zone_region.get(loc.partition(":")[2], ""))
             for loc in localities)
         self.chains = {r: self._chain(r) for r in regions}
+        self._region_levels: dict[str, tuple[Level, ...]] = {}
+        # locality -> its fallback chain (cluster localities: per group, see ``levels``)
+        self.loc_levels: dict[str, tuple[Level, ...]] = {
+            loc: self.levels(loc) for loc, kind, _, _ in self.parsed if kind != "cluster"}
         slots = [Slot(f"{r}.{self.zone}", r, "", "") for r in regions]
         slots += [Slot(f"{az}.{r}.{self.zone}", r, az, f"{r}.{self.zone}") for az, r in zones]
         slots.sort(key=lambda s: s.suffix)  # the order of a service's names in the zone
@@ -155,6 +164,44 @@ class PlanContext:
     def chain(self, region: str) -> tuple[str, ...]:
         c = self.chains.get(region)
         return c if c is not None else self._chain(region)
+
+    def region_levels(self, region: str) -> tuple[Level, ...]:
+        """``region``'s fallback chain: the regions of ``chain(region)``, then
+        any healthy shard."""
+        levels = self._region_levels.get(region)
+        if levels is None:
+            levels = (*(("region", r) for r in self.chain(region)), ANY_LEVEL)
+            if region in self.chains:  # bounded: the known regions only
+                self._region_levels[region] = levels
+        return levels
+
+    def levels(self, locality: str, home: tuple[str, str] | None = None) -> tuple[Level, ...]:
+        """The fallback chain of a client ``locality`` (SPEC section 3.2): the
+        levels in the order ``_geo_answers`` tries them; the first with a
+        healthy shard (for a cluster level: one with a ClusterIP) answers.
+        Unknown client: ``(ANY_LEVEL,)``. AZ: the AZ, then its region's
+        ``region_levels`` (an AZ of no known region: any healthy shard).
+        ``cluster:C``: C's ClusterIPs, then the chain of C's ``home`` (AZ,
+        region): the placement of C's shards of the name, else the config's
+        (``_cluster_home``). From the first region level on, a chain is
+        always ``region_levels`` of that region (``_geo_answers`` relies on
+        it to answer each region once per name)."""
+        kind, value = _split(locality)
+        if kind == "region":
+            return self.region_levels(value)
+        if kind == "zone":
+            return self._zone_levels(value, self.zone_region.get(value, ""))
+        if kind == "cluster":
+            az, region = home if home is not None else self.homes.get(value, ("", ""))
+            if az:
+                tail = self._zone_levels(az, region)
+            else:
+                tail = self.region_levels(region) if region else (ANY_LEVEL,)
+            return (("cluster", value), *tail)
+        return (ANY_LEVEL,)
+
+    def _zone_levels(self, az: str, region: str) -> tuple[Level, ...]:
+        return (("zone", az), *(self.region_levels(region) if region else (ANY_LEVEL,)))
 
 
 def _split(loc: str) -> tuple[str, str]:
@@ -394,39 +441,39 @@ def _geo_answers(ctx: PlanContext, sel: _Selector, name: str, pool: _Pool,
         ans = region_answers.get(region)
         if ans is None:
             ans = everyone
-            for r in ctx.chain(region):
-                shards = by_region.get(r)
+            for kind, r in ctx.region_levels(region):
+                shards = by_region.get(r) if kind == "region" else None
                 if shards:
                     ans = records(sel.values(shards))
                     break
             region_answers[region] = ans
         return ans
 
-    def for_zone(az: str, region: str) -> Answer:
-        shards = by_zone.get(az)
-        if shards:
-            return records(sel.values(shards))
-        return for_region(region) if region else everyone
+    def walk(levels: tuple[Level, ...]) -> Answer:
+        """The answer of the first level of ``levels`` that has one."""
+        for kind, value in levels:
+            if kind == "region":  # the rest is ``ctx.region_levels(value)``
+                return for_region(value)
+            if kind == "zone":
+                shards = by_zone.get(value)
+                if shards:
+                    return records(sel.values(shards))
+            elif kind == "cluster":
+                mine = [p for p in pool.healthy if p.spec.cluster == value and p.spec.cluster_ip]
+                infos = sorted(filter(None, (ip_info(p.spec.cluster_ip or "") for p in mine)))
+                if infos:
+                    return records(tuple(("A" if i[0] == 4 else "AAAA", i[2]) for i in infos))
+            else:
+                return everyone
+        return everyone
 
     out: dict[str, Answer] = {}
-    for loc, kind, value, az_region in ctx.parsed:
-        if loc == UNKNOWN:
-            out[loc] = everyone
-        elif kind == "region":
-            out[loc] = for_region(value)
-        elif kind == "zone":
-            out[loc] = for_zone(value, az_region)
-        elif kind == "cluster":
-            mine = [p for p in pool.healthy if p.spec.cluster == value and p.spec.cluster_ip]
-            infos = sorted(filter(None, (ip_info(p.spec.cluster_ip or "") for p in mine)))
-            if infos:
-                out[loc] = records(tuple(("A" if i[0] == 4 else "AAAA", i[2]) for i in infos))
-            else:
-                az, region = _cluster_home(ctx, value, pool.all)
-                out[loc] = for_zone(az, region) if az else (
-                    for_region(region) if region else everyone)
+    loc_levels = ctx.loc_levels
+    for loc, kind, value, _ in ctx.parsed:
+        if kind == "cluster":
+            out[loc] = walk(ctx.levels(loc, _cluster_home(ctx, value, pool.all)))
         else:
-            out[loc] = everyone
+            out[loc] = walk(loc_levels[loc])
     return out
 
 
