@@ -51,6 +51,9 @@ class HealthMetrics:
         self.shard_healthy = Gauge(
             "fedns_shard_healthy", "1 if the shard is healthy and served, else 0",
             ["service", "cluster", "region"], registry=registry)
+        self.shard_drained = Gauge(
+            "fedns_shard_drained", "1 if an operator drained the shard (or its cluster), else 0",
+            ["service", "cluster", "region"], registry=registry)
         self.transitions = Counter(
             "fedns_health_transitions_total", "Shard health changes",
             ["service", "cluster", "direction"], registry=registry)
@@ -102,12 +105,14 @@ class HealthMetrics:
             if old is s:
                 continue
             self.shard_healthy.labels(*key).set(1 if s.healthy else 0)
+            self.shard_drained.labels(*key).set(1 if s.drained else 0)
             # a shard leaving "probe pending" is a first verdict, not a transition
             if old is not None and old.reason != PENDING_REASON and old.healthy != s.healthy:
                 self.transitions.labels(s.service, s.cluster,
                                         "up" if s.healthy else "down").inc()
         for key in self._shard_labels - labels:
             self.shard_healthy.remove(*key)
+            self.shard_drained.remove(*key)
         self._shard_labels = labels
         clusters: set[str] = set()
         for c in snap.clusters:

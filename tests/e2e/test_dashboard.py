@@ -53,6 +53,7 @@ from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "config" / "grafana" / "fedns.json"
+ALERTS = ROOT / "config" / "prometheus" / "alerts.yaml"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ETCD = shutil.which("etcd")
 ZONE = "example.com."
@@ -204,6 +205,7 @@ class Live:
     fleet: SimFleet
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[str, Path] = field(default_factory=dict)
+    failed_at: float = 0.0  # Unix time inside the window in which us-east had failed
 
     def log_tail(self, name: str, n: int = 40) -> str:
         path = self.logs.get(name)
@@ -305,6 +307,7 @@ def start_prometheus(live: Live, target: str) -> None:
         "global": {"scrape_interval": "1s", "scrape_timeout": "900ms",
                    "evaluation_interval": "1s"},
         "scrape_configs": [{"job_name": "fedns", "static_configs": [{"targets": [target]}]}],
+        "rule_files": [str(ALERTS)],
     }
     path = live.tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump(cfg))
@@ -315,8 +318,9 @@ def start_prometheus(live: Live, target: str) -> None:
     live.prom = f"http://127.0.0.1:{port}"
 
 
-def prom_query(live: Live, expr: str) -> list[dict[str, Any]]:
-    url = f"{live.prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+def prom_query(live: Live, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+    url = f"{live.prom}/api/v1/query?" + urllib.parse.urlencode(params)
     status, body = http_get(url, timeout=5)
     doc = json.loads(body)
     assert status == 200 and doc.get("status") == "success", f"{expr}: {doc}"
@@ -403,6 +407,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                  lambda: len(s := shards(live)) == 4 and all(s.values()), deadline, live.procs)
         wait_for("prometheus ready", lambda: http_get(f"{live.prom}/-/ready")[0] == 200,
                  deadline, live.procs)
+        # the first scrape comes a few seconds after ready (target discovery):
+        # the failure that drive() makes must be seen by scrapes
+        wait_for("a first scrape of fedns", lambda: bool(prom_query(live, 'up{job="fedns"} == 1')),
+                 deadline, live.procs)
         drive(live, deadline)
         yield live
     except BaseException:
@@ -447,6 +455,7 @@ def drive(live: Live, deadline: float) -> None:
         moved = dns_query(port, GLOBAL, source="127.0.1.10")
         assert [rr.address for rrset in moved.answer for rr in rrset] == ["127.0.2.1"]
         time.sleep(2.5)  # a few scrapes see the failed state
+        live.failed_at = time.time() - 0.5
         live.backends["us-east"].failed = False
         wait_for("us-east healthy again", lambda: shards(live).get("us-east", False), deadline)
         # scrapes after the recovery, and a provider that has synced
@@ -500,3 +509,51 @@ def test_every_exported_family_is_on_the_dashboard(live: Live) -> None:
 # Families deliberately left off the dashboard (debugging detail).
 NOT_ON_DASHBOARD = {"fedns_dns_answer_table_builds", "fedns_geoip_lookups",
                     "fedns_geo_cache_entries"}
+
+
+# -- the alerting rules (config/prometheus/alerts.yaml; promtool: test_alerts.py) ----
+
+
+def alert_rules() -> dict[str, str]:
+    doc = yaml.safe_load(ALERTS.read_text())
+    return {r["alert"]: r["expr"] for g in doc["groups"] for r in g["rules"]}
+
+
+def test_prometheus_loads_and_evaluates_the_alert_rules(live: Live) -> None:
+    """The live Prometheus loaded the file and evaluates every rule without error."""
+    def groups() -> list[dict[str, Any]]:
+        _, body = http_get(f"{live.prom}/api/v1/rules")
+        return list(json.loads(body)["data"]["groups"])
+
+    wait_for("every rule evaluated",
+             lambda: all(r.get("lastEvaluation", "").startswith("20")
+                         for g in groups() for r in g["rules"]), time.monotonic() + 10)
+    rules = {r["name"]: r for g in groups() for r in g["rules"]}
+    assert set(rules) == set(alert_rules())
+    bad = {n: r.get("lastError") for n, r in rules.items() if r["health"] != "ok"}
+    assert not bad, bad
+
+
+def test_alert_expressions_use_exported_metrics(live: Live) -> None:
+    """Every fedns_ family an alert reads is one fedns exports (a rename breaks this)."""
+    _, body = http_get(f"{live.api}/metrics")
+    families = {f.name for f in text_string_to_metric_families(body.decode())}
+    for alert, expr in alert_rules().items():
+        for name in re.findall(r"\bfedns_\w+", expr):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+            assert base in families or name in families, f"{alert}: {name} is not exported"
+        prom_query(live, expr)  # parses and evaluates
+
+
+def test_shard_down_condition_held_while_the_shard_failed(live: Live) -> None:
+    """FednsShardDown's condition named us-east while its backend was failed, and
+    nothing after the recovery; FednsServiceDown's never held (other clusters
+    served nginx); FednsSourceDown's never held."""
+    rules = alert_rules()
+    assert live.failed_at > 0
+    during = prom_query(live, rules["FednsShardDown"], at=live.failed_at)
+    assert {(r["metric"]["service"], r["metric"]["cluster"]) for r in during} == {
+        ("default/nginx", "us-east")}, during
+    assert prom_query(live, rules["FednsShardDown"]) == []
+    assert prom_query(live, rules["FednsServiceDown"], at=live.failed_at) == []
+    assert prom_query(live, rules["FednsSourceDown"], at=live.failed_at) == []

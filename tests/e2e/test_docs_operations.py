@@ -205,8 +205,7 @@ def test_line_pattern() -> None:
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
-@pytest.mark.parametrize(("marker", "check"), [("groups:", "rules"),
-                                               ("scrape_configs:", "config")])
+@pytest.mark.parametrize(("marker", "check"), [("scrape_configs:", "config")])
 def test_prometheus_snippets_pass_promtool(
     tmp_path: Path, marker: str, check: str
 ) -> None:
