@@ -4,7 +4,7 @@
 #         -v $PWD/fedns.yaml:/etc/fedns/fedns.yaml:ro fedns:0.1.0
 # (the config must listen on 0.0.0.0; see config/example.yaml)
 # The process is not root. Docker >= 20.10 sets
-# net.ipv4.ip_unprivileged_port_start=0 in the container, and deploy/ sets the
+# net.ipv4.ip_unprivileged_port_start=0 in the container, and config/deploy/ sets the
 # same sysctl for Kubernetes (plus NET_BIND_SERVICE), so port 53 can be bound
 # as is. Elsewhere add --sysctl net.ipv4.ip_unprivileged_port_start=53 or
 # listen on 5353.

@@ -5,7 +5,7 @@ Every ``$ command`` in its ``console`` blocks is run against a live
 0, and every output line the doc shows under it must appear in the real
 output. The production snippets the doc shows (parent-zone records,
 kube-dns ``stubDomains``, the CoreDNS server block) are parsed and checked
-against ``deploy/fedns.yaml``, so the addresses and names in them match the
+against ``config/deploy/fedns.yaml``, so the addresses and names in them match the
 shipped config.
 """
 
@@ -32,7 +32,7 @@ from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "operations.md"
-DEPLOY_CONFIG = ROOT / "deploy" / "fedns.yaml"
+DEPLOY_CONFIG = ROOT / "config" / "deploy" / "fedns.yaml"
 
 
 def blocks(lang: str) -> list[str]:
@@ -65,7 +65,7 @@ def glue() -> dict[str, list[str]]:
     return {str(k): [str(a) for a in v] for k, v in ns.items()}
 
 
-# -- production snippets agree with deploy/fedns.yaml -----------------------------------
+# -- production snippets agree with config/deploy/fedns.yaml -----------------------------------
 
 
 def test_parent_zone_records_match_the_configured_nameservers() -> None:

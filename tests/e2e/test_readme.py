@@ -139,8 +139,8 @@ NOT_RUNNABLE: dict[str, str] = {
     "17 4 * * 2,5 geoipupdate && kill -HUP $(pidof fedns)":
         "a crontab line: needs a MaxMind account; SIGHUP reload is run here on "
         "`fedns serve -c fedns.yaml`",
-    "kubectl --context member-us apply -f deploy/member-rbac.yaml":
-        "needs a real member cluster; deploy/member-rbac.yaml is validated by "
+    "kubectl --context member-us apply -f config/deploy/member-rbac.yaml":
+        "needs a real member cluster; config/deploy/member-rbac.yaml is validated by "
         "tests/e2e/test_deploy.py",
 }
 # kubernetes.md's kubeconfig script (reads tokens from real member clusters)
