@@ -14,9 +14,11 @@ it). Only the locator's own cache sees the lookup.
 The *why* reads the served Snapshot (``Resolver.snapshot``): the client's
 locality and what placed it there (``Locator.describe``); for a geo-aware name
 the fallback chain exactly as the planner walks it (``PlanContext.levels``)
-with the service's shards at each level; for other names what kind of name it
-is (static, CNAME followed as the answer follows it, wildcard, referral,
-NXDOMAIN).
+with the shards behind the name at each level (a Service's, and the Ingress
+shards with the name among their ``ShardStatus.hosts``: healthy or not); for
+other names what kind of name it is (static, CNAME followed as the answer
+follows it, wildcard, referral, NXDOMAIN, naming the Service or Ingress whose
+name is unpublished because none of its shards is healthy).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from typing import Any
 from dnslib import CLASS, EDNS0, QTYPE, RCODE, DNSQuestion, DNSRecord, EDNSOption
 
 from config.model import Config
+from config.names import in_zone
 from dnsserver import wire
 from dnsserver.handler import QueryHandler, ServingState, packed_address
 from dnsserver.metrics import DnsMetrics
 from dnsserver.resolver import Resolver, name_to_wire, qtype_code
-from healthwatch.plan_groups import Level, PlanContext, global_name
+from healthwatch.plan_groups import Level, PlanContext, absolute, global_name
 from healthwatch.plan_state import localities
 from healthwatch.snapshot import ShardStatus, Snapshot
 
@@ -269,7 +272,39 @@ def _name_doc(resolver: Resolver, config: Config, name: str, locality: str,
         return {**doc, "kind": "nxdomain", "service": service,
                 "detail": "not published: every shard of the service is unhealthy and "
                           "health.when_all_unhealthy is nxdomain"}
+    hosting = _unpublished_ingresses(resolver, snap, name)
+    if hosting:
+        return {**doc, "kind": "nxdomain",
+                "service": ", ".join(sorted({s.service for s in hosting})),
+                "shards": [_shard_doc(s) for s in hosting],
+                "detail": "not published: every shard of the Ingress is unhealthy and "
+                          "health.when_all_unhealthy is nxdomain"}
     return {**doc, "kind": "nxdomain", "detail": "no such name in the zone"}
+
+
+def _unpublished_ingresses(resolver: Resolver, snap: Snapshot, name: str) -> list[ShardStatus]:
+    """The Ingress shards that would answer the missing ``name`` if published:
+    with ``name`` as a host, or a wildcard host ``*.x`` that would cover it
+    (``name`` below ``x``, no existing name in between: RFC 4592)."""
+    out = []
+    for s in snap.shards:
+        for host in map(absolute, s.hosts):
+            if host == name:
+                out.append(s)
+                break
+            base = host[2:]
+            if host.startswith("*.") and name != base and in_zone(name, base) \
+                    and not _exists_between(resolver, name, base):
+                out.append(s)
+                break
+    return out
+
+
+def _exists_between(resolver: Resolver, name: str, base: str) -> bool:
+    """Whether an ancestor of ``name`` strictly below ``base`` exists."""
+    labels = name[:-len(base) - 1].split(".")
+    return any(resolver.exists(name_to_wire(".".join(labels[i:]) + "." + base))
+               for i in range(1, len(labels)))
 
 
 def _labels(wname: bytes) -> list[bytes]:
@@ -320,7 +355,8 @@ def _service_level(snap: Snapshot, config: Config, name: str) -> dict[str, Any] 
 def _shard_doc(s: ShardStatus) -> dict[str, Any]:
     return {"service": s.service, "cluster": s.cluster, "region": s.region, "zone": s.zone,
             "healthy": s.healthy, "reason": s.reason, "drained": s.drained,
-            "addresses": list(s.addresses), "hostnames": list(s.hostnames)}
+            "addresses": list(s.addresses), "hostnames": list(s.hostnames),
+            "hosts": list(s.hosts)}
 
 
 def _shard_values(s: ShardStatus) -> set[str]:
@@ -337,16 +373,30 @@ def _is_ip(text: str) -> bool:
 
 
 def _geo_shards(snap: Snapshot, config: Config, name: str) -> tuple[str, list[ShardStatus]]:
-    """The shards behind a geo-aware name: the Service whose global name it is,
-    and Ingress shards whose addresses are in its answers (the Snapshot keeps
-    no Ingress hosts)."""
+    """The shards behind the geo-aware ``name``, as the planner groups them
+    (``Planner._group_names``): the Service whose global name it is and the
+    Ingress shards with ``name`` among their hosts (an Ingress host equal to a
+    global name merges with the Service), healthy or not.
+
+    ``name`` is a name the Snapshot publishes, so a wildcard host matches as
+    the owner ``*.x`` it is published under: ``_name_doc`` passes that owner
+    when ``Resolver.wildcard_of`` synthesizes the answer from it, and an
+    existing name is not covered by a wildcard (RFC 4592).
+
+    An Ingress shard without hosts comes from a Snapshot persisted before
+    ``ShardStatus.hosts`` existed: it is matched, as then, by its addresses
+    appearing in the name's published answers (so an unhealthy one is missed
+    until the first live plan replaces that Snapshot)."""
     service = _service_of(config, name)
-    published: set[str] = set()
-    for ans in snap.geo.get(name, {}).values():
-        published.update(r.value.lower() for r in ans)
     out = [s for s in snap.shards if service is not None and s.service == service]
-    out += [s for s in snap.shards if s.service.startswith("ingress:")
-            and _shard_values(s) & published]
+    ingresses = [s for s in snap.shards if s.service.startswith("ingress:")]
+    out += [s for s in ingresses if name in {absolute(h) for h in s.hosts}]
+    unknown = [s for s in ingresses if not s.hosts]
+    if unknown:
+        published: set[str] = set()
+        for ans in snap.geo.get(name, {}).values():
+            published.update(r.value.lower() for r in ans)
+        out += [s for s in unknown if _shard_values(s) & published]
     label = service or ", ".join(sorted({s.service for s in out})) or "-"
     return label, out
 

@@ -305,7 +305,7 @@ class Planner:
             addresses=spec.addresses, hostnames=spec.hostnames, ready=spec.ready,
             healthy=verdict.healthy, reason=verdict.reason,
             drained=drains.reason(spec.cluster, service) is not None,
-            changed_at=changed_at,
+            changed_at=changed_at, hosts=spec.hosts,  # the spec's tuple: no copy per plan
         )
         if status != before:
             self._status[key] = status

@@ -60,6 +60,10 @@ class ShardStatus:
     reason: str
     drained: bool = False
     changed_at: float = 0.0
+    # An Ingress shard's rule hosts (absolute, lower-case: its geo-aware
+    # names, as ``ShardSpec.hosts``); () for a Service shard, and for an
+    # Ingress shard of a Snapshot persisted before the field existed.
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +171,7 @@ class Snapshot:
                 for name, per in d["geo"].items()
             },
             localities=tuple(str(x) for x in d["localities"]),
-            shards=tuple(
-                ShardStatus(**{**s, "addresses": tuple(s["addresses"]),
-                               "hostnames": tuple(s["hostnames"])})
-                for s in d.get("shards", ())
-            ),
+            shards=tuple(_shard_status(s) for s in d.get("shards", ())),
             clusters=tuple(ClusterStatus(**c) for c in d.get("clusters", ())),
             stale=bool(d.get("stale", False)),
             failovers=tuple(d.get("failovers", ())),
@@ -195,8 +195,23 @@ def _shard(s: ShardStatus) -> dict[str, Any]:
         "service": s.service, "cluster": s.cluster, "region": s.region, "zone": s.zone,
         "addresses": list(s.addresses), "hostnames": list(s.hostnames), "ready": s.ready,
         "healthy": s.healthy, "reason": s.reason, "drained": s.drained,
-        "changed_at": s.changed_at,
+        "changed_at": s.changed_at, "hosts": list(s.hosts),
     }
+
+
+def _shard_status(d: Mapping[str, Any]) -> ShardStatus:
+    """A shard from ``_shard``'s dict; one without ``hosts`` (written before
+    the field existed) has none."""
+    return ShardStatus(**{**d, "addresses": _strs(d, "addresses", d["addresses"]),
+                          "hostnames": _strs(d, "hostnames", d["hostnames"]),
+                          "hosts": _strs(d, "hosts", d.get("hosts", ()))})
+
+
+def _strs(d: Mapping[str, Any], key: str, items: Any) -> tuple[str, ...]:
+    if not isinstance(items, list | tuple) or not all(isinstance(x, str) for x in items):
+        raise ValueError(f"shard {d.get('cluster')}/{d.get('service')}: {key} must be a "
+                         f"list of strings, not {items!r}")
+    return tuple(items)
 
 
 def _cluster(c: ClusterStatus) -> dict[str, Any]:
