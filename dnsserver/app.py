@@ -35,6 +35,7 @@ from dnsserver.http_api import ApiError, HttpApi, ReloadResult, Route
 from dnsserver.locality import GeoLocator, LocatorMetrics, build_locator
 from dnsserver.server import DnsServer
 from dnsserver.workers import WorkerPool
+from healthwatch.drains import DrainSet, parse_drain_duration
 from healthwatch.engine import Engine
 from healthwatch.errors import HealthwatchError, UnknownClusterError
 from healthwatch.heap import HeapKeeper
@@ -264,16 +265,23 @@ class App:
     def api_token(self) -> str | None:
         return self.config.api_token
 
-    async def drain(self, cluster: str, service: str | None) -> None:
-        await self._drain_op(self.engine.drain, cluster, service)
+    async def drain(self, cluster: str, service: str | None, *, reason: str = "",
+                    duration: str | float | None = None, client: str = "") -> dict[str, Any]:
+        """Drain; ``duration`` in the config's syntax (``30m``) or seconds."""
+        def op() -> None:
+            seconds = None if duration is None else parse_drain_duration(duration)
+            self.engine.drain(cluster, service, reason=reason, duration=seconds, by=client)
+        self._drain_op(op)
+        drain = self.engine.drains.get(cluster, service)
+        return {} if drain is None else drain.to_dict()
 
-    async def undrain(self, cluster: str, service: str | None) -> None:
-        await self._drain_op(self.engine.undrain, cluster, service)
+    async def undrain(self, cluster: str, service: str | None, *, client: str = "") -> None:
+        self._drain_op(lambda: self.engine.undrain(cluster, service, by=client))
 
-    async def _drain_op(self, op: Callable[[str, str | None], Snapshot], cluster: str,
-                        service: str | None) -> None:
+    @staticmethod
+    def _drain_op(op: Callable[[], object]) -> None:
         try:
-            op(cluster, service)
+            op()
         except UnknownClusterError as exc:
             raise ApiError(str(exc), status=404) from exc
         except HealthwatchError as exc:
@@ -380,7 +388,7 @@ def build_status(app: App) -> dict[str, Any]:
         engine = app.engine.status()
     except Exception as exc:  # status must render even if a part misbehaves
         engine = {"error": repr(exc)}
-    drains = engine.get("drains") or {}
+    drains = app.engine.drains
     providers: list[dict[str, Any]] = []
     for pub in app.publishers:
         try:
@@ -400,9 +408,23 @@ def build_status(app: App) -> dict[str, Any]:
         "clusters": d["clusters"],
         "shards": d["shards"],
         "drains": {
-            "clusters": list(drains.get("clusters", [])),
-            "shards": [f"{x['cluster']}/{x['service']}" for x in drains.get("shards", [])],
+            "clusters": sorted(drains.clusters),
+            "shards": [f"{c}/{s}" for c, s in sorted(drains.shards)],
         },
+        "drain_details": drain_details(drains, time.time()),
         "providers": providers,
         "engine": engine,
     }
+
+
+def drain_details(drains: DrainSet, now: float) -> list[dict[str, Any]]:
+    """Every drain with its reason, start, age, expiry and time left (``None``:
+    unknown start, or no expiry)."""
+    out = []
+    for d in drains.entries():
+        out.append({
+            **d.to_dict(), "target": d.target,
+            "age_seconds": None if d.since is None else round(max(0.0, now - d.since), 1),
+            "remaining_seconds": None if d.until is None else round(max(0.0, d.until - now), 1),
+        })
+    return out

@@ -117,18 +117,20 @@ async def snapshot_for(config: Config, *, wait: float | None = None) -> Snapshot
 
     Runs the engine (sources and probes) until every source has reported and
     every probe has a first result, or ``wait`` seconds. Drains in
-    ``state_dir`` are honoured; nothing is written there.
+    ``state_dir`` are honoured (not those that have expired, nor those of
+    clusters no longer configured: a server ignores them too); nothing is
+    written there.
     """
     from healthwatch.drains import Drains
     from healthwatch.engine import Engine
     from healthwatch.state import StateStore
 
-    drains = Drains(StateStore(config.state_dir)).load()
+    drains = Drains(StateStore(config.state_dir)).load().active(time.time())
     engine = Engine(replace(config, state_dir=None))
-    for cluster in sorted(drains.clusters):
-        engine.drain(cluster)
-    for cluster, service in sorted(drains.shards):
-        engine.drain(cluster, service)
+    configured = {c.name for c in config.clusters}
+    for d in drains.entries():
+        if d.cluster in configured:
+            engine.drain(d.cluster, d.service)
     h = config.health
     budget = wait if wait is not None else 2 * h.interval + h.timeout + 1.0
     await engine.start()
@@ -196,10 +198,15 @@ def _run_async(coro: Any) -> Any:
 # -- HTTP API client ------------------------------------------------------------------
 
 
-def api_request(args: argparse.Namespace, method: str, path: str) -> Any:
-    """Call the running server's API; return the decoded JSON body."""
+def api_request(args: argparse.Namespace, method: str, path: str,
+                payload: dict[str, Any] | None = None) -> Any:
+    """Call the running server's API (``payload`` sent as JSON); return the decoded
+    JSON body."""
     url = args.api.rstrip("/") + path
-    req = urllib.request.Request(url, method=method, data=b"" if method != "GET" else None)
+    data = json.dumps(payload).encode() if payload else (b"" if method != "GET" else None)
+    req = urllib.request.Request(url, method=method, data=data)
+    if payload:
+        req.add_header("Content-Type", "application/json")
     token = args.token or os.environ.get("FEDNS_API_TOKEN")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -238,11 +245,46 @@ def _drain_path(cluster: str, service: str | None) -> str:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
-    method = "POST" if args.command == "drain" else "DELETE"
-    api_request(args, method, _drain_path(args.cluster, args.service))
+    path = _drain_path(args.cluster, args.service)
     what = args.cluster + (f" {args.service}" if args.service else "")
-    print(f"{args.command}ed {what}")
+    if args.command == "undrain":
+        api_request(args, "DELETE", path)
+        print(f"undrained {what}")
+        return EXIT_OK
+    options = {k: v for k, v in (("reason", args.reason), ("for", args.duration))
+               if v is not None}
+    doc = api_request(args, "POST", path, options)
+    drain = doc.get("drain") if isinstance(doc, dict) else None
+    print(f"drained {what}" + (_drain_note(drain, time.time())
+                               if isinstance(drain, dict) else ""))
     return EXIT_OK
+
+
+def _drain_note(d: dict[str, Any], now: float) -> str:
+    """`` until 2025-05-01T12:00:00Z (in 2h0m): reason`` of a drain as JSON."""
+    until = d.get("until")
+    out = ""
+    if isinstance(until, int | float):
+        out += f" until {_utc(until)} (in {_span(until - now)})"
+    if d.get("reason"):
+        out += f": {d['reason']}"
+    return out
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _span(seconds: float) -> str:
+    """A short human duration: ``45s``, ``12m30s``, ``3h5m``, ``2d4h``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -376,6 +418,12 @@ def format_status(doc: dict[str, Any], now: float | None = None) -> str:
     dc = ", ".join(drains.get("clusters") or []) or "-"
     ds = ", ".join(drains.get("shards") or []) or "-"
     parts.append(f"\nDRAINS  clusters: {dc}   shards: {ds}\n")
+    details = doc.get("drain_details") or []
+    if details:
+        parts.append(_indent(table(
+            ["TARGET", "SINCE", "EXPIRES", "BY", "REASON"],
+            [[d.get("target"), _since(d, now), _expires(d, now), d.get("by"), d.get("reason")]
+             for d in details])))
     providers = doc.get("providers") or []
     parts.append("\nPROVIDERS\n")
     if providers:
@@ -389,6 +437,20 @@ def format_status(doc: dict[str, Any], now: float | None = None) -> str:
     else:
         parts.append("(none configured)\n")
     return "".join(parts)
+
+
+def _since(d: dict[str, Any], now: float) -> str:
+    since = d.get("since")
+    if not isinstance(since, int | float):
+        return "unknown"
+    return f"{_utc(since)} ({_span(now - since)} ago)"
+
+
+def _expires(d: dict[str, Any], now: float) -> str:
+    until = d.get("until")
+    if not isinstance(until, int | float):
+        return "never"
+    return f"{_utc(until)} (in {_span(until - now)})"
 
 
 def _cell(v: Any) -> str:
@@ -455,6 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("cluster", help="member cluster name")
         p.add_argument("service", nargs="?",
                        help="NAMESPACE/NAME or ingress:NAMESPACE/NAME (default: whole cluster)")
+        if name == "drain":
+            p.add_argument("--reason", default=None,
+                           help="why (printable text, at most 200 characters); shown by "
+                                "fedns status and logged")
+            p.add_argument("--for", dest="duration", default=None, metavar="DURATION",
+                           help="end the drain by itself after DURATION (e.g. 30m, 2h; at "
+                                "most 7 days; default: until undrained). Draining again "
+                                "replaces the expiry (and the reason, if given)")
         _api_args(p)
     p = add("status", cmd_status, "clusters, shards, health, drains and providers of a server")
     p.add_argument("--json", action="store_true", help="raw /v1/status JSON")

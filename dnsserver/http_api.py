@@ -55,9 +55,15 @@ class Control(Protocol):
         ``qtype``; raises ApiError (400) for bad input."""
         ...
 
-    async def drain(self, cluster: str, service: str | None) -> None: ...
+    async def drain(self, cluster: str, service: str | None, *, reason: str = "",
+                    duration: str | float | None = None, client: str = "") -> dict[str, Any]:
+        """Drain (again: replace its expiry, and its reason if given); ``duration``
+        as the client sent it (``"30m"`` or seconds). Returns the drain as JSON
+        (reason, since, until, by); raises ApiError (400) for a bad reason or
+        duration, (404) for an unknown cluster."""
+        ...
 
-    async def undrain(self, cluster: str, service: str | None) -> None: ...
+    async def undrain(self, cluster: str, service: str | None, *, client: str = "") -> None: ...
 
     async def reload(self) -> ReloadResult: ...
 
@@ -201,6 +207,11 @@ class HttpApi:
         return _json(doc)
 
     async def _drain(self, request: web.Request) -> web.Response:
+        """``POST``/``DELETE /v1/drains/{cluster}[/{namespace}/{name}][?kind=ingress]``.
+
+        A POST may carry a JSON object ``{"reason": TEXT, "for": DURATION}``
+        (both optional; no body at all is a drain without either).
+        """
         cluster = request.match_info["cluster"]
         ns = request.match_info.get("namespace")
         name = request.match_info.get("name")
@@ -210,16 +221,49 @@ class HttpApi:
             raise ApiError(f"kind must be service or ingress, got {kind!r}")
         if service is not None and kind == "ingress":
             service = f"ingress:{service}"
+        client = request.remote or ""
+        body: dict[str, Any] = {"ok": True, "cluster": cluster, "service": service}
         if request.method == "POST":
-            await self._control.drain(cluster, service)
+            reason, duration = _drain_options(await request.read())
+            body["drain"] = await self._control.drain(
+                cluster, service, reason=reason, duration=duration, client=client)
             action = "drained"
         else:
-            await self._control.undrain(cluster, service)
+            await self._control.undrain(cluster, service, client=client)
             action = "undrained"
-        log.info("http_%s cluster=%s service=%s", action, cluster, service or "*")
-        return _json({"ok": True, "action": action, "cluster": cluster, "service": service})
+        log.info("http_%s cluster=%s service=%s remote=%s", action, cluster, service or "*",
+                 client or "-")
+        return _json({**body, "action": action})
 
     async def _reload(self, request: web.Request) -> web.Response:
         result = await self._control.reload()
         body = {"ok": result.ok, "problems": list(result.problems), "serial": result.serial}
         return _json(body, status=200 if result.ok else 422)
+
+
+DRAIN_OPTIONS = ("reason", "for")
+
+
+def _drain_options(raw: bytes) -> tuple[str, str | float | None]:
+    """(reason, duration) from a drain request's body: empty, or a JSON object
+    with only ``reason`` (a string) and ``for`` (a duration string or seconds)."""
+    if not raw.strip():
+        return "", None
+    usage = 'expected a JSON object like {"reason": "kernel upgrade", "for": "2h"}'
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(f"drain body is not JSON ({exc}); {usage}") from exc
+    if not isinstance(doc, dict):
+        raise ApiError(f"drain body is not a JSON object; {usage}")
+    unknown = sorted(set(doc) - set(DRAIN_OPTIONS))
+    if unknown:
+        raise ApiError(f"unknown drain option(s) {', '.join(map(repr, unknown))}; {usage}")
+    reason = doc.get("reason", "")
+    if not isinstance(reason, str):
+        raise ApiError(f"'reason' must be a string; {usage}")
+    duration = doc.get("for")
+    if duration is not None and (isinstance(duration, bool)
+                                 or not isinstance(duration, str | int | float)):
+        raise ApiError(f"'for' must be a duration like \"30m\" or a number of seconds; {usage}")
+    return reason, duration

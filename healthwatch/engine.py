@@ -34,7 +34,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from config.model import Cluster, Config, Probe
-from healthwatch.drains import Drains, DrainSet
+from healthwatch.drains import Drains, DrainSet, check_duration, check_reason
 from healthwatch.errors import HealthwatchError, InvalidDrainError, UnknownClusterError
 from healthwatch.hostnames import ResolvingSource
 from healthwatch.hysteresis import ProbeState
@@ -54,6 +54,7 @@ COALESCE = 0.02  # seconds a burst of changes is collected before one re-plan
 MAX_START_JITTER = 0.25  # first probe of a shard within this many seconds
 SOURCE_START_TIMEOUT = 10.0
 SOURCE_STOP_TIMEOUT = 5.0
+DRAIN_TIMER_MAX = 60.0  # seconds: the drain expiry timer re-checks at least this often
 
 SourceFactory = Callable[[Cluster, Config], Source]
 Subscriber = Callable[[Snapshot], None]
@@ -102,6 +103,8 @@ class Engine:
         self._store = StateStore(state_dir if state_dir is not None else config.state_dir)
         self._drains = Drains(self._store)
         self._drains.load()
+        self._drains.expire(clock(), at_start=True)
+        self._drain_timer: asyncio.TimerHandle | None = None
         self._metrics = HealthMetrics(registry) if registry is not None else None
         self._sources: dict[str, _SourceRun] = {}
         self._reports: dict[str, ClusterReport] = {}
@@ -170,6 +173,7 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._writer_loop(), name="healthwatch.state"))
         for cluster in self._config.clusters:
             await self._start_source(cluster)
+        self.expire_drains()  # also arms the timer for the next expiry
         self._mark_dirty()
         log.info("engine_started clusters=%d stale=%s", len(self._config.clusters),
                  self._snapshot.stale)
@@ -178,6 +182,7 @@ class Engine:
         if not self._running:
             return
         self._running = False
+        self._arm_drain_timer()  # stopped: cancels it
         probe_tasks = [r.task for r in self._probes.values() if r.task is not None]
         for run in list(self._probes.values()):
             self._cancel_probe(run)
@@ -196,18 +201,54 @@ class Engine:
         await self._prober.stop()
         log.info("engine_stopped serial=%d", self._snapshot.serial)
 
-    def drain(self, cluster: str, service: str | None = None) -> Snapshot:
-        """Drain a cluster or one shard (``service`` = "ns/name"); persisted."""
+    @property
+    def drains(self) -> DrainSet:
+        """The current drains, with their reasons, start times and expiries."""
+        return self._drains.current
+
+    def drain(self, cluster: str, service: str | None = None, *, reason: str = "",
+              duration: float | None = None, by: str = "") -> Snapshot:
+        """Drain a cluster or one shard (``service`` = "ns/name"); persisted.
+
+        ``duration`` (seconds) makes it end by itself; ``by`` says who asked.
+        Draining it again replaces its expiry (and reason, if one is given):
+        nothing is published then, as nothing served changes.
+        """
         self._check_drain(cluster, service)
-        if self._drains.drain(cluster, service):
+        reason = check_reason(reason)
+        now = self._clock()
+        until = None if duration is None else now + check_duration(duration)
+        if self._drains.drain(cluster, service, now=now, reason=reason, until=until, by=by):
             self._replan()
+        self._arm_drain_timer()
         return self._snapshot
 
-    def undrain(self, cluster: str, service: str | None = None) -> Snapshot:
+    def undrain(self, cluster: str, service: str | None = None, *, by: str = "") -> Snapshot:
         self._check_drain(cluster, service)
-        if self._drains.undrain(cluster, service):
+        if self._drains.undrain(cluster, service, now=self._clock(), by=by):
             self._replan()
+        self._arm_drain_timer()
         return self._snapshot
+
+    def expire_drains(self) -> Snapshot:
+        """End every drain whose expiry has passed, publish, and re-arm the timer
+        for the next one (the timer calls this; so may a test with its own clock)."""
+        if self._drains.expire(self._clock()):
+            self._replan()
+        self._arm_drain_timer()
+        return self._snapshot
+
+    def _arm_drain_timer(self) -> None:
+        """One loop timer, at the earliest expiry (at most DRAIN_TIMER_MAX away, so
+        a wall-clock step cannot delay an expiry by long); none when stopped."""
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        at = self._drains.current.next_expiry()
+        if not self._running or at is None:
+            return
+        delay = min(max(0.0, at - self._clock()) + 0.001, DRAIN_TIMER_MAX)
+        self._drain_timer = asyncio.get_running_loop().call_later(delay, self.expire_drains)
 
     async def reload(self, new_config: Config) -> Snapshot:
         """Switch to ``new_config``: restart only the sources and probes that changed."""

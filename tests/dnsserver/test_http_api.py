@@ -21,20 +21,25 @@ class FakeControl:
     ready: bool = False
     api_token: str | None = None
     calls: list[tuple[str, str, str | None]] = field(default_factory=list)
+    options: list[dict[str, Any]] = field(default_factory=list)  # drain/undrain keywords
     reload_result: ReloadResult = field(default_factory=lambda: ReloadResult(True, (), 7))
 
     def status(self) -> dict[str, Any]:
         return {"serial": 7, "clusters": [{"name": "us"}]}
 
-    async def drain(self, cluster: str, service: str | None) -> None:
+    async def drain(self, cluster: str, service: str | None, *, reason: str = "",
+                    duration: str | float | None = None, client: str = "") -> dict[str, Any]:
         if cluster == "mars":
             raise ApiError("unknown cluster 'mars'", status=404)
         if cluster == "boom":
             raise RuntimeError("bug")
         self.calls.append(("drain", cluster, service))
+        self.options.append({"reason": reason, "duration": duration, "client": client})
+        return {"cluster": cluster, "reason": reason}
 
-    async def undrain(self, cluster: str, service: str | None) -> None:
+    async def undrain(self, cluster: str, service: str | None, *, client: str = "") -> None:
         self.calls.append(("undrain", cluster, service))
+        self.options.append({"client": client})
 
     async def reload(self) -> ReloadResult:
         self.calls.append(("reload", "", None))

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from pathlib import Path
 
 from tests.e2e.configs import GLOBAL, MISTAKE_LINES, THREE_MISTAKES, static_config
-from tests.e2e.procs import run_fedns, write
+from tests.e2e.procs import dig, eventually, run_fedns, serving, status, write
 from tests.providers import conftest as provider_fixtures
 from tests.providers.conftest import EtcdServer
 
@@ -104,6 +106,25 @@ def test_records_honours_drains_in_the_state_dir(tmp_path: Path) -> None:
     assert sorted(p.name for p in state.iterdir()) == ["drains.json"]  # nothing written
 
 
+def test_records_skips_expired_drains_and_drains_of_removed_clusters(tmp_path: Path) -> None:
+    """The drains file of a server: ``us`` drained for an hour more, ``eu``'s
+    drain expired, ``mars`` no longer in the config (it used to be a traceback)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    now = time.time()
+    (state / "drains.json").write_text(json.dumps({
+        "version": 2, "clusters": ["eu", "mars", "us"], "shards": [],
+        "details": [{"cluster": "us", "reason": "r", "since": now, "until": now + 3600},
+                    {"cluster": "eu", "reason": "r", "since": now - 60, "until": now - 1}]}))
+    before = (state / "drains.json").read_text()
+    cfg = write(tmp_path / "ok.yaml", static_config(extra=f"state_dir: {state}"))
+    res = run_fedns("records", "-c", str(cfg), "--locality", "zone:us-east1-b")
+    assert res.returncode == 0, res.stderr
+    # us drained, eu not (expired): us clients go to Europe, not Asia
+    assert [v for n, t, v in _records(res.stdout) if n == GLOBAL and t == "A"] == ["192.0.2.20"]
+    assert (state / "drains.json").read_text() == before  # nothing written
+
+
 def test_operator_commands_report_an_unreachable_server() -> None:
     res = run_fedns("status", "--api", "http://127.0.0.1:9", "--timeout", "2")
     assert res.returncode != 0
@@ -168,3 +189,35 @@ def test_sync_once_reports_a_refused_plan_once(etcd_server: EtcdServer, tmp_path
 
     res = run_fedns("sync", "-c", str(four), "--once")  # nothing was written by the refusal
     assert res.returncode == 0 and "in sync (0 changes applied)" in res.stdout, res.stderr
+
+
+def test_drain_with_a_reason_and_expiry_against_a_live_server(tmp_path: Path) -> None:
+    """``fedns drain --reason --for`` on a real ``fedns serve``: printed, shown by
+    ``fedns status``, logged with the client, and gone by itself when it expires."""
+    cfg = write(tmp_path / "ok.yaml", static_config(extra=f"state_dir: {tmp_path / 'state'}"))
+    with serving(cfg) as srv:
+        for bad, says in ((["--for", "0s"], "positive"), (["--for", "8d"], "invalid duration"),
+                          (["--reason", "two\nlines"], "printable")):
+            res = run_fedns("drain", "us", *bad, "--api", srv.api)
+            assert res.returncode != 0 and "HTTP 400" in res.stderr and says in res.stderr
+            assert "Traceback" not in res.stderr
+        assert status(srv.api)["drains"] == {"clusters": [], "shards": []}
+
+        res = run_fedns("drain", "us", "--reason", "kernel upgrade", "--for", "2s",
+                        "--api", srv.api)
+        assert res.returncode == 0, res.stderr
+        assert re.fullmatch(r"drained us until \S+Z \(in [12]s\): kernel upgrade\n", res.stdout)
+        res = run_fedns("status", "--api", srv.api)
+        assert res.returncode == 0, res.stderr
+        row = next(ln for ln in res.stdout.split("DRAINS", 1)[1].splitlines()
+                   if ln.strip().startswith("us "))
+        assert " ago)" in row and "(in " in row and row.endswith("127.0.0.1  kernel upgrade")
+        assert re.search(r"\bdrain cluster=us service=- reason='kernel upgrade' since=\d+ "
+                         r"until=\d+ by=127\.0\.0\.1\b", srv.output)
+        # it ends by itself
+        out = srv.wait_for(lambda o: "drain_expired cluster=us" in o, timeout=6,
+                           what="drain_expired")
+        assert "reason='kernel upgrade'" in out.split("drain_expired", 1)[1].splitlines()[0]
+        eventually(lambda: status(srv.api)["drains"],
+                   lambda d: d == {"clusters": [], "shards": []}, timeout=2)
+        assert dig(srv.dns_port, GLOBAL, source="127.0.1.10") == ["192.0.2.10"]

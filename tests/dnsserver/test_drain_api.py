@@ -1,0 +1,137 @@
+"""Drain options over HTTP on a real App: reason and ``for`` in a JSON body,
+400 for bad ones, the status document and table, the client in the logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from config.loader import load
+from dnsserver.app import App
+from dnsserver.cli import format_status
+from dnsserver.logs import parse_fields
+from tests.dnsserver.test_app import BASE, _until
+
+EU = ("  - {name: eu, region: europe-west1, zone: europe-west1-b, networks: [127.0.2.0/24],"
+      " services: [{name: nginx, namespace: default, addresses: [192.0.2.20], ready: 1}]}")
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[tuple[App, str]]:
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(BASE.format(us="192.0.2.10", more=EU) + f"state_dir: {tmp_path / 's'}\n")
+    running = App(load(str(cfg)), config_path=str(cfg), publishers=False)
+    await running.start()
+    try:
+        await _until(lambda: running.ready)
+        yield running, f"http://127.0.0.1:{running.http.port}"
+    finally:
+        await running.stop()
+
+
+async def _req(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as s, \
+            s.request(method, url, data=body) as r:
+        return r.status, json.loads(await r.text())
+
+
+def _body(doc: object) -> bytes:
+    return json.dumps(doc).encode()
+
+
+async def test_drain_with_reason_and_expiry_shows_in_status(
+        app: tuple[App, str], caplog: pytest.LogCaptureFixture) -> None:
+    running, base = app
+    with caplog.at_level(logging.INFO, logger="healthwatch.drains"):
+        t = time.time()
+        code, doc = await _req("POST", base + "/v1/drains/us",
+                               _body({"reason": "kernel upgrade", "for": "30m"}))
+        assert code == 200, doc
+        drain = doc["drain"]
+        assert drain["reason"] == "kernel upgrade" and drain["by"] == "127.0.0.1"
+        assert t <= drain["since"] <= time.time()
+        assert drain["until"] == pytest.approx(drain["since"] + 1800)
+        code, doc = await _req("DELETE", base + "/v1/drains/eu/default/nginx")
+        assert code == 200  # undrain of something not drained: fine, not logged
+        code, doc = await _req("POST", base + "/v1/drains/eu/default/nginx")  # no body
+        assert code == 200 and doc["drain"]["reason"] == "" and doc["drain"]["until"] is None
+    fields = [parse_fields(r.getMessage()) for r in caplog.records]
+    assert [e for e, _ in fields] == ["drain", "drain"]
+    assert fields[0][1]["reason"] == "kernel upgrade" and fields[0][1]["by"] == "127.0.0.1"
+
+    status = running.status()
+    # the drains section keeps its shape; the details are next to it
+    assert status["drains"] == {"clusters": ["us"], "shards": ["eu/default/nginx"]}
+    us, eu = status["drain_details"]
+    assert (us["target"], us["reason"], us["by"]) == ("us", "kernel upgrade", "127.0.0.1")
+    assert 0 <= us["age_seconds"] < 5 and 1795 < us["remaining_seconds"] <= 1800
+    assert (eu["target"], eu["remaining_seconds"]) == ("eu/default/nginx", None)
+
+    text = format_status(status, now=us["since"] + 90)
+    assert "DRAINS  clusters: us   shards: eu/default/nginx" in text
+    drains = text.split("DRAINS", 1)[1].split("PROVIDERS", 1)[0].splitlines()
+    row = next(ln for ln in drains if ln.strip().startswith("us "))
+    assert "(1m30s ago)" in row and "(in 28m30s)" in row
+    assert row.split()[-3:] == ["127.0.0.1", "kernel", "upgrade"]
+    erow = next(ln for ln in drains if ln.strip().startswith("eu/default/nginx "))
+    assert " never " in erow
+
+
+async def test_draining_again_replaces_expiry_without_a_new_serial(
+        app: tuple[App, str]) -> None:
+    running, base = app
+    code, first = await _req("POST", base + "/v1/drains/us", _body({"for": 60}))
+    assert code == 200
+    serial = running.engine.snapshot.serial
+    code, again = await _req("POST", base + "/v1/drains/us", _body({"for": "2h"}))
+    assert code == 200
+    assert again["drain"]["since"] == first["drain"]["since"]
+    assert again["drain"]["until"] == pytest.approx(again["drain"]["since"] + 7200, abs=5)
+    assert running.engine.snapshot.serial == serial
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (_body({"reason": "two\nlines"}), "printable"),
+    (_body({"reason": "bell\u0007"}), "printable"),
+    (_body({"reason": "x" * 201}), "at most 200"),
+    (_body({"reason": 42}), "'reason' must be a string"),
+    (_body({"for": "0s"}), "positive"),
+    (_body({"for": -60}), "non-negative"),
+    (_body({"for": "169h"}), "7 days"),
+    (_body({"for": "8d"}), "invalid duration"),
+    (_body({"for": "soon"}), "invalid duration"),
+    (_body({"for": True}), "'for' must be"),
+    (_body({"for": ["1h"]}), "'for' must be"),
+    (_body({"reason": "x", "until": 5}), "unknown drain option"),
+    (_body(["x"]), "not a JSON object"),
+    (b"reason=x", "not JSON"),
+    (b"\xff\xfe", "not JSON"),
+])
+async def test_bad_options_are_a_400_and_change_nothing(
+        app: tuple[App, str], body: bytes, says: str) -> None:
+    running, base = app
+    serial = running.engine.snapshot.serial
+    code, doc = await _req("POST", base + "/v1/drains/us", body)
+    assert code == 400 and says in doc["error"], doc
+    assert running.engine.drains.entries() == []
+    assert running.engine.snapshot.serial == serial
+    assert (await _req("GET", base + "/v1/status"))[0] == 200  # still serving
+
+
+async def test_undrain_logs_who_and_the_reason_it_ends(
+        app: tuple[App, str], caplog: pytest.LogCaptureFixture) -> None:
+    _, base = app
+    assert (await _req("POST", base + "/v1/drains/us", _body({"reason": "maint"})))[0] == 200
+    with caplog.at_level(logging.INFO):
+        assert (await _req("DELETE", base + "/v1/drains/us"))[0] == 200
+    events = dict(parse_fields(r.getMessage()) for r in caplog.records)
+    assert events["undrain"]["reason"] == "maint" and events["undrain"]["by"] == "127.0.0.1"
+    assert events["http_undrained"]["remote"] == "127.0.0.1"
