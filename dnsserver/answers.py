@@ -314,6 +314,23 @@ def _relink(rdeps: dict[bytes, Deps], deps: dict[bytes, Deps], name: bytes,
         deps.pop(name, None)
 
 
+def encode_entry(resolver: Resolver, labels: wire.Name, qlen: int, qtype: int,
+                 ans: Answer) -> Entry | None:
+    """The table's entry for the answer ``ans`` to (``labels``, ``qtype``, IN),
+    ``qlen`` the name's wire length: NODATA, a ``Reply`` (the bytes after the
+    question), or None when the fast path cannot serve it (NXDOMAIN, a CNAME
+    chain ending negative, a reply that is not plainly positive)."""
+    if resolver.negative_body(ans, qlen) is not None:
+        return NODATA if ans.rcode == wire.NOERROR else None
+    if ans.authority:
+        return None  # CNAME chain ending negative: carries the SOA
+    flags = wire.reply_flags(0, rcode=ans.rcode, aa=True).to_bytes(2, "big")
+    if flags != _POSITIVE_FLAGS:
+        return None  # not a plain positive reply: full path
+    body = resolver.pack_body(labels, qtype, wire.C_IN, ans)
+    return (*_counts(body[4:12]), body[12 + qlen + 4:])
+
+
 def _counts(counts: bytes) -> tuple[bytes, bytes]:
     """``counts`` and the same with ARCOUNT + 1, as shared objects."""
     pair = _COUNTS.get(counts)
@@ -396,19 +413,9 @@ class _Builder:
                 if rec.rtype == "NS":
                     deps.add(self._wire(rec.name))
                     deps.add(self._wire(rec.value))
-            entry: Entry | None
-            if r.negative_body(ans, len(name)) is not None:
-                entry = NODATA if ans.rcode == wire.NOERROR else None
-            elif ans.authority:
-                entry = None  # CNAME chain ending negative: carries the SOA
-            else:
-                flags = wire.reply_flags(0, rcode=ans.rcode, aa=True).to_bytes(2, "big")
-                if flags == _POSITIVE_FLAGS:
-                    body = r.pack_body(labels, qtype, wire.C_IN, ans)
-                    entry = (*_counts(body[4:12]), body[12 + len(name) + 4:])
-                    self.entries += 1
-                else:
-                    entry = None  # not a plain positive reply: full path
+            entry = encode_entry(r, labels, len(name), qtype, ans)
+            if type(entry) is tuple:
+                self.entries += 1
             bodies[ans] = entry
             return entry
 

@@ -116,7 +116,8 @@ def _sibling(live: QueryHandler, state: ServingState, config: Config) -> QueryHa
     """A handler answering from ``state`` as ``live`` does, counting nowhere."""
     twin = QueryHandler(live.locator, DnsMetrics(None), config.server, fast_path=live.fast_path)
     twin.transfers = live.transfers
-    twin.swap(dataclasses.replace(state, contexts={}, clients={}, negatives={}))
+    twin.swap(dataclasses.replace(state, contexts={}, clients={}, negatives={},
+                                   synthesized={}, wildcard_bytes={}))
     return twin
 
 

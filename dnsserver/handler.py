@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from config.model import Server
 from dnsserver import wire
-from dnsserver.answers import CHASE, NODATA, REFER, AnswerTable, Chain
+from dnsserver.answers import CHASE, NODATA, REFER, AnswerTable, Chain, Entry, encode_entry
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
@@ -80,6 +80,7 @@ def _flag_map(first: int, rcode: int) -> dict[bytes, bytes]:
 
 
 NEGATIVE_CACHE_MAX = 65536  # lower-cased questions per ServingState
+SYNTHESIZED_CACHE_MAX = 65536  # names under geo-aware wildcards per ServingState
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,12 @@ class ServingState:
     contexts: dict[bytes, Context | bool] = field(default_factory=dict)
     clients: dict[str, tuple[int, str]] = field(default_factory=dict)
     negatives: dict[bytes, Negative] = field(default_factory=dict)
+    # lower-cased question under a geo-aware wildcard -> its per-locality
+    # entries (as ``AnswerTable.questions``), or False (the full path)
+    synthesized: dict[bytes, list[Entry] | bool] = field(default_factory=dict)
+    # id of a geo-aware wildcard's per-locality list in ``table`` -> whether its
+    # bytes answer any name under it (``_owner_only``)
+    wildcard_bytes: dict[int, bool] = field(default_factory=dict)
 
     @classmethod
     def make(cls, resolver: Resolver, table: AnswerTable, serial: int) -> ServingState:
@@ -112,6 +119,38 @@ def _ixfr_question(flags: int, question: bytes | None) -> bool:
     """Is this an IXFR query (opcode QUERY, qtype IXFR), by its flags and question?"""
     return (question is not None and not (flags >> 11) & 0xF
             and question[-4:-2] == wire.T_IXFR.to_bytes(2, "big"))
+
+
+def _geo_wildcard(state: ServingState, qname: bytes, qtype: int) -> list[Entry] | None:
+    """The per-locality entries of the wildcard that answers ``qname`` (in the
+    zone, not existing, not below a zone cut) for ``qtype``, when they differ
+    between localities (a geo-aware wildcard), else None."""
+    resolver = state.resolver
+    if resolver.occluded(qname):
+        return None
+    wild = resolver.wildcard_of(qname)
+    own = None if wild is None else state.table.get(wild, qtype)
+    return own if type(own) is list else None
+
+
+def _owner_only(entry: tuple[bytes, bytes, bytes]) -> bool:
+    """Does the ``Reply`` hold only A/AAAA records owned by the question name
+    (each owner a pointer to offset 12, nothing else pointing anywhere)? Then
+    its bytes answer any question name: a wildcard's serve every name under it."""
+    counts, _, rest = entry
+    if counts[4:] != b"\x00\x00\x00\x00":
+        return False  # authority or additional records
+    i = 0
+    for _ in range((counts[2] << 8) | counts[3]):
+        head = rest[i:i + 12]
+        if len(head) < 12 or head[:2] != b"\xc0\x0c" or head[4:6] != b"\x00\x01":
+            return False
+        rdlength = (head[10] << 8) | head[11]
+        if not ((head[2:4] == b"\x00\x01" and rdlength == 4)
+                or (head[2:4] == b"\x00\x1c" and rdlength == 16)):
+            return False
+        i += 12 + rdlength
+    return i == len(rest)
 
 
 def packed_address(ip: str) -> bytes:
@@ -331,6 +370,8 @@ class QueryHandler:
                 return False
             if state.resolver.in_zone(qname):
                 if state.resolver.synthesizes(qname):  # a wildcard's or a referral
+                    if _geo_wildcard(state, qname, qtype) is not None:
+                        return False  # per locality: ``_synthesized``
                     return self._resolved(state, lowered, qtype)
                 rcode = wire.NXDOMAIN
             else:
@@ -345,9 +386,14 @@ class QueryHandler:
                     return False  # positive, not in ``questions``
             elif CHASE in shape or qtype in _FULL_PATH_QTYPES:
                 return False
+        return self._negative_reply(state, len(qname), rcode, aa)
+
+    def _negative_reply(self, state: ServingState, qlen: int, rcode: int, aa: int) -> Negative:
+        """The ``Negative`` with ``rcode`` for a question name of wire length
+        ``qlen`` (``aa``: 0x04, with the SOA in authority; 0: neither)."""
         auth = b""
         if aa:
-            auth = state.resolver.negative_authority(len(qname)) or b""
+            auth = state.resolver.negative_authority(qlen) or b""
             if not auth and state.resolver.negative_soa is not None:
                 return False  # an SOA the blob cannot express
         counts = b"\x00\x01\x00\x00" + (b"\x00\x01" if auth else b"\x00\x00")
@@ -375,6 +421,95 @@ class QueryHandler:
         rcode = out[3] & 0x0F
         return (_flag_map(out[2], rcode), counts, plus, out[12 + len(lowered):],
                 self.metrics.counters(rcode, "none"))
+
+    def _synthesized(self, data: bytes, client: str, tcp: bool,
+                     state: ServingState) -> bytes | None:
+        """The reply to a name under a geo-aware wildcard (``*.shop``: a
+        wildcard Ingress host) as ``handle`` joins a geo-aware name's, or None
+        (the full path answers it). ``handle`` cannot: the name is in no table
+        and its answer depends on the locality, so a ``Negative`` cannot hold
+        it. Its per-locality entries are built once per name
+        (``_synthesized_entries``) and kept in ``state.synthesized``; anything
+        else (a reply over the size limit, an unusual header) is left to the
+        full path, which stays the reference."""
+        qend = data.find(b"\x00", 12) + 5
+        if qend < 18 or qend > len(data) or qend > 16 + wire.MAX_NAME or not self.fast_path:
+            return None
+        key = data[2:12] + data[qend:]
+        context = state.contexts.get(key)
+        if context is None:
+            context = self._context(key, state)
+        if context is False:
+            return None
+        flags, limit, _, opt, loc, kind = context  # type: ignore[misc]
+        question = data[12:qend]
+        lowered = question.lower()
+        per = state.synthesized.get(lowered)
+        if per is None:
+            per = self._synthesized_entries(state, lowered)
+            if len(state.synthesized) >= SYNTHESIZED_CACHE_MAX:
+                state.synthesized.clear()
+            state.synthesized[lowered] = per
+        if per is False:
+            return None
+        if loc is None:
+            loc, kind = self._client_locality(client, state)
+        entry = per[loc]  # type: ignore[index]
+        if type(entry) is tuple:
+            counts, counts_opt, rest = entry
+        else:  # NODATA for this locality: the SOA, as for a geo-aware name's
+            negative = self._negative_reply(state, qend - 16, NODATA, 0x04)
+            if negative is False:
+                return None
+            flagmap, counts, counts_opt, rest, _ = negative  # type: ignore[misc]
+            flags = flagmap[flags]
+        if qend + len(rest) + len(opt) > (TCP_LIMIT if tcp else limit):
+            return None  # truncated by the full path
+        out = b"".join((data[:2], flags, counts_opt if opt else counts, question, rest, opt))
+        qtype = (data[qend - 4] << 8) | data[qend - 3]
+        counter = self._positive[kind][tcp]
+        counter[qtype] = counter.get(qtype, 0) + 1
+        return out
+
+    @staticmethod
+    def _synthesized_entries(state: ServingState, lowered: bytes) -> list[Entry] | bool:
+        """The per-locality entries of the lower-cased question ``lowered``
+        when its name does not exist and a geo-aware wildcard answers it with
+        per-locality records, else False. Built from the resolver's synthesized
+        answers (owner rewritten to the name), one per distinct entry of the
+        wildcard's own per-locality list (localities with the same records
+        there have the same records here), encoded as the table encodes a
+        geo-aware name (``answers.encode_entry``)."""
+        if lowered[-2:] != b"\x00\x01" or _LETTERS.intersection(lowered[-4:]):
+            return False  # not class IN, or a type ``lower()`` may have changed
+        resolver = state.resolver
+        qname = lowered[:-4]
+        qtype = (lowered[-4] << 8) | lowered[-3]
+        if (qtype in _FULL_PATH_QTYPES or not wire.plain_name(qname)
+                or not resolver.in_zone(qname) or resolver.exists(qname)):
+            return False
+        own = _geo_wildcard(state, qname, qtype)
+        if own is None:
+            return False
+        shared = state.wildcard_bytes.get(id(own))  # (the table keeps ``own`` alive)
+        if shared is None:
+            shared = state.wildcard_bytes[id(own)] = all(
+                type(e) is not tuple or _owner_only(e) for e in own)
+        if shared:
+            return own  # the wildcard's own bytes serve every name under it
+        labels = wire_to_labels(qname)
+        made: dict[int, Entry] = {}
+        out: list[Entry] = []
+        for i, model in enumerate(own):
+            entry = made.get(id(model))
+            if entry is None:
+                ans, _ = resolver.resolve(qname, qtype, resolver.localities[i])
+                got = encode_entry(resolver, labels, len(qname), qtype, ans)
+                if got is None:
+                    return False
+                entry = made[id(model)] = got
+            out.append(entry)
+        return out
 
     @staticmethod
     def _truncated(data: bytes, qend: int, f1: int, f2: int, opt: bytes) -> bytes:
@@ -450,6 +585,11 @@ class QueryHandler:
         return kind
 
     def _slow(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        state = self.state
+        if state is not None and state.resolver.has_wildcards:
+            synthesized = self._synthesized(data, client, tcp, state)
+            if synthesized is not None:
+                return synthesized
         self.slow_queries += 1
         proto = "tcp" if tcp else "udp"
         try:

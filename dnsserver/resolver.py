@@ -645,6 +645,11 @@ class Resolver:
         """Is ``name`` at or below a zone cut (answered by a referral)?"""
         return bool(self._cuts) and self.top_cut(name) is not None
 
+    @property
+    def has_wildcards(self) -> bool:
+        """Does the zone have a wildcard name (``*.x``) at all?"""
+        return bool(self._wilds)
+
     def wildcard_of(self, name: bytes) -> bytes | None:
         """The wildcard that answers the in-zone ``name``, which does not
         exist: the ``*`` child of its closest encloser, if that has records."""
