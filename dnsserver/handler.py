@@ -10,7 +10,10 @@ NXDOMAIN, REFUSED and NODATA are decided once per lower-cased question and
 state, then joined the same way; so are the answers for names the table does
 not hold that do not depend on the client's locality: referrals at and below
 a zone cut, DS at a cut, and static wildcards' synthesized answers
-(``_resolved``: the full path's bytes, built once). Everything else goes through
+(``_resolved``: the full path's bytes, built once). Names under a geo-aware
+wildcard, whose answers depend on the locality, are joined like a geo-aware
+name's from per-locality entries kept per name (``_synthesized``, reached
+from the top of ``_slow``). Everything else goes through
 ``wire.parse_query`` and ``Resolver.respond`` (an IXFR query over UDP first
 through ``xfr.udp_ixfr``, with the transfer policy the TCP transfers use:
 the current SOA for an admitted client; its outcome, and FORMERR for a
