@@ -36,8 +36,8 @@ from config.names import in_zone
 from dnsserver import wire
 from dnsserver.handler import QueryHandler, ServingState, packed_address
 from dnsserver.metrics import DnsMetrics
-from dnsserver.resolver import Resolver, name_to_wire, qtype_code
-from healthwatch.plan_groups import Level, PlanContext, absolute, global_name
+from dnsserver.resolver import Resolver, name_to_wire, qtype_code, wire_to_labels
+from healthwatch.plan_groups import Level, PlanContext, absolute, global_name, ip_info
 from healthwatch.plan_state import localities
 from healthwatch.snapshot import ShardStatus, Snapshot
 
@@ -246,7 +246,7 @@ def _name_doc(resolver: Resolver, config: Config, name: str, locality: str,
                           "follows the CNAME elsewhere)"}
     cut = resolver.top_cut(wname)
     if cut is not None:
-        cut_name = ".".join(x.decode() for x in _labels(cut)) + "."
+        cut_name = "".join(x.decode() + "." for x in wire_to_labels(cut))
         return {**doc, "kind": "referral",
                 "detail": f"at or below the zone cut {cut_name}: a referral to its NS set"}
     snap = resolver.snapshot
@@ -262,7 +262,7 @@ def _name_doc(resolver: Resolver, config: Config, name: str, locality: str,
         return doc
     wild = resolver.wildcard_of(wname)
     if wild is not None:
-        wild_name = ".".join(x.decode() for x in _labels(wild)) + "."
+        wild_name = "".join(x.decode() + "." for x in wire_to_labels(wild))
         doc.update(kind="wildcard", wildcard=wild_name,
                    detail=f"no such name: synthesized from the wildcard {wild_name}")
         if wild_name in snap.geo:
@@ -286,34 +286,18 @@ def _name_doc(resolver: Resolver, config: Config, name: str, locality: str,
 def _unpublished_ingresses(resolver: Resolver, snap: Snapshot, name: str) -> list[ShardStatus]:
     """The Ingress shards that would answer the missing ``name`` if published:
     with ``name`` as a host, or a wildcard host ``*.x`` that would cover it
-    (``name`` below ``x``, no existing name in between: RFC 4592)."""
+    (``name`` below ``x``, and its closest encloser ``x`` or above: no existing
+    name in between, RFC 4592)."""
+    encloser = resolver.closest_encloser(name_to_wire(name)) or b""
     out = []
     for s in snap.shards:
         for host in map(absolute, s.hosts):
-            if host == name:
-                out.append(s)
-                break
             base = host[2:]
-            if host.startswith("*.") and name != base and in_zone(name, base) \
-                    and not _exists_between(resolver, name, base):
+            if host == name or (host.startswith("*.") and name != base
+                                and in_zone(name, base)
+                                and len(encloser) <= len(name_to_wire(base))):
                 out.append(s)
                 break
-    return out
-
-
-def _exists_between(resolver: Resolver, name: str, base: str) -> bool:
-    """Whether an ancestor of ``name`` strictly below ``base`` exists."""
-    labels = name[:-len(base) - 1].split(".")
-    return any(resolver.exists(name_to_wire(".".join(labels[i:]) + "." + base))
-               for i in range(1, len(labels)))
-
-
-def _labels(wname: bytes) -> list[bytes]:
-    out: list[bytes] = []
-    i = 0
-    while wname[i]:
-        out.append(wname[i + 1:i + 1 + wname[i]])
-        i += 1 + wname[i]
     return out
 
 
@@ -361,16 +345,8 @@ def _shard_doc(s: ShardStatus) -> dict[str, Any]:
 
 
 def _shard_values(s: ShardStatus) -> set[str]:
-    hosts = {h.lower() if h.endswith(".") else h.lower() + "." for h in s.hostnames}
-    return {*(str(ipaddress.ip_address(a)) for a in s.addresses if _is_ip(a)), *hosts}
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    """The record values the shard's addresses and hostnames are published as."""
+    return {*(info[2] for a in s.addresses if (info := ip_info(a))), *map(absolute, s.hostnames)}
 
 
 def _geo_shards(snap: Snapshot, config: Config, name: str) -> tuple[str, list[ShardStatus]]:

@@ -12,8 +12,8 @@ not hold that do not depend on the client's locality: referrals at and below
 a zone cut, DS at a cut, and static wildcards' synthesized answers
 (``_resolved``: the full path's bytes, built once). Names under a geo-aware
 wildcard, whose answers depend on the locality, are joined like a geo-aware
-name's from per-locality entries kept per name (``_synthesized``, reached
-from the top of ``_slow``). Everything else goes through
+name's from per-locality entries kept per name (``_synthesized``, where
+``_negative`` sends them to the full path). Everything else goes through
 ``wire.parse_query`` and ``Resolver.respond`` (an IXFR query over UDP first
 through ``xfr.udp_ixfr``, with the transfer policy the TCP transfers use:
 the current SOA for an admitted client; its outcome, and FORMERR for a
@@ -290,8 +290,10 @@ class QueryHandler:
                 negative = state.negatives.get(lowered)
                 if negative is None:
                     negative = self._negative_entry(data, qend, lowered, state)
-                if negative is False:
-                    return self._slow(data, client, tcp)
+                if negative is False:  # the full path, or a name under a geo-aware wildcard
+                    return (self._synthesized(data, qend, question, lowered, context, client,  # type: ignore[arg-type]
+                                              tcp, state)
+                            or self._slow(data, client, tcp))
                 flagmap, counts, counts_opt, rest, counters = negative  # type: ignore[misc]
                 flags = flagmap[flags]
             if tcp:
@@ -371,9 +373,13 @@ class QueryHandler:
             if (qtype in _FULL_PATH_QTYPES or not table.complete
                     or not wire.plain_name(qname)):
                 return False
-            if state.resolver.in_zone(qname):
-                if state.resolver.synthesizes(qname):  # a wildcard's or a referral
-                    if _geo_wildcard(state, qname, qtype) is not None:
+            resolver = state.resolver
+            if resolver.in_zone(qname):
+                if resolver.occluded(qname):  # a referral
+                    return self._resolved(state, lowered, qtype)
+                wild = resolver.wildcard_of(qname) if resolver.has_wildcards else None
+                if wild is not None:
+                    if type(table.get(wild, qtype)) is list:
                         return False  # per locality: ``_synthesized``
                     return self._resolved(state, lowered, qtype)
                 rcode = wire.NXDOMAIN
@@ -425,28 +431,22 @@ class QueryHandler:
         return (_flag_map(out[2], rcode), counts, plus, out[12 + len(lowered):],
                 self.metrics.counters(rcode, "none"))
 
-    def _synthesized(self, data: bytes, client: str, tcp: bool,
+    def _synthesized(self, data: bytes, qend: int, question: bytes, lowered: bytes,
+                     context: Context, client: str, tcp: bool,
                      state: ServingState) -> bytes | None:
         """The reply to a name under a geo-aware wildcard (``*.shop``: a
         wildcard Ingress host) as ``handle`` joins a geo-aware name's, or None
-        (the full path answers it). ``handle`` cannot: the name is in no table
-        and its answer depends on the locality, so a ``Negative`` cannot hold
-        it. Its per-locality entries are built once per name
-        (``_synthesized_entries``) and kept in ``state.synthesized``; anything
-        else (a reply over the size limit, an unusual header) is left to the
+        (the full path answers it), from what ``handle`` worked out (the end
+        of the question, the question as sent and lower-cased, the header and
+        OPT context). ``handle`` reaches it where ``_negative`` sent the name
+        to the full path: it is in no table and its answer depends on the
+        locality, so a ``Negative`` cannot hold it. Its per-locality entries
+        are built once per name (``_synthesized_entries``) and kept in
+        ``state.synthesized``; a reply over the size limit is left to the
         full path, which stays the reference."""
-        qend = data.find(b"\x00", 12) + 5
-        if qend < 18 or qend > len(data) or qend > 16 + wire.MAX_NAME or not self.fast_path:
+        if not state.resolver.has_wildcards:
             return None
-        key = data[2:12] + data[qend:]
-        context = state.contexts.get(key)
-        if context is None:
-            context = self._context(key, state)
-        if context is False:
-            return None
-        flags, limit, _, opt, loc, kind = context  # type: ignore[misc]
-        question = data[12:qend]
-        lowered = question.lower()
+        flags, limit, _, opt, loc, kind = context
         per = state.synthesized.get(lowered)
         if per is None:
             per = self._synthesized_entries(state, lowered)
@@ -588,11 +588,6 @@ class QueryHandler:
         return kind
 
     def _slow(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        state = self.state
-        if state is not None and state.resolver.has_wildcards:
-            synthesized = self._synthesized(data, client, tcp, state)
-            if synthesized is not None:
-                return synthesized
         self.slow_queries += 1
         proto = "tcp" if tcp else "udp"
         try:

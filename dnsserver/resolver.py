@@ -650,9 +650,9 @@ class Resolver:
         """Does the zone have a wildcard name (``*.x``) at all?"""
         return bool(self._wilds)
 
-    def wildcard_of(self, name: bytes) -> bytes | None:
-        """The wildcard that answers the in-zone ``name``, which does not
-        exist: the ``*`` child of its closest encloser, if that has records."""
+    def closest_encloser(self, name: bytes) -> bytes | None:
+        """The nearest existing ancestor of ``name`` (RFC 4592: its closest
+        encloser; the apex at the latest), or None outside the zone."""
         i = 0
         exists = self.exists
         while True:
@@ -660,16 +660,16 @@ class Resolver:
                 return None  # (not in the zone)
             i += 1 + name[i]
             if exists(name[i:]):
-                break
-        wild = _WILD + name[i:]
-        return wild if wild in self._static or wild in self._geo else None
+                return name[i:]
 
-    def synthesizes(self, name: bytes) -> bool:
-        """Is the in-zone ``name``, which does not exist, answered otherwise
-        than by NXDOMAIN: below a zone cut (a referral), or by a wildcard?"""
-        if self._cuts and self.top_cut(name) is not None:
-            return True
-        return bool(self._wilds) and self.wildcard_of(name) is not None
+    def wildcard_of(self, name: bytes) -> bytes | None:
+        """The wildcard that answers the in-zone ``name``, which does not
+        exist: the ``*`` child of its closest encloser, if that has records."""
+        encloser = self.closest_encloser(name)
+        if encloser is None:
+            return None
+        wild = _WILD + encloser
+        return wild if wild in self._static or wild in self._geo else None
 
     def wildcard_deps(self, name: bytes) -> list[bytes]:
         """The names whose coming, going or change can change the answer for

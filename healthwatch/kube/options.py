@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from config.model import Kubernetes
 
@@ -30,20 +30,10 @@ class KubeOptions:
 
     @classmethod
     def from_config(cls, knobs: Kubernetes) -> KubeOptions:
-        """The options of a config's ``kubernetes`` block (validated by config/);
-        the knobs it does not offer keep their defaults."""
-        return cls(
-            connect_timeout=knobs.connect_timeout,
-            request_timeout=knobs.request_timeout,
-            watch_timeout=knobs.watch_timeout,
-            watch_idle_timeout=knobs.watch_idle_timeout,
-            backoff_base=knobs.backoff_base,
-            backoff_cap=knobs.backoff_cap,
-            retry_after_cap=knobs.retry_after_cap,
-            heartbeat_interval=knobs.heartbeat_interval,
-            heartbeat_timeout=knobs.heartbeat_timeout,
-            list_limit=knobs.list_limit,
-        )
+        """The options of a config's ``kubernetes`` block (validated by config/;
+        its fields are named as these); the knobs it does not offer keep their
+        defaults."""
+        return cls(**{f.name: getattr(knobs, f.name) for f in fields(knobs)})
 
     @property
     def watch_request_timeout(self) -> tuple[float, float]:
