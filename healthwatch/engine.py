@@ -488,8 +488,9 @@ class Engine:
         if not self.ready:
             times.append(self._started_at + grace)
         for report in self._reports.values():
-            if not report.reachable and report.last_contact is not None:
-                times.append(report.last_contact + grace)
+            since = report.grace_from
+            if not report.reachable and since is not None:
+                times.append(since + grace)
         future = [t - now for t in times if t > now]
         return min(future) + 0.005 if future else None
 

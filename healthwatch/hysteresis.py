@@ -80,9 +80,10 @@ def cluster_unreachable_for(report: ClusterReport | None, grace: float,
         return "cluster not reported yet"
     if not report.affects(kind):
         return None
-    if report.last_contact is None:
+    since = report.grace_from
+    if since is None:
         return "cluster unreachable (never contacted)"
-    age = now - report.last_contact
+    age = now - since
     if age <= grace:
         return None
     return f"cluster unreachable for {age:.1f}s (grace {grace:g}s)"

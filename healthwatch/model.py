@@ -52,8 +52,8 @@ class ClusterReport:
     shards: tuple[ShardSpec, ...]
     synced: bool = True  # has listed everything at least once
     reachable: bool = True  # watch alive / API answering
-    # unix time of the last successful API contact; when not ``reachable``, the
-    # last success of what is failing (the grace period runs from there)
+    # unix time of the last successful API contact (any list, event, settled
+    # watch or heartbeat), whether or not ``reachable``
     last_contact: float | None = None
     last_error: str | None = None
     region: str | None = None  # discovered (Node labels) when config leaves it out
@@ -62,6 +62,16 @@ class ClusterReport:
     # 403 on Ingresses alone leaves Service shards alone; a failing Node watch
     # only freezes placement). None: every kind.
     unreachable_kinds: frozenset[ShardKind] | None = None
+    # When not ``reachable``: unix time of the onset of the failure, i.e. when
+    # what fails now stopped working (a watch stream failed, a failing call or
+    # heartbeat was sent). ``cluster_grace`` runs from here. None: from
+    # ``last_contact`` (a source that never reached the API, or gave no onset).
+    unreachable_since: float | None = None
+
+    @property
+    def grace_from(self) -> float | None:
+        """When the grace of an unreachable cluster started (None: never contacted)."""
+        return self.last_contact if self.unreachable_since is None else self.unreachable_since
 
     def affects(self, kind: ShardKind | None) -> bool:
         """Whether this report's unreachability applies to shards of ``kind``

@@ -5,6 +5,12 @@ threads that hand small frozen facts to the event loop with
 ``call_soon_threadsafe``. On the loop, changes are coalesced for
 ``options.coalesce`` seconds and a ``ClusterReport`` is emitted only when the
 shards or the cluster's state changed.
+
+While something fails, the report carries the onset of the failure
+(``unreachable_since``): when the first of the failing watches stopped working,
+or when the first failed heartbeat of a row was sent. ``cluster_grace`` counts
+from there, so one slow heartbeat or one watch error that the next attempt
+repairs takes no shard out of DNS, while a lasting failure does after the grace.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from healthwatch.model import ClusterReport, ShardKind
 from healthwatch.tasks import cancel
 
 ClientFactory = Callable[[str | None, str | None, KubeOptions], client.ApiClient]
-# (synced, reachable, last error, region, zone, unreachable shard kinds)
-Status = tuple[bool, bool, str | None, str | None, str | None, frozenset[ShardKind] | None]
+# (synced, reachable, last error, region, zone, unreachable shard kinds, failing since)
+Status = tuple[bool, bool, str | None, str | None, str | None, frozenset[ShardKind] | None,
+               float | None]
 
 # The shard kinds whose health inputs (addresses, ready endpoints, federation)
 # come from each watched resource. A resource that fails makes only these
@@ -73,12 +80,16 @@ class _LoopSink:
     def contact(self, resource: str) -> None:
         self._post(self._source._on_contact, resource)
 
-    def failed(self, resource: str, error: str) -> None:
-        self._post(self._source._on_failed, resource, error)
+    def failed(self, resource: str, error: str, since: float) -> None:
+        self._post(self._source._on_failed, resource, error, since)
 
 
 class _Heartbeat:
-    """GET /version every ``interval`` so a hung API server is noticed quickly."""
+    """GET /version every ``heartbeat_interval`` so a hung API server is noticed
+    quickly. After a failure the next one is sent sooner (``backoff_base``,
+    doubling up to the interval), so that one slow answer is repaired well
+    within ``cluster_grace``; a failure reports when the first failed request
+    of the row was sent."""
 
     def __init__(
         self, api: client.ApiClient, sink: _LoopSink, options: KubeOptions, log: logging.Logger
@@ -99,16 +110,28 @@ class _Heartbeat:
 
     def _run(self) -> None:
         version = client.VersionApi(self._api)
-        timeout = (self._options.connect_timeout, self._options.heartbeat_timeout)
-        while not self._stop.wait(self._options.heartbeat_interval):
+        options = self._options
+        timeout = (options.connect_timeout, options.heartbeat_timeout)
+        interval = options.heartbeat_interval
+        retry = Backoff(min(options.backoff_base, interval), interval)
+        failing_since: float | None = None  # when the first failed request of a row was sent
+        wait = interval
+        while not self._stop.wait(wait):
+            sent = time.time()
             try:
                 response = version.get_code(_request_timeout=timeout, _preload_content=False)
                 response.read()
                 response.release_conn()
             except Exception as e:  # every failure means "not answering"
+                if failing_since is None:
+                    failing_since = sent
+                wait = retry.next()
                 if not self._stop.is_set():
-                    self._sink.failed("heartbeat", f"API not answering: {describe(e)}")
+                    self._sink.failed("heartbeat", f"API not answering: {describe(e)}",
+                                      failing_since)
             else:
+                failing_since, wait = None, interval
+                retry.reset()
                 self._sink.contact("heartbeat")
 
 
@@ -151,7 +174,8 @@ class KubeSource:
         self._client_error: str | None = None
         self._contacted = False
         self._last_contact: float | None = None
-        self._touched: dict[str, float] = {}  # resource (or "heartbeat") -> last success
+        # resource (or "heartbeat") -> onset of its current error (see _failing_since)
+        self._onsets: dict[str, float] = {}
         self._emit: ReportSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -246,7 +270,7 @@ class KubeSource:
     def _touch(self, resource: str) -> None:
         self._contacted = True
         self._last_contact = time.time()
-        self._touched[resource] = self._last_contact
+        self._onsets.pop(resource, None)
         if self._metrics is not None:
             self._metrics.contact(self._last_contact)
         if self._errors.pop(resource, None) is not None:
@@ -276,10 +300,12 @@ class KubeSource:
         self._touch(resource)
         self._schedule()
 
-    def _on_failed(self, resource: str, error: str) -> None:
+    def _on_failed(self, resource: str, error: str, since: float) -> None:
         if self._stopped:
             return
         self._errors[resource] = error
+        onset = self._onsets.get(resource)
+        self._onsets[resource] = since if onset is None else min(onset, since)
         self._schedule()
 
     # -- reports ----------------------------------------------------------------------
@@ -298,7 +324,8 @@ class KubeSource:
             first = min(self._errors, key=lambda k: order.index(k) if k in order else len(order))
             problem = self._errors[first]  # already "list services: HTTP 500 ..."
         where = self._state.context.placement
-        return (synced, reachable, problem, where.region, where.zone, self._failing_kinds())
+        since = None if reachable else self._failing_since()
+        return (synced, reachable, problem, where.region, where.zone, self._failing_kinds(), since)
 
     def _listed(self) -> set[str]:
         """The resources that count as listed for ``synced``: those listed once,
@@ -325,13 +352,14 @@ class KubeSource:
         return frozenset(kinds)
 
     def _failing_since(self) -> float | None:
-        """The last success of what is failing now: the oldest last contact of
-        the failing resources (one never contacted: the cluster's last contact)."""
-        if not self._errors:
-            return self._last_contact
-        times = [self._touched.get(r, self._last_contact) for r in self._errors]
-        known = [t for t in times if t is not None]
-        return min(known) if len(known) == len(times) else None
+        """The onset of what fails now: the earliest onset of the failing
+        resources (a watch that was open was alive until it failed; a heartbeat
+        not sent yet had not failed). None when the API was never reached, or
+        nothing reported an onset: the grace then runs from ``last_contact``."""
+        if not self._contacted or self._config_error or self._client_error:
+            return None
+        onsets = [self._onsets[r] for r in self._errors if r in self._onsets]
+        return min(onsets) if onsets else None
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -342,16 +370,17 @@ class KubeSource:
         if not changed and status == self._status:
             return
         self._status = status
-        synced, reachable, last_error, region, zone, kinds = status
+        synced, reachable, last_error, region, zone, kinds, since = status
         self._report = ClusterReport(
             cluster=self.cluster,
             shards=self._state.shards,
             synced=synced,
             reachable=reachable,
-            last_contact=self._last_contact if reachable else self._failing_since(),
+            last_contact=self._last_contact,
             last_error=last_error,
             region=region,
             zone=zone,
             unreachable_kinds=None if reachable else kinds,
+            unreachable_since=since,
         )
         self._emit(self._report)

@@ -5,9 +5,11 @@ a refused connection resumes the watch from the last resourceVersion seen
 (events and bookmarks advance it); only ``410 Gone`` leads to a relist.
 Errors (HTTP 5xx, garbage bodies, refused connections) back off exponentially
 with jitter, at least as long as a ``Retry-After`` header asks, and are
-reported as ``"<list|watch> <resource>: <what happened>"``; the state learnt
-so far is kept, since only a successful list replaces it. Every call carries a
-timeout.
+reported as ``"<list|watch> <resource>: <what happened>"`` with the onset of
+the failure (when the resource stopped working: the moment its stream failed,
+else when the failing call started), so that ``cluster_grace`` counts from
+there; the state learnt so far is kept, since only a successful list replaces
+it. Every call carries a timeout.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, Protocol
 
 import urllib3
@@ -45,7 +48,9 @@ class WatchSink(Protocol):
 
     def contact(self, resource: str) -> None: ...
 
-    def failed(self, resource: str, error: str) -> None: ...
+    def failed(self, resource: str, error: str, since: float) -> None:
+        """``resource`` fails with ``error``; it stopped working at ``since``
+        (unix time, the same for every failure until it works again)."""
 
 
 class Gone(KubeError):
@@ -120,9 +125,11 @@ class _Contact:
     nothing). A stream that answers 200 and then garbage never counts, so
     status does not flap between "recovered" and "failed"."""
 
-    def __init__(self, sink: WatchSink, resource: str, settle: float) -> None:
+    def __init__(self, sink: WatchSink, resource: str, settle: float,
+                 on_good: Callable[[], None]) -> None:
         self._sink = sink
         self._resource = resource
+        self._on_good = on_good
         self._lock = threading.Lock()
         self._done = False
         self._good = False
@@ -136,6 +143,7 @@ class _Contact:
                 return
             self._done = True
             self._good = True
+            self._on_good()  # under the lock: never after bad() returned
         self._timer.cancel()
         self._sink.contact(self._resource)
 
@@ -179,6 +187,11 @@ class Watcher:
         # cleared by the next successful list
         self.denied = False
         self.watches = 0  # watch requests made (the first one and every restart)
+        # onset of the current failure (unix time), None while working: set by
+        # a stream that broke or a call that failed, cleared by a good list or
+        # a watch that counts as working (see _Contact)
+        self._down_since: float | None = None
+        self._call_at: float | None = None  # start of the call in flight (None: a stream is open)
 
     @property
     def name(self) -> str:
@@ -220,6 +233,7 @@ class Watcher:
                     self._log.info("watch_expired resource=%s action=relist", self.name)
                     self.resource_version = None
                 elif outcome == "broken":
+                    self._down(time.time())
                     self._stop.wait(backoff.next())
                 else:
                     backoff.reset()
@@ -240,7 +254,7 @@ class Watcher:
                                   phase, self.name, error, delay)
                 if self._metrics is not None:
                     self._metrics.api_error(self.name, phase)
-                self._sink.failed(self.name, error)
+                self._sink.failed(self.name, error, self._down(self._failed_at()))
                 self._stop.wait(delay)
             except Exception as e:  # a bug must not kill the thread silently
                 if self._stop.is_set():
@@ -248,12 +262,28 @@ class Watcher:
                 self._log.exception("watch_crashed op=%s resource=%s", phase, self.name)
                 if self._metrics is not None:
                     self._metrics.api_error(self.name, phase)
-                self._sink.failed(self.name, f"{phase} {self.name}: {describe(e)}")
+                self._sink.failed(self.name, f"{phase} {self.name}: {describe(e)}",
+                                  self._down(self._failed_at()))
                 self._stop.wait(backoff.next())
+
+    def _down(self, at: float) -> float:
+        """This resource stopped working at ``at``, unless it already had: the onset."""
+        if self._down_since is None:
+            self._down_since = at
+        return self._down_since
+
+    def _up(self) -> None:
+        self._down_since = None
+
+    def _failed_at(self) -> float:
+        """When the failure just caught began: the start of the failing call, or
+        now if it broke a stream that was open (alive until now)."""
+        return time.time() if self._call_at is None else self._call_at
 
     def _list(self, call: ListCall) -> None:
         """One full (paged) list. Raises before reporting anything unless every
         page was good, so a failed list never replaces what is known."""
+        self._call_at = time.time()
         items: list[Facts] = []
         seen = 0
         token: str | None = None
@@ -306,6 +336,7 @@ class Watcher:
             self._metrics.relisted(self.name)
         self.lists += 1
         self._log.info("listed resource=%s items=%d resource_version=%s", self.name, len(items), rv)
+        self._up()
         self._sink.listed(self.name, items, rv)
 
     def _digest(self, raw: Any) -> Facts | None:
@@ -324,6 +355,7 @@ class Watcher:
         self.watches += 1
         if self.watches > 1 and self._metrics is not None:
             self._metrics.watch_restarted(self.name)
+        self._call_at = time.time()
         try:
             response = call(
                 watch=True,
@@ -339,9 +371,10 @@ class Watcher:
             raise
         with self._lock:
             self._response = response
+        self._call_at = None  # the stream is open: it is alive until it fails
         clean = False
         good = bad = 0
-        contact = _Contact(self._sink, self.name, self._options.watch_settle)
+        contact = _Contact(self._sink, self.name, self._options.watch_settle, self._up)
         try:
             if self._stop.is_set():  # stop() ran while the call was in flight: it
                 return "ended"  # could not shut this response, so do not read it

@@ -346,7 +346,7 @@ class _RecordingSink:
     def contact(self, resource: str) -> None:
         self.calls.append(("contact", resource))
 
-    def failed(self, resource: str, error: str) -> None:
+    def failed(self, resource: str, error: str, since: float) -> None:
         self.calls.append(("failed", error))
 
 
