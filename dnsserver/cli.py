@@ -248,8 +248,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     path = _drain_path(args.cluster, args.service)
     what = args.cluster + (f" {args.service}" if args.service else "")
     if args.command == "undrain":
-        api_request(args, "DELETE", path)
-        print(f"undrained {what}")
+        print(_undrain_note(what, api_request(args, "DELETE", path)))
         return EXIT_OK
     options = {k: v for k, v in (("reason", args.reason), ("for", args.duration))
                if v is not None}
@@ -258,6 +257,19 @@ def cmd_drain(args: argparse.Namespace) -> int:
     print(f"drained {what}" + (_drain_note(drain, time.time())
                                if isinstance(drain, dict) else ""))
     return EXIT_OK
+
+
+def _undrain_note(what: str, doc: Any) -> str:
+    """What an undrain did: ``undrained us``, or ``us was not drained``, and
+    the drains that still keep it (or part of it) out."""
+    doc = doc if isinstance(doc, dict) else {}
+    out = (f"{what} was not drained (nothing changed)" if doc.get("was_drained") is False
+           else f"undrained {what}")
+    still = [t for t in doc.get("still_drained") or [] if isinstance(t, str)]
+    if still:
+        cmds = "; ".join("fedns undrain " + t.replace("/", " ", 1) for t in still)
+        out += f"\nstill drained: {', '.join(still)} (to end: {cmds})"
+    return out
 
 
 def _drain_note(d: dict[str, Any], now: float) -> str:

@@ -224,7 +224,11 @@ class Engine:
         return self._snapshot
 
     def undrain(self, cluster: str, service: str | None = None, *, by: str = "") -> Snapshot:
-        self._check_drain(cluster, service)
+        """End a drain. A drained name is always accepted, so the drain of a
+        cluster since removed from the config can be ended; an unknown, undrained
+        cluster is an UnknownClusterError like a drain's."""
+        if self._drains.current.get(cluster, service) is None:
+            self._check_drain(cluster, service)
         if self._drains.undrain(cluster, service, now=self._clock(), by=by):
             self._replan()
         self._arm_drain_timer()

@@ -135,3 +135,61 @@ async def test_undrain_logs_who_and_the_reason_it_ends(
     events = dict(parse_fields(r.getMessage()) for r in caplog.records)
     assert events["undrain"]["reason"] == "maint" and events["undrain"]["by"] == "127.0.0.1"
     assert events["http_undrained"]["remote"] == "127.0.0.1"
+
+
+def _config_without_eu(tmp_path: Path) -> None:
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(BASE.format(us="192.0.2.10", more="") + f"state_dir: {tmp_path / 's'}\n")
+
+
+async def test_drains_left_by_a_removed_cluster_can_be_undrained(
+        app: tuple[App, str], tmp_path: Path) -> None:
+    """``eu`` and one of its services drained, then ``eu`` removed from the config:
+    ``fedns status`` still lists both drains, and undrain removes them (it used
+    to be a 404, leaving only a hand edit of the drains file)."""
+    running, base = app
+    assert (await _req("POST", base + "/v1/drains/eu"))[0] == 200
+    assert (await _req("POST", base + "/v1/drains/eu/default/nginx"))[0] == 200
+    _config_without_eu(tmp_path)
+    code, doc = await _req("POST", base + "/v1/reload")
+    assert code == 200 and doc["ok"], doc
+    assert running.status()["drains"] == {"clusters": ["eu"], "shards": ["eu/default/nginx"]}
+
+    code, doc = await _req("DELETE", base + "/v1/drains/eu/default/nginx")
+    assert code == 200 and doc["was_drained"] is True, doc
+    code, doc = await _req("DELETE", base + "/v1/drains/eu")
+    assert code == 200 and doc["was_drained"] is True, doc
+    assert running.status()["drains"] == {"clusters": [], "shards": []}
+    saved = json.loads((tmp_path / "s" / "drains.json").read_text())
+    assert (saved["clusters"], saved["shards"]) == ([], [])
+
+    # draining it (a typo, or a cluster that is gone) is still refused, clearly
+    for path in ("/v1/drains/eu", "/v1/drains/eu/default/nginx"):
+        code, doc = await _req("POST", base + path)
+        assert code == 404 and doc["error"] == "unknown cluster 'eu'", doc
+    # and so is undrain of a name neither configured nor drained
+    code, doc = await _req("DELETE", base + "/v1/drains/eu")
+    assert code == 404 and doc["error"] == "unknown cluster 'eu'", doc
+    assert running.status()["drains"] == {"clusters": [], "shards": []}
+
+
+async def test_undrain_says_whether_anything_was_drained(app: tuple[App, str]) -> None:
+    """Undrain is idempotent (200 every time) and says whether it ended a drain,
+    and which drains of that cluster still keep the target out."""
+    _, base = app
+    code, doc = await _req("DELETE", base + "/v1/drains/us")
+    assert code == 200 and doc["was_drained"] is False and doc["still_drained"] == [], doc
+
+    assert (await _req("POST", base + "/v1/drains/us"))[0] == 200
+    assert (await _req("POST", base + "/v1/drains/us/default/nginx"))[0] == 200
+    # the shard is drained by itself *and* by its cluster
+    code, doc = await _req("DELETE", base + "/v1/drains/us/default/nginx")
+    assert code == 200 and doc["was_drained"] is True and doc["still_drained"] == ["us"], doc
+    code, doc = await _req("DELETE", base + "/v1/drains/us/default/nginx")
+    assert (doc["was_drained"], doc["still_drained"]) == (False, ["us"]), doc
+
+    assert (await _req("POST", base + "/v1/drains/us/default/nginx"))[0] == 200
+    code, doc = await _req("DELETE", base + "/v1/drains/us")
+    assert doc["was_drained"] is True and doc["still_drained"] == ["us/default/nginx"], doc
+    code, doc = await _req("DELETE", base + "/v1/drains/us")
+    assert (doc["was_drained"], doc["still_drained"]) == (False, ["us/default/nginx"]), doc

@@ -221,3 +221,46 @@ def test_drain_with_a_reason_and_expiry_against_a_live_server(tmp_path: Path) ->
         eventually(lambda: status(srv.api)["drains"],
                    lambda d: d == {"clusters": [], "shards": []}, timeout=2)
         assert dig(srv.dns_port, GLOBAL, source="127.0.1.10") == ["192.0.2.10"]
+
+
+def test_undrain_says_what_it_did_and_refuses_unknown_clusters(tmp_path: Path) -> None:
+    """``fedns undrain`` of something not drained succeeds (exit 0) but says so; a
+    service's undrain names the cluster drain that still keeps it out; a drain of
+    an unknown cluster is a clear 404, exit 1."""
+    cfg = write(tmp_path / "ok.yaml", static_config(extra=f"state_dir: {tmp_path / 'state'}"))
+    with serving(cfg) as srv:
+        api = ("--api", srv.api)
+        res = run_fedns("undrain", "us", *api)
+        assert (res.returncode, res.stdout) == (0, "us was not drained (nothing changed)\n")
+        res = run_fedns("drain", "mars", *api)
+        assert res.returncode == 1 and "HTTP 404: unknown cluster 'mars'" in res.stderr
+        assert "Traceback" not in res.stderr
+        for args in (["us"], ["us", "default/nginx"]):
+            assert run_fedns("drain", *args, *api).returncode == 0
+        res = run_fedns("undrain", "us", "default/nginx", *api)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == ("undrained us default/nginx\n"
+                              "still drained: us (to end: fedns undrain us)\n")
+        res = run_fedns("undrain", "us", *api)
+        assert (res.returncode, res.stdout) == (0, "undrained us\n")
+        assert status(srv.api)["drains"] == {"clusters": [], "shards": []}
+
+
+def test_undrain_of_a_cluster_removed_from_the_config(tmp_path: Path) -> None:
+    """A drain left behind by a cluster removed from the config is listed by
+    ``fedns status`` and ended by ``fedns undrain`` (not only by a hand edit)."""
+    extra = f"state_dir: {tmp_path / 'state'}"
+    cfg = write(tmp_path / "ok.yaml", static_config(extra=extra))
+    with serving(cfg) as srv:
+        api = ("--api", srv.api)
+        assert run_fedns("drain", "asia", "--reason", "decommission", *api).returncode == 0
+        text = static_config(extra=extra)
+        write(cfg, text[:text.index("  - name: asia")] + text[text.index("records:"):])
+        res = run_fedns("reload", *api)
+        assert res.returncode == 0, res.stderr
+        assert status(srv.api)["drains"] == {"clusters": ["asia"], "shards": []}
+        res = run_fedns("undrain", "asia", *api)
+        assert (res.returncode, res.stdout, res.stderr) == (0, "undrained asia\n", "")
+        assert status(srv.api)["drains"] == {"clusters": [], "shards": []}
+        res = run_fedns("drain", "asia", *api)
+        assert res.returncode == 1 and "HTTP 404: unknown cluster 'asia'" in res.stderr
