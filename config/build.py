@@ -440,6 +440,7 @@ def _server(root: Node) -> Server:
         notify_allow=networks(node, "notify_allow"),
         transfer_allow=networks(node, "transfer_allow"),
         transfer_tsig=_tsig_key(node),
+        also_notify=_also_notify(node),
         rrl_responses_per_second=_or(
             node.integer("rrl_responses_per_second"), d.rrl_responses_per_second
         ),
@@ -447,6 +448,41 @@ def _server(root: Node) -> Server:
         rrl_window=_or(node.duration("rrl_window"), d.rrl_window),
         workers=_or(node.integer("workers"), d.workers),
     )
+
+
+def _also_notify(server: Node) -> tuple[tuple[str, int], ...]:
+    """``server.also_notify``: the secondaries sent a NOTIFY, each once."""
+    out: list[tuple[str, int]] = []
+    first: dict[tuple[str, int], Path] = {}
+    for path, text in server.texts("also_notify"):
+        target = checked(server, path, text, notify_target)
+        if target is None:
+            continue
+        if target in first:
+            line = server.ctx.tree.pos(first[target]).line
+            server.ctx.error(path, f"{text!r} is listed twice (first at line {line})")
+            continue
+        first[target] = path
+        out.append(target)
+    return tuple(out)
+
+
+def notify_target(text: str) -> tuple[str, int]:
+    """A NOTIFY target: an IP address with an optional port (default 53):
+    ``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353``."""
+    stripped = text.strip()
+    bare = stripped[1:-1] if stripped.startswith("[") and stripped.endswith("]") else stripped
+    try:  # an address alone (an IPv6 one has colons, and brackets are optional)
+        return ipaddress.ip_address(bare).compressed, 53
+    except ValueError:
+        pass
+    if stripped.count(":") != 1 and not stripped.startswith("["):
+        raise ValueError(f"{text!r} is not an IP address (IPv6 with a port in brackets, "
+                         "e.g. [2001:db8::1]:53)")
+    digits = stripped.rpartition(":")[2]
+    if digits.isdigit() and not 1 <= int(digits) <= 65535:
+        raise ValueError(f"{text!r}: port {int(digits)} is out of range 1-65535 (default 53)")
+    return names.hostport(stripped, need_ip=True)
 
 
 def _tsig_key(server: Node) -> TsigKey | None:

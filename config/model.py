@@ -182,6 +182,8 @@ class Server:
     notify_allow: tuple[Network, ...] = ()
     transfer_allow: tuple[Network, ...] = ()
     transfer_tsig: TsigKey | None = None  # when set, AXFR/IXFR must be TSIG-signed
+    # secondaries sent a NOTIFY (RFC 1996) on every new serial: (IP, port)
+    also_notify: tuple[tuple[str, int], ...] = ()
     rrl_responses_per_second: int = 0  # 0 disables response-rate limiting
     rrl_slip: int = 2
     rrl_window: float = 15.0  # seconds a flooding account stays limited after it stops

@@ -98,8 +98,10 @@ class App:
         # the serving state is frozen out of the garbage collector's walks
         # after each swap; every collection's pause is timed (healthwatch/heap.py)
         self.heap = HeapKeeper(self.registry)
+        # NOTIFY to server.also_notify: this process only, never the workers
         self.dns = DnsServer(config, self.locator, registry=self.registry,
-                             reuse_port=config.server.workers > 1, heap=self.heap)
+                             reuse_port=config.server.workers > 1, heap=self.heap,
+                             notify=True)
         self.workers = (WorkerPool(config, config.server.workers - 1)
                         if config.server.workers > 1 else None)
         self._with_publishers = publishers

@@ -16,6 +16,10 @@ Every label is a bounded set:
 ``other``, ``locality_kind`` one of ``LOCALITY_KINDS``; the transfer counter's
 ``proto`` one of ``XFR_PROTOS`` and ``result`` one of ``XFR_RESULTS``.
 
+``fedns_dns_notify_total{target, result}`` (``DnsMetrics.notify``, a
+``NotifyCounts``): outbound NOTIFY per ``server.also_notify`` target (a
+bounded, configured set) and ``result`` one of ``NOTIFY_RESULTS``.
+
 ``fedns_dns_xfr_total`` (``DnsMetrics.transfers``, a ``TransferCounts``)
 has two writers: the TCP transfers (``xfr.XfrResponder``, given that object
 by the server) and the IXFR queries over UDP (the query handler).
@@ -43,6 +47,9 @@ RCODES: dict[int, str] = {
 LOCALITY_KINDS = ("none", "unknown", "zone", "region", "cluster", "other")
 XFR_PROTOS = ("tcp", "udp")
 XFR_RESULTS = ("ok", "refused", "unsigned", "notauth", "formerr", "servfail")
+# outbound NOTIFY: answered NOERROR, REFUSED, NOTIMP, another rcode; no answer in time;
+# no socket to the target (e.g. no route)
+NOTIFY_RESULTS = ("acknowledged", "refused", "notimp", "other_rcode", "timeout", "send_failed")
 DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "send_failed")
 DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                     0.005, 0.01, 0.025, 0.05, 0.1)
@@ -89,6 +96,27 @@ class TransferCounts:
         return fam
 
 
+class NotifyCounts:
+    """``fedns_dns_notify_total{target, result}``: outbound NOTIFY messages
+    (one per target per new serial, retransmissions not counted again) by how
+    they ended. Written on the event loop only (``notify.Notifier``)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, target: str, result: str) -> None:
+        result = result if result in NOTIFY_RESULTS else "other_rcode"
+        self.counts[(target, result)] = self.counts.get((target, result), 0) + 1
+
+    def family(self) -> CounterMetricFamily:
+        fam = CounterMetricFamily("fedns_dns_notify",
+                                  "Outbound NOTIFY (RFC 1996) per target by outcome",
+                                  labels=["target", "result"])
+        for (target, result), n in sorted(self.counts.items()):
+            fam.add_metric([target, result], float(n))
+        return fam
+
+
 class DnsMetrics(Collector):
     """All ``fedns_dns_*`` metrics; register with ``DnsMetrics(registry)``."""
 
@@ -107,6 +135,7 @@ class DnsMetrics(Collector):
         self.durations: dict[str, PlainHistogram] = {}
         self.sizes: dict[str, PlainHistogram] = {}
         self.transfers = TransferCounts()  # TCP transfers and IXFR over UDP
+        self.notify = NotifyCounts()  # outbound NOTIFY (the parent process only)
         if registry is not None:
             registry.register(self)
 
@@ -195,3 +224,4 @@ class DnsMetrics(Collector):
                                   "Answer tables built from Snapshots",
                                   value=float(self.table_builds))
         yield self.transfers.family()
+        yield self.notify.family()

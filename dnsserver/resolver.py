@@ -196,6 +196,7 @@ class Resolver:
     def _set_soa(self, rec: Record | None) -> None:
         """The negative-answer SOA (RFC 2308: TTL = min(TTL, MINIMUM)) and its
         wire parts for ``negative_authority``."""
+        self.soa = rec  # the apex SOA as configured (NOTIFY's hint, its serial)
         self._soa: Record | None = None
         self._soa_parts: tuple[bytes, bytes, bytes, bytes, bytes] | None = None
         self._neg_blobs: dict[int, bytes] = {}

@@ -10,6 +10,10 @@ fails to build is logged and the old one keeps serving.
 Each configured ``host:port`` gets a UDP socket and a TCP listener on the same
 port; with port 0 the TCP listener takes the port UDP got, so ``addresses``
 lists one (host, port) per listen entry that works for both.
+
+``notify=True`` (the parent process, never a ``server.workers`` worker): each
+new serial served, and the one served at ``start``, is announced to
+``server.also_notify`` with NOTIFY (``dnsserver.notify``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dnsserver.errors import BindError, DnsServerError
 from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.locality import Locator
 from dnsserver.metrics import DnsMetrics
+from dnsserver.notify import Notifier, Timing
 from dnsserver.rebuild import Rebuilder, derive_state, full_state
 from dnsserver.rrl import make_rrl
 from dnsserver.tcp import TcpLimits, open_tcp
@@ -41,11 +46,14 @@ class DnsServer:
     def __init__(self, config: Config, locator: Locator, *,
                  registry: CollectorRegistry | None, fast_path: bool = True,
                  udp_mode: str | None = None, reuse_port: bool = False,
-                 heap: HeapKeeper | None = None) -> None:
+                 heap: HeapKeeper | None = None, notify: bool = False,
+                 notify_timing: Timing | None = None) -> None:
         """``udp_mode``: "mmsg", "thread" or "loop" (``udp.UDP_MODES``); default from the
         environment variable FEDNS_UDP, else ``udp.DEFAULT_MODE``.
         ``reuse_port``: bind with SO_REUSEPORT (worker processes share a port).
-        ``heap``: settled after each new state serves (``healthwatch.heap``)."""
+        ``heap``: settled after each new state serves (``healthwatch.heap``).
+        ``notify``: send NOTIFY to ``server.also_notify`` on each new serial
+        (the parent process only), retransmitting as ``notify_timing`` says."""
         self.config = config
         self.heap = heap
         self.udp_mode = udp_mode or os.environ.get("FEDNS_UDP", DEFAULT_MODE)
@@ -60,6 +68,8 @@ class DnsServer:
             s.resolver.snapshot if (s := self.handler.state) is not None else None),
             self.metrics.transfers)
         self.log = logging.getLogger("dnsserver.server")
+        self.notifier = (Notifier(lambda: self.config.server, self.metrics.notify,
+                                  timing=notify_timing) if notify else None)
         self._rebuilder = Rebuilder(lambda: self.handler.state, self._install,
                                     lambda: self.config.server)
         self.addresses: list[tuple[str, int]] = []
@@ -135,6 +145,8 @@ class DnsServer:
         self.log.info("snapshot_served serial=%d build=%s names=%d rebuilt=%d keys=%d "
                       "seconds=%.4f", state.serial, how, st.names, st.rebuilt_names, st.keys,
                       seconds)
+        if self.notifier is not None:  # never raises
+            self.notifier.publish(state.resolver)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -162,6 +174,8 @@ class DnsServer:
                     self.addresses.append((host, bound))
                     self.log.info("listening address=%s port=%d proto=udp,tcp", host, bound)
                     break
+            if self.notifier is not None:  # the serial served before start, if any
+                self.notifier.start()
         except OSError as exc:
             await self.stop()
             raise BindError(address=host, port=port, cause=str(exc)) from exc
@@ -171,6 +185,8 @@ class DnsServer:
 
     async def stop(self) -> None:
         await self._rebuilder.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         for udp in self._udp:
             udp.close()
         for tcp in self._tcp:

@@ -153,7 +153,7 @@ class ZoneImage:
             if rec.rtype == "SOA" and rec.name == snapshot.zone:
                 if soa is None:
                     soa = wire
-                    self.soa_serial = _soa_serial(rec, snapshot.serial)
+                    self.soa_serial = soa_serial(rec, snapshot.serial)
             else:
                 rest.append(wire)
         self.soa = soa
@@ -386,7 +386,7 @@ class XfrResponder:
         return self._image
 
 
-def _soa_serial(rec: Record, default: int) -> int:
+def soa_serial(rec: Record, default: int) -> int:
     """The SERIAL field of an SOA record (``default`` if it does not parse)."""
     fields = rec.value.split()
     try:

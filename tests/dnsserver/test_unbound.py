@@ -65,8 +65,11 @@ async def _launch_unbound(tmp_path: Path, fedns_port: int
     pytest.fail("unbound found no free port in 5 tries")
 
 
-async def _start_unbound(tmp_path: Path, port: int, fedns_port: int
-                         ) -> asyncio.subprocess.Process:
+async def start_unbound(tmp_path: Path, port: int, zones: str, *, server: str = ""
+                        ) -> asyncio.subprocess.Process:
+    """unbound in the foreground on 127.0.0.1:``port`` (IPv4 only, iterator
+    only, queries to localhost allowed, files in ``tmp_path``), with the
+    ``server:`` options ``server`` added and the zone sections ``zones``."""
     conf = tmp_path / "unbound.conf"
     conf.write_text(f"""server:
     interface: 127.0.0.1
@@ -83,16 +86,22 @@ async def _start_unbound(tmp_path: Path, port: int, fedns_port: int
     module-config: "iterator"
     access-control: 127.0.0.0/8 allow
     num-threads: 1
-    edns-buffer-size: 512
-remote-control:
+{server}remote-control:
     control-enable: no
-stub-zone:
-    name: "{Z}"
-    stub-addr: 127.0.0.1@{fedns_port}
-""")
+{zones}""")
     return await asyncio.create_subprocess_exec(
         "unbound", "-d", "-c", str(conf),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def _start_unbound(tmp_path: Path, port: int, fedns_port: int
+                         ) -> asyncio.subprocess.Process:
+    """unbound with fedns as the stub of the zone, at EDNS 512 (so that TC and
+    the TCP retry are exercised)."""
+    return await start_unbound(tmp_path, port, f"""stub-zone:
+    name: "{Z}"
+    stub-addr: 127.0.0.1@{fedns_port}
+""", server="    edns-buffer-size: 512\n")
 
 
 async def _wait_up(proc: asyncio.subprocess.Process, port: int) -> str | None:
