@@ -192,6 +192,30 @@ class Backend:
         self.server.server_close()
 
 
+class Secondary:
+    """A secondary in ``server.also_notify``: acknowledges every NOTIFY."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.notified = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:  # closed
+                return
+            with contextlib.suppress(dns.exception.DNSException):
+                self.sock.sendto(dns.message.make_response(dns.message.from_wire(data))
+                                 .to_wire(), addr)
+                self.notified += 1
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @dataclass
@@ -203,6 +227,7 @@ class Live:
     backends: dict[str, Backend]
     sim: LoopThread
     fleet: SimFleet
+    secondary: Secondary
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[str, Path] = field(default_factory=dict)
     failed_at: float = 0.0  # Unix time inside the window in which us-east had failed
@@ -259,6 +284,7 @@ def fedns_config(live: Live, http_port: int, etcd_url: str | None) -> dict[str, 
         "ttl": 5,
         "nameservers": {f"ns1.{ZONE}": ["127.0.0.1"]},
         "listen": {"dns": [f"127.0.0.1:{live.dns_port}"], "http": f"127.0.0.1:{http_port}"},
+        "server": {"also_notify": [f"127.0.0.1:{live.secondary.port}"]},
         "state_dir": str(live.tmp / "state"),
         "regions": {
             "us-east1": {"location": [33.2, -80.0], "zones": ["us-east1-b"]},
@@ -386,7 +412,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     backends = {name: Backend(f"127.0.{n}.1") for name, _, _, n in CLUSTERS}
     sim = LoopThread()
     live = Live(tmp=tmp, prom="", api="", dns_port=free_port(), backends=backends, sim=sim,
-                fleet=SimFleet(str(tmp)))
+                fleet=SimFleet(str(tmp)), secondary=Secondary())
     try:
         sim.run(live.fleet.start([KUBE]))
         sim.call(live.fleet.publish_service, KUBE, "nginx", lb_ip=KUBE_LB, ready=2)
@@ -421,6 +447,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         stop_all(live.procs)
         for b in backends.values():
             b.close()
+        live.secondary.close()
         with contextlib.suppress(Exception):
             sim.run(live.fleet.stop())
         sim.close()
@@ -464,7 +491,8 @@ def drive(live: Live, deadline: float) -> None:
                   "count_over_time(fedns_snapshot_serial[1m]) >= 8",
                   'fedns_kube_api_errors_total{op="list"} > 0',
                   "fedns_kube_relists_total > 0", "fedns_kube_watch_restarts_total > 0",
-                  'fedns_kube_events_total{type="MODIFIED"} > 0']
+                  'fedns_kube_events_total{type="MODIFIED"} > 0',
+                  'fedns_dns_notify_total{result="acknowledged"} > 1']
         wait_for("scrapes after the failover",
                  lambda: all(prom_query(live, q) for q in needed), deadline, live.procs)
         time.sleep(2.0)
