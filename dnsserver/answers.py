@@ -61,7 +61,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from dnsserver import wire
-from dnsserver.resolver import Answer, Resolver, name_to_wire, wire_to_labels
+from dnsserver.names import name_to_wire, wire_to_labels
+from dnsserver.resolver import Answer, Resolver
 
 log = logging.getLogger("dnsserver.answers")
 

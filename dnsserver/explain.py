@@ -36,7 +36,9 @@ from config.names import in_zone
 from dnsserver import wire
 from dnsserver.handler import QueryHandler, ServingState, packed_address
 from dnsserver.metrics import DnsMetrics
-from dnsserver.resolver import Resolver, name_to_wire, qtype_code, wire_to_labels
+from dnsserver.names import name_to_wire, wire_to_labels
+from dnsserver.records import qtype_code
+from dnsserver.resolver import Resolver
 from healthwatch.plan_groups import Level, PlanContext, absolute, global_name, ip_info
 from healthwatch.plan_state import localities
 from healthwatch.snapshot import ShardStatus, Snapshot

@@ -36,7 +36,8 @@ from dnsserver.answers import CHASE, NODATA, REFER, AnswerTable, Chain, Entry, e
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
-from dnsserver.resolver import Resolver, wire_to_labels
+from dnsserver.names import wire_to_labels
+from dnsserver.resolver import Resolver
 from dnsserver.xfr import transfer_policy, udp_ixfr
 
 log = logging.getLogger("dnsserver.handler")

@@ -22,7 +22,8 @@ from config.model import Server
 from dnsserver import answers
 from dnsserver.answers import AnswerTable
 from dnsserver.handler import ServingState
-from dnsserver.resolver import Resolver, name_to_wire
+from dnsserver.names import name_to_wire
+from dnsserver.resolver import Resolver
 from healthwatch.heap import paused
 from healthwatch.snapshot import Record, Snapshot
 

@@ -29,40 +29,36 @@ fedns has no DNSSEC). Records below a cut other than glue are not served
 (config refuses them), and wildcards do not match across a cut. A CNAME chain
 that runs into a delegated name stops there with the referral in authority
 (AA=1: the first answer is ours; RFC 1034 4.3.2 step 3b).
+
+Helpers with one job each live beside it: ``names`` (name conversions),
+``records`` (records -> packed RRs), ``recordindex`` (a name's records as the
+index holds them, the records of given names) and ``synthesis`` (wildcard
+synthesis).
 """
 
 from __future__ import annotations
 
-import bisect
 import copy
-import functools
 import ipaddress
 import logging
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from dnslib import QTYPE, RR, DNSBuffer
-
 from config.model import Server
 from dnsserver import wire
+from dnsserver.names import name_to_wire, suffix_at_label
+from dnsserver.recordindex import Static, flat_static, has_ns, records_of, scan_records
+from dnsserver.records import Interner, code_of, compile_record, qtype_code
+from dnsserver.synthesis import Synthesized, owned_by
 from healthwatch.snapshot import UNKNOWN, Record, Snapshot
 
 log = logging.getLogger("dnsserver.resolver")
 
-# rdata with names that the packer compresses (as dnslib does); other types'
-# rdata is packed once to position-independent bytes
-_NAME_RDATA = frozenset(("CNAME", "NS", "PTR"))
 MAX_CHAIN = 8  # CNAME hops chased inside the zone
 _VARIES_MEMO_MAX = 65536
 _WIRE_MEMO_MAX = 8192  # CNAME targets -> wire names
 _TYPED_MAX = 4096  # geo answers -> records by type
 _PACKED_MAX = 16384  # packed records kept (the table build packs name by name)
-_INTERN_MAX = 16384  # names and parts the Interner keeps
-# a name's servable locality-free records, grouped by type: the Record itself
-# when there is one (most names), else a tuple; a tuple or a dict per name
-# would cost 70-600 bytes more, times every name of a large zone
-Static = Record | tuple[Record, ...]
 # Resolver.derive's plan: (name, static records or None) and (name, geo
 # answers or None) per changed name, the names that appear, those that go
 _DerivePlan = tuple[list[tuple[bytes, "Static | None"]],
@@ -78,41 +74,6 @@ class Answer:
     additional: tuple[Record, ...] = ()
     depends: bool = False  # differs by client locality (ECS scope applies)
     aa: bool = True  # False for a referral (a zone cut below the apex)
-
-
-@dataclass(frozen=True, slots=True)
-class Synthesized(Record):
-    """A wildcard's record answering another name (RFC 4592 synthesis): packed
-    as ``source`` with the owner ``owner`` (the lower-cased query name's
-    labels, so the packer points it at the question)."""
-
-    owner: wire.Name = ()
-    source: Record | None = None
-
-
-@functools.lru_cache(maxsize=1 << 12)  # small: a large zone's names cost MBs here
-def name_to_wire(name: str) -> bytes:
-    """Presentation name (absolute, with trailing dot) -> lower-cased wire bytes."""
-    labels = [lab.encode("ascii").lower() for lab in name.rstrip(".").split(".") if lab]
-    if any(len(lab) > 63 for lab in labels) or sum(len(lab) + 1 for lab in labels) + 1 > 255:
-        raise ValueError(f"invalid domain name {name!r}")
-    return wire.name_wire(labels)
-
-
-def wire_to_labels(name: bytes) -> tuple[bytes, ...]:
-    labels = []
-    i = 0
-    while name[i]:
-        labels.append(name[i + 1:i + 1 + name[i]])
-        i += 1 + name[i]
-    return tuple(labels)
-
-
-def qtype_code(rtype: str) -> int | None:
-    code = QTYPE.reverse.get(rtype.upper())
-    if code is None and rtype.upper().startswith("TYPE") and rtype[4:].isdigit():
-        return int(rtype[4:])
-    return int(code) if code is not None else None
 
 
 class Resolver:
@@ -153,7 +114,7 @@ class Resolver:
             wname = name_to_wire(rec.name)
             if self.in_zone(wname):
                 static.setdefault(wname, {}).setdefault(code, []).append(rec)
-        self._static = {n: _flat(per) for n, per in static.items()}
+        self._static = {n: flat_static(per) for n, per in static.items()}
         zone = self.zone
         for wname, per in static.items():
             if wname[:2] == _WILD:
@@ -281,12 +242,12 @@ class Resolver:
             return None
         todo = {str(n) for n in changed}
         todo.add(self.snapshot.zone)
-        plan = self._derive_plan(snapshot, todo, _records_of(snapshot.records, todo))
+        plan = self._derive_plan(snapshot, todo, records_of(snapshot.records, todo))
         if plan is not None and (plan[2] or plan[3]):
             # a name appears or goes: bisection found its records; a scan
             # makes sure (records not sorted can hide a name's records from
             # a bisection), at the cost of one pass over the Snapshot
-            plan = self._derive_plan(snapshot, todo, _scan_records(snapshot.records, todo))
+            plan = self._derive_plan(snapshot, todo, scan_records(snapshot.records, todo))
         if plan is None:
             return None
         statics, geos, added, removed = plan
@@ -330,7 +291,7 @@ class Resolver:
                 else:
                     wilds.discard(wname)
                 continue
-            cut = wname != zone and per is not None and _has_ns(per)
+            cut = wname != zone and per is not None and has_ns(per)
             if cut != (wname in cuts):
                 moved.append(wname)
                 if cut:
@@ -344,7 +305,7 @@ class Resolver:
         when a zone cut comes or goes)."""
         n = len(top)
         return [name for name in {*self._static, *self._geo, *self._ents}
-                if len(name) > n and name.endswith(top) and _suffix_at_label(name, n)]
+                if len(name) > n and name.endswith(top) and suffix_at_label(name, n)]
 
     def _derive_plan(self, snapshot: Snapshot, todo: set[str],
                      found: Mapping[str, list[Record]]) -> _DerivePlan | None:
@@ -369,7 +330,7 @@ class Resolver:
                 code = self._code(rec)
                 if code is not None:
                     typed.setdefault(code, []).append(rec)
-            per = _flat(typed) if typed else None
+            per = flat_static(typed) if typed else None
             statics.append((wname, per))
             geo = snapshot.geo.get(name)
             if geo is not None and not known.issuperset(geo):
@@ -488,14 +449,14 @@ class Resolver:
         if static is None:
             return {}
         if isinstance(static, Record):
-            return {_code_of(static.rtype): (static,)}
+            return {code_of(static.rtype): (static,)}
         out: dict[int, tuple[Record, ...]] = {}
         i = 0
         n = len(static)
-        while i < n:  # runs of one type code (``_flat`` made them)
-            code = _code_of(static[i].rtype)
+        while i < n:  # runs of one type code (``flat_static`` made them)
+            code = code_of(static[i].rtype)
             j = i + 1
-            while j < n and _code_of(static[j].rtype) == code:
+            while j < n and code_of(static[j].rtype) == code:
                 j += 1
             out[code] = static[i:j]
             i = j
@@ -600,17 +561,17 @@ class Resolver:
             touched = touched or geo
             if qtype == wire.T_ANY:
                 if rrsets:  # RFC 8482: one RRset
-                    answer.extend(_owned(rrsets[min(rrsets)], owner))
+                    answer.extend(owned_by(rrsets[min(rrsets)], owner))
                 else:
                     negative = True
                 break
             found = rrsets.get(qtype)
             if found:
-                answer.extend(_owned(found, owner))
+                answer.extend(owned_by(found, owner))
                 break
             cname = rrsets.get(wire.T_CNAME)
             if cname and qtype != wire.T_CNAME:
-                answer.extend(_owned(cname, owner))
+                answer.extend(owned_by(cname, owner))
                 target = self._target(cname[0].value)
                 if not self.in_zone(target) or target in visited:
                     break
@@ -855,185 +816,6 @@ class Resolver:
 
 
 _WILD = b"\x01*"  # a wildcard name's first label, on the wire
-
-
-def _has_ns(static: Static) -> bool:
-    if isinstance(static, Record):
-        return static.rtype == "NS"
-    return any(rec.rtype == "NS" for rec in static)
-
-
-def _suffix_at_label(name: bytes, n: int) -> bool:
-    """Do the last ``n`` bytes of ``name`` start at a label boundary?"""
-    i = 0
-    cut = len(name) - n
-    while i < cut:
-        i += 1 + name[i]
-    return i == cut
-
-
-def _owned(recs: tuple[Record, ...], owner: bytes | None) -> tuple[Record, ...]:
-    """``recs``, or when ``owner`` (a wire name) is given, the same records
-    synthesized for it (RFC 4592)."""
-    if owner is None:
-        return recs
-    labels = wire_to_labels(owner)
-    text = _escaped(labels)
-    return tuple(Synthesized(text, rec.rtype, rec.ttl, rec.value, labels, rec) for rec in recs)
-
-
-def _escaped(labels: tuple[bytes, ...]) -> str:
-    """Wire labels as a presentation name (RFC 1035 5.1 escapes)."""
-    out = []
-    for lab in labels:
-        text = []
-        for b in lab:
-            if b in b".\\()\";$@ " or b < 0x21 or b > 0x7E:
-                text.append(f"\\{b:03d}" if b < 0x21 or b > 0x7E else "\\" + chr(b))
-            else:
-                text.append(chr(b))
-        out.append("".join(text) + ".")
-    return "".join(out) or "."
-
-
-_CODES: dict[str, int] = {}
-
-
-def _code_of(rtype: str) -> int:
-    """``qtype_code`` of a servable record's type (memoised)."""
-    code = _CODES.get(rtype)
-    if code is None:
-        code = qtype_code(rtype)
-        assert code is not None, rtype
-        if len(_CODES) < 1024:
-            _CODES[rtype] = code
-    return code
-
-
-def _flat(typed: dict[int, list[Record]]) -> Static:
-    """Records grouped by type as ``Static``."""
-    recs = tuple(r for rs in typed.values() for r in rs)
-    return recs[0] if len(recs) == 1 else recs
-
-
-def _records_of(records: tuple[Record, ...], names: set[str]) -> dict[str, list[Record]]:
-    """The records of each of ``names``: bisection when ``records`` is sorted
-    by name around every hit (checked at the run's ends and inside it: in
-    records not sorted, a bisection can end on a run of other names), else
-    one scan."""
-    out: dict[str, list[Record]] = {}
-    n = len(records)
-    key = _record_name
-    for name in names:
-        lo = bisect.bisect_left(records, name, key=key)
-        hi = bisect.bisect_right(records, name, lo, key=key)
-        if (lo > 0 and not records[lo - 1].name < name) or (hi < n and not name < records[hi].name):
-            break  # not sorted
-        if lo < hi:
-            run = list(records[lo:hi])
-            if any(rec.name != name for rec in run):
-                break  # not sorted
-            out[name] = run
-    else:
-        return out
-    return _scan_records(records, names)
-
-
-def _scan_records(records: tuple[Record, ...], names: set[str]) -> dict[str, list[Record]]:
-    """The records of each of ``names``, by one pass over ``records``."""
-    out: dict[str, list[Record]] = {}
-    for rec in records:
-        if rec.name in names:
-            out.setdefault(rec.name, []).append(rec)
-    return out
-
-
-def _record_name(rec: Record) -> str:
-    return rec.name
-
-
-def _labels(name: str) -> wire.Name:
-    """A presentation name's wire labels (case kept, as dnslib's ``DNSLabel``)."""
-    labels = tuple(lab.encode("ascii") for lab in name.rstrip(".").split("."))
-    if labels == (b"",):
-        return ()
-    if any(not lab or len(lab) > 63 for lab in labels) or \
-            sum(len(lab) + 1 for lab in labels) + 1 > 255:
-        raise ValueError(f"invalid domain name {name!r}")
-    return labels
-
-
-class Interner:
-    """Shares the parts of packed records between records: one labels tuple
-    per name, one bytes object per label and per fixed part (type, class,
-    TTL). A large zone repeats them in every record; kept once they cost a
-    fraction of the memory. Bounded: forgets everything past ``_INTERN_MAX``
-    names or parts (sharing is then best effort)."""
-
-    __slots__ = ("_bytes", "_names")
-
-    def __init__(self) -> None:
-        self._names: dict[str, wire.Name] = {}
-        self._bytes: dict[bytes, bytes] = {}
-
-    def labels(self, name: str) -> wire.Name:
-        hit = self._names.get(name)
-        if hit is None:
-            parts = self._bytes
-            if len(self._names) >= _INTERN_MAX or len(parts) >= _INTERN_MAX:
-                self._names.clear()  # bounded: sharing is best effort
-                parts.clear()
-            hit = tuple(parts.setdefault(lab, lab) for lab in _labels(name))
-            hit = self._names.setdefault(name, hit)
-        return hit
-
-    def part(self, data: bytes) -> bytes:
-        if len(self._bytes) >= _INTERN_MAX:
-            self._bytes.clear()
-        return self._bytes.setdefault(data, data)
-
-
-class _Flat(DNSBuffer):  # type: ignore[misc]
-    """A dnslib buffer that never compresses: rdata bytes valid at any offset."""
-
-    def encode_name(self, name: object) -> None:
-        self.encode_name_nocompress(name)
-
-
-def compile_record(rec: Record, interner: Interner | None = None) -> wire.PackedRR:
-    """A Record as the packer takes it; raises on bad rdata. With
-    ``interner``, equal names and fixed parts are shared between records."""
-    labels = _labels if interner is None else interner.labels
-    code = qtype_code(rec.rtype)
-    if code is None:
-        raise ValueError(f"unknown type {rec.rtype}")
-    fixed = code.to_bytes(2, "big") + b"\x00\x01" + (rec.ttl & 0xFFFFFFFF).to_bytes(4, "big")
-    if interner is not None:
-        fixed = interner.part(fixed)
-    owner = labels(rec.name)
-    value = rec.value.strip()
-    rdata: wire.RData
-    if rec.rtype == "A":
-        rdata = (socket.inet_pton(socket.AF_INET, value),)
-    elif rec.rtype == "AAAA":
-        rdata = (socket.inet_pton(socket.AF_INET6, value),)
-    elif rec.rtype in _NAME_RDATA:
-        rdata = (labels(value),)
-    elif rec.rtype == "MX":
-        pref, target = value.split()
-        rdata = (int(pref).to_bytes(2, "big"), labels(target))
-    elif rec.rtype == "SOA":
-        mname, rname, *nums = value.split()
-        if len(nums) != 5:
-            raise ValueError("SOA needs 5 numbers")
-        rdata = (labels(mname), labels(rname),
-                 b"".join(int(x).to_bytes(4, "big") for x in nums))
-    else:
-        rr = RR.fromZone(f"{rec.name} {rec.ttl} IN {rec.rtype} {rec.value}")[0]
-        buf = _Flat()
-        rr.rdata.pack(buf)
-        rdata = (bytes(buf.data),)
-    return owner, fixed, rdata
 
 
 def _in_networks(client: bytes, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]

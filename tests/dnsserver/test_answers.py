@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry
 from dnsserver import wire
 from dnsserver.answers import AnswerTable, Chain, question_key
 from dnsserver.handler import QueryHandler, ServingState
+from dnsserver.names import name_to_wire
 from dnsserver.rebuild import changed_names
-from dnsserver.resolver import Resolver, name_to_wire
+from dnsserver.resolver import Resolver
 from dnsserver.server import DnsServer
 from healthwatch.snapshot import Record, Snapshot
 from tests.dnsserver import zonefixture as zf

@@ -22,7 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from dnsserver.handler import QueryHandler, _owner_only
-from dnsserver.resolver import name_to_wire
+from dnsserver.names import name_to_wire
 from dnsserver.server import DnsServer
 from healthwatch.snapshot import Snapshot
 from tests.dnsserver import zonefixture as zf

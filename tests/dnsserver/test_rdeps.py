@@ -10,7 +10,7 @@ from dataclasses import replace
 import dns.message
 
 from dnsserver.answers import AnswerTable, Deps
-from dnsserver.resolver import name_to_wire
+from dnsserver.names import name_to_wire
 from dnsserver.server import DnsServer
 from healthwatch.snapshot import Snapshot
 from tests.dnsserver import zonefixture as zf

@@ -189,7 +189,8 @@ def test_packer_matches_dnslib_for_every_fixture_answer() -> None:
     compression of question, owner and rdata names is dnslib's."""
     from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-    from dnsserver.resolver import Resolver, wire_to_labels
+    from dnsserver.names import wire_to_labels
+    from dnsserver.resolver import Resolver
 
     def reference(labels: tuple[bytes, ...], qtype: int, ans: Answer) -> bytes:
         msg = DNSRecord(DNSHeader(id=0), q=DNSQuestion(DNSLabel(labels), qtype, 1))
@@ -213,7 +214,7 @@ def test_packer_matches_dnslib_for_every_fixture_answer() -> None:
 
 
 def test_interned_records_equal_plain_ones_and_share_parts() -> None:
-    from dnsserver.resolver import Interner, compile_record
+    from dnsserver.records import Interner, compile_record
     interner = Interner()
     recs = [zf.rec(f"a.{Z}", "A", "192.0.2.1"), zf.rec(f"a.{Z}", "A", "192.0.2.2"),
             zf.rec(f"b.{Z}", "CNAME", f"a.{Z}"), zf.rec(f"m.{Z}", "MX", f"10 a.{Z}")]
@@ -229,13 +230,16 @@ def test_tiny_cache_bounds_give_the_same_answers_and_table(
     """The Resolver's caches (packed records, interned parts, records by type,
     CNAME targets) are bounded; forgetting entries all the time changes no
     answer, no packed body and no table entry."""
+    from dnsserver import records
     from dnsserver import resolver as res
     from dnsserver.answers import AnswerTable
-    from dnsserver.resolver import Resolver, wire_to_labels
+    from dnsserver.names import wire_to_labels
+    from dnsserver.resolver import Resolver
 
     plain = Resolver(zf.snapshot(), zf.config().server)
-    for knob in ("_PACKED_MAX", "_INTERN_MAX", "_TYPED_MAX", "_WIRE_MEMO_MAX"):
+    for knob in ("_PACKED_MAX", "_TYPED_MAX", "_WIRE_MEMO_MAX"):
         monkeypatch.setattr(res, knob, 2)
+    monkeypatch.setattr(records, "_INTERN_MAX", 2)
     tiny = Resolver(zf.snapshot(), zf.config().server)
     assert tiny.names() == plain.names()
     for name in plain.names():
