@@ -29,6 +29,7 @@ _DURATIONS = {
     "retry_after_cap": True,
     "heartbeat_interval": False,
     "heartbeat_timeout": False,
+    "credential_reload_interval": False,
 }
 
 
@@ -74,6 +75,8 @@ def kubernetes(root: Node) -> Kubernetes:
         heartbeat_interval=got.get("heartbeat_interval", d.heartbeat_interval),
         heartbeat_timeout=got.get("heartbeat_timeout", d.heartbeat_timeout),
         list_limit=d.list_limit if limit is None else limit,
+        credential_reload_interval=got.get("credential_reload_interval",
+                                           d.credential_reload_interval),
     )
 
 

@@ -206,6 +206,8 @@ class Kubernetes:
     heartbeat_interval: float = 2.0  # GET /version this often to notice a hung API server
     heartbeat_timeout: float = 2.0
     list_limit: int = 500  # page size of list calls
+    # after a 401, the kubeconfig is loaded again (exec plugins run again) at most this often
+    credential_reload_interval: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,15 @@ from healthwatch.kube.errors import KubeconfigError
 from healthwatch.kube.options import KubeOptions
 
 
-def _contexts(path: str) -> tuple[list[str], str | None]:
+def kubeconfig_path(path: str | None) -> str:
+    """``path``, or the default kubeconfig: the first of $KUBECONFIG, else ~/.kube/config."""
+    if path is not None:
+        return path
+    return os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser(
+        "~/.kube/config")
+
+
+def _contexts(path: str) -> tuple[list[str], str | None, dict[str, Any]]:
     try:
         with open(path, encoding="utf-8") as f:
             doc: Any = yaml.safe_load(f)
@@ -32,18 +40,27 @@ def _contexts(path: str) -> tuple[list[str], str | None]:
         if isinstance(c, dict) and isinstance(c.get("name"), str)
     ]
     current = doc.get("current-context")
-    return names, current if isinstance(current, str) and current else None
+    return names, current if isinstance(current, str) and current else None, doc
+
+
+def _uses_exec(doc: dict[str, Any], context: str) -> bool:
+    """Whether ``context``'s user gets its credentials from an exec plugin only."""
+    ctx = next((c.get("context") for c in doc.get("contexts") or []
+                if isinstance(c, dict) and c.get("name") == context), None)
+    user_name = ctx.get("user") if isinstance(ctx, dict) else None
+    user = next((u.get("user") for u in doc.get("users") or []
+                 if isinstance(u, dict) and u.get("name") == user_name), None)
+    if not isinstance(user, dict) or "exec" not in user:
+        return False
+    return not any(k in user for k in ("token", "tokenFile", "auth-provider"))
 
 
 def load_client(path: str | None, context: str | None, options: KubeOptions) -> client.ApiClient:
     """An ApiClient for ``context`` of the kubeconfig at ``path`` (default: $KUBECONFIG
     or ~/.kube/config). Blocking (reads files, may run exec plugins): call it
     off the event loop. Raises KubeconfigError with a one-line reason."""
-    if path is None:
-        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or os.path.expanduser(
-            "~/.kube/config"
-        )
-    names, current = _contexts(path)
+    path = kubeconfig_path(path)
+    names, current, doc = _contexts(path)
     wanted = context or current
     if wanted is None:
         raise KubeconfigError(path=path, problem="no context given and no current-context set")
@@ -60,6 +77,12 @@ def load_client(path: str | None, context: str | None, options: KubeOptions) -> 
         )
     except (ConfigException, ValueError, OSError) as e:
         raise KubeconfigError(path=path, problem=f"context {wanted!r}: {e}") from None
+    if (_uses_exec(doc, wanted) and not configuration.api_key.get("authorization")
+            and not configuration.cert_file):
+        # the client logs the plugin's failure and goes on without credentials
+        raise KubeconfigError(path=path, problem=(
+            f"context {wanted!r}: the exec plugin gave no credentials "
+            "(its error is logged by the kubernetes client)"))
     configuration.retries = False  # our own backoff decides when to retry
     configuration.connection_pool_maxsize = options.pool_size
     return client.ApiClient(configuration)

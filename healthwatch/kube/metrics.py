@@ -4,7 +4,7 @@ One ``KubeMetrics`` per registry, shared by every cluster's source
 (``kube_metrics(registry)``); each source counts through its ``ClusterMetrics``
 (labels bound to its cluster). Counters are thread-safe, so watcher threads
 count directly. Labels are bounded: configured clusters, the resources fedns
-watches, and a fixed set of event types.
+watches, and fixed sets of event types and credential reload reasons.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import weakref
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+RELOAD_REASONS = ("unauthorized", "file_changed")
 
 
 class KubeMetrics:
@@ -36,6 +37,11 @@ class KubeMetrics:
             "fedns_kube_api_errors_total",
             "Failed list or watch calls (HTTP errors, garbage bodies, connection failures)",
             ["cluster", "resource", "op"], registry=registry)
+        self.credential_reloads = Counter(
+            "fedns_kube_credential_reloads_total",
+            "Kubeconfig credentials loaded again while running, by reason (unauthorized: "
+            "after a 401; file_changed: the kubeconfig or a file it names changed)",
+            ["cluster", "reason"], registry=registry)
         self.last_contact = Gauge(
             "fedns_kube_last_contact_timestamp_seconds",
             "Unix time of the last successful contact with the cluster's API server",
@@ -72,6 +78,10 @@ class ClusterMetrics:
         self._m.events.labels(self.cluster, resource, kind).inc()
         self._note((resource, kind))
 
+    def credentials_reloaded(self, reason: str) -> None:
+        reason = reason if reason in RELOAD_REASONS else "unknown"
+        self._m.credential_reloads.labels(self.cluster, reason).inc()
+
     def contact(self, unix_time: float) -> None:
         self._m.last_contact.labels(self.cluster).set(unix_time)
 
@@ -84,6 +94,8 @@ class ClusterMetrics:
             for op in ("list", "watch"):
                 self._m.api_errors.labels(self.cluster, r, op)
                 self._note((r, "op", op))
+        for reason in RELOAD_REASONS:
+            self._m.credential_reloads.labels(self.cluster, reason)
 
     def remove(self) -> None:
         """Drop this cluster's series (its source stopped)."""
@@ -98,6 +110,8 @@ class ClusterMetrics:
             else:
                 _drop(self._m.events, self.cluster, *key)
         _drop(self._m.last_contact, self.cluster)
+        for reason in (*RELOAD_REASONS, "unknown"):
+            _drop(self._m.credential_reloads, self.cluster, reason)
 
     def _note(self, key: tuple[str, ...]) -> None:
         if key not in self._series:

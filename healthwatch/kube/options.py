@@ -27,6 +27,12 @@ class KubeOptions:
     coalesce: float = 0.005  # batch changes this long before emitting a report
     list_limit: int | None = 500  # page size of list calls (None: one page)
     pool_size: int = 10  # HTTP connections per cluster (one per watch + spare)
+    # After a 401 the kubeconfig is loaded again (exec plugins run again), at
+    # most once per this many seconds (the first load counts), so that revoked
+    # credentials cost one plugin run per interval, not one per request. Equal
+    # to the default backoff_cap: a call failing for good is retried no faster.
+    # A changed kubeconfig file is reloaded at once (checked every heartbeat).
+    credential_reload_interval: float = 30.0
 
     @classmethod
     def from_config(cls, knobs: Kubernetes) -> KubeOptions:

@@ -24,12 +24,14 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from config.model import Cluster, Config
 from healthwatch.interfaces import ReportSink
 from healthwatch.kube.backoff import Backoff
 from healthwatch.kube.client import load_client
+from healthwatch.kube.credentials import ClientFactory, Credentials
 from healthwatch.kube.errors import KubeconfigError, KubeError
 from healthwatch.kube.facts import Facts
 from healthwatch.kube.metrics import ClusterMetrics, kube_metrics
@@ -41,7 +43,6 @@ from healthwatch.kube.watch import EventType, Watcher, describe
 from healthwatch.model import ClusterReport, ShardKind
 from healthwatch.tasks import cancel
 
-ClientFactory = Callable[[str | None, str | None, KubeOptions], client.ApiClient]
 # (synced, reachable, last error, region, zone, unreachable shard kinds, failing since)
 Status = tuple[bool, bool, str | None, str | None, str | None, frozenset[ShardKind] | None,
                float | None]
@@ -83,19 +84,29 @@ class _LoopSink:
     def failed(self, resource: str, error: str, since: float) -> None:
         self._post(self._source._on_failed, resource, error, since)
 
+    def unauthorized(self) -> None:
+        self._post(self._source._on_unauthorized)
+
+    def files_changed(self) -> None:
+        self._post(self._source._on_files_changed)
+
 
 class _Heartbeat:
     """GET /version every ``heartbeat_interval`` so a hung API server is noticed
     quickly. After a failure the next one is sent sooner (``backoff_base``,
     doubling up to the interval), so that one slow answer is repaired well
     within ``cluster_grace``; a failure reports when the first failed request
-    of the row was sent."""
+    of the row was sent. Before each request it checks whether the kubeconfig
+    (or a credential file it names) changed, so that a rotated Secret is
+    picked up before the old token stops working."""
 
     def __init__(
-        self, api: client.ApiClient, sink: _LoopSink, options: KubeOptions, log: logging.Logger
+        self, api: client.ApiClient, sink: _LoopSink, options: KubeOptions, log: logging.Logger,
+        files_changed: Callable[[], bool] | None = None,
     ) -> None:
         self._api = api
         self._sink = sink
+        self._files_changed = files_changed
         self._options = options
         self._log = log
         self._stop = threading.Event()
@@ -117,6 +128,7 @@ class _Heartbeat:
         failing_since: float | None = None  # when the first failed request of a row was sent
         wait = interval
         while not self._stop.wait(wait):
+            self._check_files()
             sent = time.time()
             try:
                 response = version.get_code(_request_timeout=timeout, _preload_content=False)
@@ -127,12 +139,33 @@ class _Heartbeat:
                     failing_since = sent
                 wait = retry.next()
                 if not self._stop.is_set():
-                    self._sink.failed("heartbeat", f"API not answering: {describe(e)}",
-                                      failing_since)
+                    self._sink.failed("heartbeat", _heartbeat_error(e), failing_since)
             else:
                 failing_since, wait = None, interval
                 retry.reset()
                 self._sink.contact("heartbeat")
+
+    def _check_files(self) -> None:
+        if self._files_changed is None:
+            return
+        try:
+            changed = self._files_changed()
+        except Exception:  # a stat must never stop the heartbeat
+            self._log.exception("credential_files_check_failed")
+            return
+        if changed:
+            self._sink.files_changed()
+
+
+def _utc_now() -> str:
+    """Now, to the second, for status texts (stable between reloads, unlike "N s ago")."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _heartbeat_error(error: BaseException) -> str:
+    if isinstance(error, ApiException) and error.status:
+        return f"GET /version: {describe(error)}"  # it answers, but refuses
+    return f"API not answering: {describe(error)}"
 
 
 class KubeSource:
@@ -167,6 +200,12 @@ class KubeSource:
         except KubeError as e:
             self._config_error = str(e)
         self._api: client.ApiClient | None = None
+        self._credentials: Credentials | None = None
+        self._reload_task: asyncio.Task[None] | None = None
+        self._loaded_at: float | None = None  # loop time of the last (re)load attempt
+        self._credentials_note: str | None = None  # how the credentials in use were loaded
+        # a request was answered 401 since the last request that succeeded
+        self._refused = False
         self._watchers: list[Watcher] = []
         self._heartbeat: _Heartbeat | None = None
         self._synced: set[str] = set()
@@ -203,6 +242,8 @@ class KubeSource:
         self._stopped = True
         task, self._task = self._task, None
         await cancel(task)
+        reload, self._reload_task = self._reload_task, None
+        await cancel(reload)  # a plugin still running finishes on its thread, unused
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -233,11 +274,13 @@ class KubeSource:
 
     async def _connect(self) -> None:
         backoff = Backoff(self._options.backoff_base, self._options.backoff_cap)
+        assert self._loop is not None
+        sink = _LoopSink(self._loop, self)
+        credentials = Credentials(self._spec.kubeconfig, self._spec.context, self._options,
+                                  self._client_factory, sink.unauthorized)
         while True:
             try:
-                api = await asyncio.to_thread(
-                    self._client_factory, self._spec.kubeconfig, self._spec.context, self._options
-                )
+                api = await asyncio.to_thread(credentials.load)
                 break
             except KubeconfigError as e:
                 delay = backoff.next()
@@ -248,8 +291,9 @@ class KubeSource:
                 await asyncio.sleep(delay)
         self._client_error = None
         self._api = api
-        assert self._loop is not None
-        sink = _LoopSink(self._loop, self)
+        self._credentials = credentials
+        self._loaded_at = self._loop.time()
+        self._credentials_note = f"credentials loaded from {credentials.path} at {_utc_now()}"
         for resource in self._resources:
             watcher = Watcher(
                 resource,
@@ -261,9 +305,76 @@ class KubeSource:
             )
             self._watchers.append(watcher)
             watcher.start()
-        self._heartbeat = _Heartbeat(api, sink, self._options, self._log)
+        self._heartbeat = _Heartbeat(api, sink, self._options, self._log, credentials.changed)
         self._heartbeat.start()
         self._log.info("watching resources=%s", ",".join(r.name for r in self._resources))
+
+    # -- credentials that expire or rotate ---------------------------------------------
+
+    def _on_unauthorized(self) -> None:
+        """A request was answered 401: the credentials expired or were revoked.
+        Reloaded at once unless the last (re)load was less than
+        ``credential_reload_interval`` ago; the 401s of that interval are
+        dropped (the heartbeat brings the next one within its interval)."""
+        if self._stopped:
+            return
+        if not self._refused:
+            self._refused = True
+            self._schedule()  # the status gains the credentials note
+        loop = self._loop
+        if loop is None or self._loaded_at is None:
+            return
+        if loop.time() - self._loaded_at >= self._options.credential_reload_interval:
+            self._start_reload("unauthorized")
+
+    def _on_files_changed(self) -> None:
+        """The kubeconfig or a credential file it names changed on disk (a
+        rotated Secret): reloaded at once, whatever the interval, since new
+        credentials are there; each change is loaded once."""
+        if not self._stopped:
+            self._start_reload("file_changed")
+
+    def _start_reload(self, reason: str) -> None:
+        if self._reload_task is not None or self._credentials is None or self._loop is None:
+            return  # one at a time; a change seen meanwhile is seen again next heartbeat
+        self._loaded_at = self._loop.time()
+        self._reload_task = asyncio.create_task(
+            self._reload(self._credentials, reason), name=f"kube-credentials[{self.cluster}]")
+
+    async def _reload(self, credentials: Credentials, reason: str) -> None:
+        try:
+            try:
+                done = await asyncio.to_thread(
+                    credentials.reload, only_if_changed=reason == "file_changed")
+            except KubeconfigError as e:
+                self._log.warning("credentials_reload_failed cluster=%s reason=%s error=%r",
+                                  self.cluster, reason, str(e))
+                self._count_reload(reason)
+                self._credentials_note = (
+                    f"reloading credentials from {credentials.path} failed at "
+                    f"{_utc_now()}: {e.problem}")
+                self._schedule()
+                return
+            except Exception:  # a bug must not end the reloads silently
+                self._log.exception("credentials_reload_crashed cluster=%s reason=%s",
+                                    self.cluster, reason)
+                return
+            if not done:
+                return
+            self._log.info("credentials_reloaded cluster=%s reason=%s", self.cluster, reason)
+            self._count_reload(reason)
+            for watcher in self._watchers:  # retry now, not after up to backoff_cap
+                if watcher.name in self._errors:
+                    watcher.wake()
+            self._credentials_note = (
+                f"credentials reloaded from {credentials.path} at {_utc_now()}")
+            self._schedule()
+        finally:
+            self._reload_task = None
+
+    def _count_reload(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.credentials_reloaded(reason)
 
     # -- events from the threads (on the loop) ---------------------------------------
 
@@ -279,6 +390,7 @@ class KubeSource:
     def _on_listed(self, resource: str, items: list[Facts]) -> None:
         if self._stopped:
             return
+        self._refused = False
         self._state.replace_all(resource, items)
         self._synced.add(resource)
         self._touch(resource)
@@ -297,6 +409,7 @@ class KubeSource:
     def _on_contact(self, resource: str) -> None:
         if self._stopped:
             return
+        self._refused = False  # a request made now (heartbeat, new watch) succeeded
         self._touch(resource)
         self._schedule()
 
@@ -323,6 +436,8 @@ class KubeSource:
             order = ["heartbeat", *(r.name for r in self._resources)]
             first = min(self._errors, key=lambda k: order.index(k) if k in order else len(order))
             problem = self._errors[first]  # already "list services: HTTP 500 ..."
+            if self._refused and self._credentials_note is not None:
+                problem = f"{problem} ({self._credentials_note})"
         where = self._state.context.placement
         since = None if reachable else self._failing_since()
         return (synced, reachable, problem, where.region, where.zone, self._failing_kinds(), since)

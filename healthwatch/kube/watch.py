@@ -178,6 +178,7 @@ class Watcher:
         self._options = options
         self._log = log
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a retry wait short (set by stop() too)
         self._lock = threading.Lock()
         self._response: urllib3.BaseHTTPResponse | None = None
         self._thread: threading.Thread | None = None
@@ -208,6 +209,7 @@ class Watcher:
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the loop; interrupts a blocked watch read. Blocks up to ``timeout``."""
         self._stop.set()
+        self._wake.set()
         with self._lock:
             response = self._response
         if response is not None:
@@ -215,6 +217,18 @@ class Watcher:
                 response.shutdown()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Retry now if waiting to retry after an error (the credentials were
+        just reloaded), unless the server asked for the wait (Retry-After)."""
+        self._wake.set()
+
+    def _pause(self, delay: float, *, wakeable: bool = True) -> None:
+        if wakeable:
+            self._wake.wait(delay)
+            self._wake.clear()
+        else:
+            self._stop.wait(delay)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -234,7 +248,7 @@ class Watcher:
                     self.resource_version = None
                 elif outcome == "broken":
                     self._down(time.time())
-                    self._stop.wait(backoff.next())
+                    self._pause(backoff.next())
                 else:
                     backoff.reset()
             except Gone:
@@ -255,7 +269,7 @@ class Watcher:
                 if self._metrics is not None:
                     self._metrics.api_error(self.name, phase)
                 self._sink.failed(self.name, error, self._down(self._failed_at()))
-                self._stop.wait(delay)
+                self._pause(delay, wakeable=asked is None)
             except Exception as e:  # a bug must not kill the thread silently
                 if self._stop.is_set():
                     break
@@ -264,7 +278,7 @@ class Watcher:
                     self._metrics.api_error(self.name, phase)
                 self._sink.failed(self.name, f"{phase} {self.name}: {describe(e)}",
                                   self._down(self._failed_at()))
-                self._stop.wait(backoff.next())
+                self._pause(backoff.next())
 
     def _down(self, at: float) -> float:
         """This resource stopped working at ``at``, unless it already had: the onset."""
