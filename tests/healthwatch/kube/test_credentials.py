@@ -64,6 +64,16 @@ async def _start(kube: Harness, api: TokenAuthAPI, kubeconfig: str,
     await kube.wait_for(lambda r: r.synced and r.reachable and shard(r, "web") is not None)
 
 
+async def _token_source(kube: Harness, options: KubeOptions = OPTIONS
+                        ) -> tuple[TokenAuthAPI, str]:
+    """A source on a kubeconfig file with the token OLD, which the API accepts."""
+    api = await _auth_api(OLD)
+    path = os.path.join(kube.tmp, "secret.kubeconfig")
+    write_token_kubeconfig(path, context="fed-a", server=api.url, token=OLD)
+    await _start(kube, api, path, options=options)
+    return api, path
+
+
 def _no_token_logged(caplog: pytest.LogCaptureFixture) -> None:
     leaked = [m for m in caplog.messages if any(t in m for t in TOKENS)]
     assert not leaked, leaked
@@ -81,10 +91,7 @@ async def test_rotated_kubeconfig_is_used_before_the_old_token_stops_working(
     kube: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    api = await _auth_api(OLD)
-    path = os.path.join(kube.tmp, "secret.kubeconfig")
-    write_token_kubeconfig(path, context="fed-a", server=api.url, token=OLD)
-    await _start(kube, api, path)
+    api, path = await _token_source(kube)
     seen = len(kube.reports)
 
     # the Secret is rotated: a new token is issued, the mounted file swapped;
@@ -229,10 +236,7 @@ async def test_unusable_rotated_kubeconfig_keeps_the_working_credentials(
     kube: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    api = await _auth_api(OLD)
-    path = os.path.join(kube.tmp, "secret.kubeconfig")
-    write_token_kubeconfig(path, context="fed-a", server=api.url, token=OLD)
-    await _start(kube, api, path)
+    api, path = await _token_source(kube)
     seen = len(kube.reports)
 
     replace_file(path, "clusters: [unclosed\n")  # a broken Secret
@@ -253,10 +257,7 @@ async def test_unusable_rotated_kubeconfig_keeps_the_working_credentials(
 async def test_reload_wakes_watches_waiting_out_a_long_backoff(kube: Harness) -> None:
     # retries of a watch back off from 2 s: after two 401s the next waits 2-4 s
     slow = replace(OPTIONS, backoff_base=2.0, backoff_cap=10.0)
-    api = await _auth_api(OLD)
-    path = os.path.join(kube.tmp, "secret.kubeconfig")
-    write_token_kubeconfig(path, context="fed-a", server=api.url, token=OLD)
-    await _start(kube, api, path, options=slow)
+    api, path = await _token_source(kube, slow)
     watched = ("services", "endpointslices", "ingresses")
 
     api.accept()  # revoked; the replacement comes a little later
