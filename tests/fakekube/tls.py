@@ -100,10 +100,7 @@ class CertAuthAPI(FakeKubeAPI):
         self.pki = pki
         self.accepted = frozenset(accepted)
         self.seen: list[tuple[float, str, str | None, bool]] = []  # (time, path, CN, accepted)
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+        self._tls = _server_context(pki)
 
     def accept(self, *common_names: str) -> None:
         self.accepted = frozenset(common_names)
@@ -112,31 +109,9 @@ class CertAuthAPI(FakeKubeAPI):
         """The paths requested with ``common_name``'s certificate since ``since``."""
         return {path for at, path, cn, _ok in self.seen if cn == common_name and at >= since}
 
-    async def start(self, port: int | None = None) -> None:
-        if self._runner is not None:
-            return
-        self._killed.clear()
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._port if port is None else port,
-                           reuse_address=True, ssl_context=self._ssl_context())
-        await site.start()
-        self._runner = runner
-        if self._port == 0:
-            self._port = int(runner.addresses[0][1])
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=self.pki.ca_pem.decode())
-        with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads files only
-            cert, key = Path(tmp, "server.crt"), Path(tmp, "server.key")
-            cert.write_bytes(self.pki.server.cert_pem)
-            key.write_bytes(self.pki.server.key_pem)
-            ctx.load_cert_chain(cert, key)
-        return ctx
+    @property
+    def tls(self) -> ssl.SSLContext:
+        return self._tls
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
@@ -146,6 +121,20 @@ class CertAuthAPI(FakeKubeAPI):
         if not ok:
             return web.json_response(status_body(401, "Unauthorized", "Unauthorized"), status=401)
         return await super()._handle(request)
+
+
+def _server_context(pki: Pki) -> ssl.SSLContext:
+    """TLS for the server: its certificate, and client certificates required,
+    signed by the PKI's CA."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=pki.ca_pem.decode())
+    with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads files only
+        cert, key = Path(tmp, "server.crt"), Path(tmp, "server.key")
+        cert.write_bytes(pki.server.cert_pem)
+        key.write_bytes(pki.server.key_pem)
+        ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 def _common_name(peer: object) -> str | None:

@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,7 +128,13 @@ class FakeKubeAPI:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.host}:{self._port}"
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The server side of TLS (None: plain HTTP, as the demo serves)."""
+        return None
 
     @property
     def running(self) -> bool:
@@ -147,6 +154,7 @@ class FakeKubeAPI:
             self.host,
             self._port if port is None else port,
             reuse_address=True,
+            ssl_context=self.tls,
         )
         await site.start()
         self._runner = runner
