@@ -277,8 +277,12 @@ class App:
         drain = self.engine.drains.get(cluster, service)
         return {} if drain is None else drain.to_dict()
 
-    async def undrain(self, cluster: str, service: str | None, *, client: str = "") -> None:
+    async def undrain(self, cluster: str, service: str | None, *,
+                      client: str = "") -> dict[str, Any]:
+        before = self.engine.drains
         self._drain_op(lambda: self.engine.undrain(cluster, service, by=client))
+        return {"was_drained": before.get(cluster, service) is not None,
+                "still_drained": before.covering(cluster, service)}
 
     @staticmethod
     def _drain_op(op: Callable[[], object]) -> None:

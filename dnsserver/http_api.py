@@ -63,7 +63,12 @@ class Control(Protocol):
         duration, (404) for an unknown cluster."""
         ...
 
-    async def undrain(self, cluster: str, service: str | None, *, client: str = "") -> None: ...
+    async def undrain(self, cluster: str, service: str | None, *,
+                      client: str = "") -> dict[str, Any]:
+        """End a drain (idempotent). Returns whether the target was drained
+        (``was_drained``) and the other drains that still keep it, or part of
+        it, out (``still_drained``)."""
+        ...
 
     async def reload(self) -> ReloadResult: ...
 
@@ -232,12 +237,8 @@ class HttpApi:
                 cluster, service, reason=reason, duration=duration, client=client)
             action = "drained"
         else:
-            before = _drain_targets(self._control.status())
-            await self._control.undrain(cluster, service, client=client)
+            body.update(await self._control.undrain(cluster, service, client=client))
             action = "undrained"
-            if before is not None:  # what it ended, and what still keeps it out
-                body["was_drained"] = _target(cluster, service) in before
-                body["still_drained"] = _covering(before, cluster, service)
         log.info("http_%s cluster=%s service=%s remote=%s", action, cluster, service or "*",
                  client or "-")
         return _json({**body, "action": action})
@@ -249,28 +250,6 @@ class HttpApi:
 
 
 DRAIN_OPTIONS = ("reason", "for")
-
-
-def _target(cluster: str, service: str | None) -> str:
-    """A drain's name as the status document lists it: ``us`` or ``us/default/nginx``."""
-    return cluster if service is None else f"{cluster}/{service}"
-
-
-def _drain_targets(status: dict[str, Any]) -> list[str] | None:
-    """Every drained cluster and shard of a status document; None if it has none."""
-    drains = status.get("drains")
-    if not isinstance(drains, dict):
-        return None
-    names = [*(drains.get("clusters") or []), *(drains.get("shards") or [])]
-    return [n for n in names if isinstance(n, str)]
-
-
-def _covering(targets: list[str], cluster: str, service: str | None) -> list[str]:
-    """The drains, other than the target itself, that keep (part of) the target
-    out: a shard's cluster drain, a cluster's shard drains."""
-    if service is not None:
-        return [cluster] if cluster in targets else []
-    return sorted(t for t in targets if t.startswith(cluster + "/"))
 
 
 def _drain_options(raw: bytes) -> tuple[str, str | float | None]:

@@ -171,6 +171,14 @@ class DrainSet:
         return next((d for d in self.details if d.key == (cluster, service)),
                     Drain(cluster, service))
 
+    def covering(self, cluster: str, service: str | None = None) -> list[str]:
+        """The drains other than this cluster's (``service`` None) or shard's
+        own that keep it, or part of it, out: a shard's cluster drain, a
+        cluster's shard drains (as ``Drain.target`` names them)."""
+        if service is not None:
+            return [cluster] if cluster in self.clusters else []
+        return sorted(f"{c}/{s}" for c, s in self.shards if c == cluster)
+
     def expired(self, now: float) -> list[Drain]:
         return [d for d in self.entries() if d.expired(now)]
 

@@ -37,9 +37,11 @@ class FakeControl:
         self.options.append({"reason": reason, "duration": duration, "client": client})
         return {"cluster": cluster, "reason": reason}
 
-    async def undrain(self, cluster: str, service: str | None, *, client: str = "") -> None:
+    async def undrain(self, cluster: str, service: str | None, *,
+                      client: str = "") -> dict[str, Any]:
         self.calls.append(("undrain", cluster, service))
         self.options.append({"client": client})
+        return {"was_drained": True, "still_drained": []}
 
     async def reload(self) -> ReloadResult:
         self.calls.append(("reload", "", None))
