@@ -43,14 +43,22 @@ def _contexts(path: str) -> tuple[list[str], str | None, dict[str, Any]]:
     return names, current if isinstance(current, str) and current else None, doc
 
 
+def kube_entry(doc: dict[str, Any], section: str, key: str, name: Any) -> dict[str, Any]:
+    """The ``key`` mapping of the entry called ``name`` in a kubeconfig's
+    ``section`` (``contexts``/``context``, ``users``/``user``,
+    ``clusters``/``cluster``); empty when there is none."""
+    for item in doc.get(section) or []:
+        if isinstance(item, dict) and item.get("name") == name and isinstance(item.get(key), dict):
+            found: dict[str, Any] = item[key]
+            return found
+    return {}
+
+
 def _uses_exec(doc: dict[str, Any], context: str) -> bool:
     """Whether ``context``'s user gets its credentials from an exec plugin only."""
-    ctx = next((c.get("context") for c in doc.get("contexts") or []
-                if isinstance(c, dict) and c.get("name") == context), None)
-    user_name = ctx.get("user") if isinstance(ctx, dict) else None
-    user = next((u.get("user") for u in doc.get("users") or []
-                 if isinstance(u, dict) and u.get("name") == user_name), None)
-    if not isinstance(user, dict) or "exec" not in user:
+    ctx = kube_entry(doc, "contexts", "context", context)
+    user = kube_entry(doc, "users", "user", ctx.get("user"))
+    if "exec" not in user:
         return False
     return not any(k in user for k in ("token", "tokenFile", "auth-provider"))
 

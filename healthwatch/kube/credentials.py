@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from healthwatch.kube.client import kubeconfig_path
+from healthwatch.kube.client import kube_entry, kubeconfig_path
 from healthwatch.kube.options import KubeOptions
 
 ClientFactory = Callable[[str | None, str | None, KubeOptions], client.ApiClient]
@@ -137,24 +137,16 @@ def credential_files(path: str, context: str | None) -> tuple[str, ...]:
     if not isinstance(doc, dict):
         return tuple(files)
     wanted = context or doc.get("current-context")
-    ctx = _entry(doc, "contexts", "context", wanted)
+    ctx = kube_entry(doc, "contexts", "context", wanted)
     base = os.path.dirname(os.path.abspath(path))
     for section, key, keys, ref in (("users", "user", _USER_FILES, "user"),
                                      ("clusters", "cluster", _CLUSTER_FILES, "cluster")):
-        entry = _entry(doc, section, key, ctx.get(ref))
+        entry = kube_entry(doc, section, key, ctx.get(ref))
         for name in keys:
             value = entry.get(name)
             if isinstance(value, str) and value:
                 files.append(os.path.normpath(os.path.join(base, value)))
     return tuple(files)
-
-
-def _entry(doc: dict[str, Any], section: str, key: str, name: Any) -> dict[str, Any]:
-    for item in doc.get(section) or []:
-        if isinstance(item, dict) and item.get("name") == name and isinstance(item.get(key), dict):
-            found: dict[str, Any] = item[key]
-            return found
-    return {}
 
 
 def _stamp(files: tuple[str, ...]) -> Stamp:
