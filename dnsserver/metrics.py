@@ -27,7 +27,7 @@ by the server) and the IXFR queries over UDP (the query handler).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -74,47 +74,50 @@ def locality_kind(locality: str | None) -> str:
     return kind if kind in LOCALITY_KINDS else "other"
 
 
-class TransferCounts:
-    """``fedns_dns_xfr_total{proto, result}``: zone transfer requests (AXFR and
-    IXFR over TCP, IXFR over UDP) by how they were answered. One writer per
-    proto (the event loop for TCP, the UDP thread for UDP), each bumping only
-    its own keys; ``DnsMetrics`` collects it."""
+class PairCounts:
+    """A counter family with two labels, kept as a plain dict of counts and
+    exported by ``DnsMetrics``'s collect (``NAME``, ``HELP``, ``LABELS``)."""
 
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {
-            (proto, result): 0 for proto in XFR_PROTOS for result in XFR_RESULTS}
+    NAME = ""
+    HELP = ""
+    LABELS: tuple[str, str] = ("", "")
 
-    def count(self, proto: str, result: str) -> None:
-        self.counts[(proto, result)] += 1
+    def __init__(self, keys: Iterable[tuple[str, str]] = ()) -> None:
+        self.counts: dict[tuple[str, str], int] = dict.fromkeys(keys, 0)
+
+    def count(self, first: str, second: str) -> None:
+        self.counts[(first, second)] = self.counts.get((first, second), 0) + 1
 
     def family(self) -> CounterMetricFamily:
-        fam = CounterMetricFamily("fedns_dns_xfr",
-                                  "Zone transfer requests (AXFR/IXFR over TCP, IXFR over UDP)",
-                                  labels=["proto", "result"])
-        for (proto, result), n in self.counts.items():
-            fam.add_metric([proto, result], float(n))
+        fam = CounterMetricFamily(self.NAME, self.HELP, labels=list(self.LABELS))
+        for key, n in sorted(self.counts.items()):
+            fam.add_metric(list(key), float(n))
         return fam
 
 
-class NotifyCounts:
+class TransferCounts(PairCounts):
+    """``fedns_dns_xfr_total{proto, result}``: zone transfer requests (AXFR and
+    IXFR over TCP, IXFR over UDP) by how they were answered, every pair from
+    zero. One writer per proto (the event loop for TCP, the UDP thread for
+    UDP), each bumping only its own keys; ``DnsMetrics`` collects it."""
+
+    NAME = "fedns_dns_xfr"
+    HELP = "Zone transfer requests (AXFR/IXFR over TCP, IXFR over UDP)"
+    LABELS = ("proto", "result")
+
+    def __init__(self) -> None:
+        super().__init__((proto, result) for proto in XFR_PROTOS for result in XFR_RESULTS)
+
+
+class NotifyCounts(PairCounts):
     """``fedns_dns_notify_total{target, result}``: outbound NOTIFY messages
     (one per target per new serial, retransmissions not counted again) by how
-    they ended. Written on the event loop only (``notify.Notifier``)."""
+    they ended (``NOTIFY_RESULTS``). Written on the event loop only
+    (``notify.Notifier``)."""
 
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str], int] = {}
-
-    def count(self, target: str, result: str) -> None:
-        result = result if result in NOTIFY_RESULTS else "other_rcode"
-        self.counts[(target, result)] = self.counts.get((target, result), 0) + 1
-
-    def family(self) -> CounterMetricFamily:
-        fam = CounterMetricFamily("fedns_dns_notify",
-                                  "Outbound NOTIFY (RFC 1996) per target by outcome",
-                                  labels=["target", "result"])
-        for (target, result), n in sorted(self.counts.items()):
-            fam.add_metric([target, result], float(n))
-        return fam
+    NAME = "fedns_dns_notify"
+    HELP = "Outbound NOTIFY (RFC 1996) per target by outcome"
+    LABELS = ("target", "result")
 
 
 class DnsMetrics(Collector):
