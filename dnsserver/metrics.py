@@ -48,8 +48,11 @@ LOCALITY_KINDS = ("none", "unknown", "zone", "region", "cluster", "other")
 XFR_PROTOS = ("tcp", "udp")
 XFR_RESULTS = ("ok", "refused", "unsigned", "notauth", "formerr", "servfail")
 # outbound NOTIFY: answered NOERROR, REFUSED, NOTIMP, another rcode; no answer in time;
-# no socket to the target (e.g. no route)
-NOTIFY_RESULTS = ("acknowledged", "refused", "notimp", "other_rcode", "timeout", "send_failed")
+# no socket to the target (e.g. no route); a signed NOTIFY answered, but never with a
+# reply whose TSIG verifies (bad_tsig) or only with the secondary's TSIG error
+# (BADKEY, BADSIG, BADTIME: tsig_error)
+NOTIFY_RESULTS = ("acknowledged", "refused", "notimp", "other_rcode", "timeout", "send_failed",
+                  "bad_tsig", "tsig_error")
 DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "send_failed")
 DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                     0.005, 0.01, 0.025, 0.05, 0.1)

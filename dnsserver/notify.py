@@ -12,14 +12,24 @@ connected to the target:
   its SOA query); with ``server.transfer_tsig`` it is TSIG-signed with that
   key (secondaries that transfer with a key expect signed NOTIFYs), by the
   signing code transfers use (``xfr.TransferPolicy.sign``);
-- a reply counts when it comes from the target's address and port and has
+- a reply matches when it comes from the target's address and port and has
   QR=1, opcode NOTIFY, the message's ID and the same question; anything
-  else (a spoofed or malformed datagram) is ignored. The reply's TSIG, if
-  any, is not verified: a forged acknowledgement can only stop
-  retransmissions early (the secondary still refreshes at the SOA refresh);
-- any rcode ends the target's exchange: NOERROR "acknowledged", REFUSED
-  "refused", NOTIMP "notimp", another "other_rcode" (the three logged at
-  warning when a target starts answering so, not again for every serial);
+  else (a spoofed or malformed datagram) is ignored;
+- a signed NOTIFY takes only a reply signed with the same key over the
+  NOTIFY's MAC, within the fudge (RFC 8945 section 5.3; ``tsig_rejection``).
+  Any other matching reply (unsigned, another key, a bad MAC or time, a
+  TSIG error such as BADKEY/BADSIG from the secondary) is rejected: logged
+  at warning once per round and target (the reason, never the secret), and
+  the exchange goes on as if it had not come (RFC 8945 section 5.4), so a
+  forged acknowledgement cannot stop the retransmissions early. A round
+  that then gets no verified reply ends "bad_tsig" (the last rejected reply
+  did not verify) or "tsig_error" (it was the secondary's TSIG error)
+  instead of "timeout". An unsigned NOTIFY takes a matching reply as it is
+  (``_Exchange``);
+- any reply taken ends the target's exchange: NOERROR "acknowledged",
+  REFUSED "refused", NOTIMP "notimp", another "other_rcode" (the three
+  logged at warning when a target starts answering so, not again for every
+  serial);
 - no reply: sent again after ``Timing.first`` seconds, then after twice as
   long each time, ``Timing.tries`` sends in all, then "timeout" (logged);
 - a socket that cannot be opened (no route to the target): "send_failed".
@@ -49,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import secrets
@@ -61,9 +72,12 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
+import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
 import dns.rrset
+import dns.tsig
 
 from config.model import Server
 from dnsserver import wire
@@ -163,22 +177,109 @@ def reply_rcode(data: bytes, qid: int, question: tuple[tuple[bytes, ...], int, i
     return flags & 0xF
 
 
+# the TSIG errors a secondary can answer with (RFC 8945 section 5.3.2);
+# dns.rcode.to_text would call 16 BADVERS
+TSIG_ERRORS = {dns.rcode.BADSIG: "BADSIG", dns.rcode.BADKEY: "BADKEY",
+               dns.rcode.BADTIME: "BADTIME", dns.rcode.BADTRUNC: "BADTRUNC"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a matching reply to a signed NOTIFY was not taken: ``result``, what
+    the exchange ends with if no verified reply follows ("bad_tsig",
+    "tsig_error"), and ``reason``, key=value text for the log."""
+
+    result: str
+    reason: str
+
+
+Verify = Callable[[bytes], Rejection | None]
+
+
+def tsig_rejection(data: bytes, key: dns.tsig.Key, request_mac: bytes) -> Rejection | None:
+    """None when ``data``, a reply matching our NOTIFY signed with ``key``
+    (MAC ``request_mac``), is signed with ``key`` over that MAC within its
+    fudge (RFC 8945 section 5.3, verified by dnspython); else why not.
+
+    A TSIG error from the secondary (BADKEY, BADSIG, BADTIME, BADTRUNC) is
+    rejected too, as its own result, rather than ending the exchange: RFC
+    8945 section 5.4 says a reply whose TSIG is unsigned (as section 5.3.2
+    makes BADKEY and BADSIG answers) or does not verify should not be
+    accepted, the client logging it and waiting for a signed reply until
+    it times out. Ending on it would let anyone who can forge the target's
+    address stop the retransmissions with a forged BADSIG, the hole this
+    check closes; going on costs at most the ``Timing.tries`` datagrams a
+    silent target costs, and the result ("tsig_error") still tells the
+    operator that the keys or clocks disagree."""
+    try:
+        plain = dns.message.from_wire(data, keyring=False)  # parsed, TSIG not checked
+    except Exception as exc:  # dnspython raises many types on hostile bytes
+        return Rejection("bad_tsig", f"reason=malformed error={type(exc).__name__}")
+    tsig = plain.tsig
+    if tsig is None:
+        return Rejection("bad_tsig", "reason=unsigned")
+    if tsig[0].error:
+        return Rejection("tsig_error", "reason=tsig_error " + _tsig_error(tsig[0]))
+    try:
+        dns.message.from_wire(data, keyring={key.name: key}, request_mac=request_mac)
+    except dns.message.UnknownTSIGKey:
+        return Rejection("bad_tsig", f"reason=unknown_key key={tsig.name}")
+    except (dns.tsig.BadSignature, dns.tsig.BadKey):
+        return Rejection("bad_tsig", "reason=bad_signature")
+    except dns.tsig.BadTime:
+        return Rejection("bad_tsig", f"reason=bad_time signed={tsig[0].time_signed}")
+    except dns.tsig.BadAlgorithm:
+        return Rejection("bad_tsig", f"reason=bad_algorithm algorithm={tsig[0].algorithm}")
+    except Exception as exc:  # as above: never into the event loop
+        return Rejection("bad_tsig", f"reason=malformed error={type(exc).__name__}")
+    return None
+
+
+def _tsig_error(rdata: dns.rdtypes.ANY.TSIG.TSIG) -> str:
+    """``error=NAME``, and for BADTIME the secondary's clock (RFC 8945 section
+    5.4.3 asks for it to be logged: the skew is what to fix)."""
+    text = f"error={TSIG_ERRORS.get(rdata.error, rdata.error)}"
+    if rdata.error == dns.rcode.BADTIME and len(rdata.other) == 6:
+        text += f" their_time={int.from_bytes(rdata.other, 'big')} our_time={int(time.time())}"
+    return text
+
+
+def mac_of(signed: bytes) -> bytes:
+    """The MAC of the TSIG that ``signed`` (a message we signed) ends with."""
+    mac = dns.message.from_wire(signed, keyring=False).mac
+    if not mac:
+        raise ValueError("signed NOTIFY has no MAC")
+    return mac
+
+
 def show(target: Target) -> str:
     host, port = target
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Exchange(asyncio.DatagramProtocol):
-    """One target's socket: ``answer`` gets the first matching reply's rcode."""
+    """One target's socket: ``answer`` gets the first matching reply's rcode
+    that ``verify`` (the TSIG check of a signed NOTIFY) does not reject.
+
+    Without ``verify`` (an unsigned NOTIFY) a reply's TSIG, if any, is not
+    checked: there is no key to check it with, and refusing such a reply
+    would protect nothing (a forger would leave the TSIG off and be taken),
+    while a secondary that signs its answers anyway would look silent. RFC
+    8945 expects an unsigned answer to an unsigned request; we accept both.
+    """
 
     def __init__(self, target: Target, qid: int,
-                 question: tuple[tuple[bytes, ...], int, int]) -> None:
+                 question: tuple[tuple[bytes, ...], int, int],
+                 verify: Verify | None, serial: int) -> None:
         self.target = target
         self.ip = ipaddress.ip_address(target[0])
         self.qid = qid
         self.question = question
+        self.verify = verify
+        self.serial = serial
         self.answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.ignored = 0
+        self.rejected: Rejection | None = None  # the last rejected reply's
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         if self.answer.done():
@@ -189,7 +290,19 @@ class _Exchange(asyncio.DatagramProtocol):
             log.debug("notify_reply_ignored target=%s from=%s bytes=%d", show(self.target),
                       addr[:2], len(data))
             return
+        rejection = self.verify(data) if self.verify is not None else None
+        if rejection is not None:
+            self._reject(rejection, rcode)
+            return
         self.answer.set_result(rcode)
+
+    def _reject(self, rejection: Rejection, rcode: int) -> None:
+        """Remember ``rejection``; a warning for the round's first, debug after
+        (a secondary answering every retransmission so warns once a serial)."""
+        level = logging.WARNING if self.rejected is None else logging.DEBUG
+        self.rejected = rejection
+        log.log(level, "notify_reply_rejected target=%s serial=%d %s rcode=%d",
+                show(self.target), self.serial, rejection.reason, rcode)
 
     def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
         log.debug("notify_socket_error target=%s error=%r", show(self.target), exc)
@@ -293,9 +406,15 @@ class Notifier:
         log.info("notify_round serial=%d targets=%d signed=%s", notice.serial, len(targets),
                  policy.key is not None)
 
-        def message(qid: int) -> bytes:
+        def message(qid: int) -> tuple[bytes, Verify | None]:
+            """The NOTIFY with ID ``qid``, and the check of its replies' TSIG
+            when it is signed."""
             data = qid.to_bytes(2, "big") + base[2:]
-            return policy.sign(data, b"", None)[0] if policy.key is not None else data
+            key = policy.key
+            if key is None:
+                return data, None
+            signed = policy.sign(data, b"", None)[0]
+            return signed, functools.partial(tsig_rejection, key=key, request_mac=mac_of(signed))
 
         results = await asyncio.gather(
             *(self._exchange(t, message, question, notice.serial) for t in targets),
@@ -311,18 +430,19 @@ class Notifier:
                  time.monotonic() - started,
                  " ".join(f"{k}={v}" for k, v in sorted(summary.items())))
 
-    async def _exchange(self, target: Target, message: Callable[[int], bytes],
+    async def _exchange(self, target: Target,
+                        message: Callable[[int], tuple[bytes, Verify | None]],
                         question: tuple[tuple[bytes, ...], int, int], serial: int) -> str:
         """One target: send, wait, send again...; the result (also counted)."""
         loop = asyncio.get_running_loop()
         qid = secrets.randbelow(1 << 16)
+        data, verify = message(qid)
         try:
             transport, proto = await loop.create_datagram_endpoint(
-                lambda: _Exchange(target, qid, question), remote_addr=target)
+                lambda: _Exchange(target, qid, question, verify, serial), remote_addr=target)
         except OSError as exc:
             return self._done(target, serial, "send_failed", 0, repr(exc))
         try:
-            data = message(qid)
             tries = 0
             for wait in self.timing.waits():
                 transport.sendto(data)
@@ -334,6 +454,9 @@ class Notifier:
                                       f"rcode={rcode}")
                 log.debug("notify_retry target=%s serial=%d tries=%d", show(target), serial,
                           tries)
+            if proto.rejected is not None:  # answered, never verifiably
+                return self._done(target, serial, proto.rejected.result, tries,
+                                  proto.rejected.reason)
             return self._done(target, serial, "timeout", tries, "")
         finally:
             transport.close()

@@ -43,7 +43,9 @@ class Secondary(asyncio.DatagramProtocol):
 
     ``answer(index, message)`` says what to do with the ``index``-th NOTIFY
     (0-based): an rcode to answer with, or None to stay silent. ``before``
-    (optional) sends extra datagrams first (spoofed replies)."""
+    (optional) sends extra datagrams first (spoofed replies); ``render``
+    turns (NOTIFY, reply) into the bytes sent (by default the reply as
+    dnspython makes it: signed with the NOTIFY's key when it had one)."""
 
     def __init__(self, answer: Callable[[int, dns.message.Message], int | None],
                  keyring: dict[dns.name.Name, dns.tsig.Key] | None = None) -> None:
@@ -53,6 +55,8 @@ class Secondary(asyncio.DatagramProtocol):
         self.raw: list[bytes] = []
         self.times: list[float] = []  # loop time of each arrival
         self.before: Callable[[bytes, tuple[str, int]], None] | None = None
+        self.render: Callable[[dns.message.Message, dns.message.Message], bytes] = (
+            lambda _query, reply: reply.to_wire())
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
         self._arrived = asyncio.Event()
@@ -74,7 +78,7 @@ class Secondary(asyncio.DatagramProtocol):
         if rcode is not None and self.transport is not None:
             reply = dns.message.make_response(msg)
             reply.set_rcode(rcode)
-            self.transport.sendto(reply.to_wire(), addr)
+            self.transport.sendto(self.render(msg, reply), addr)
 
     @property
     def target(self) -> tuple[str, int]:
