@@ -34,7 +34,7 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, DNSQuestion, DNSRecord, EDNSOptio
 from config.model import Config
 from config.names import in_zone
 from dnsserver import wire
-from dnsserver.handler import QueryHandler, ServingState, packed_address
+from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.metrics import DnsMetrics
 from dnsserver.names import name_to_wire, wire_to_labels
 from dnsserver.records import qtype_code
@@ -195,7 +195,7 @@ def _placement(twin: QueryHandler, data: bytes, q: Question) -> dict[str, Any]:
         if ecs is not None:
             doc["by"] += (f" (the ECS subnet {q.subnet} is private and in no configured"
                           " network)")
-        address, prefix = packed_address(str(q.client)), None
+        address, prefix = wire.packed_address(str(q.client)), None
     describe = getattr(twin.locator, "describe", None)
     if describe is None:
         doc.update(evidence="unknown", detail="the locator cannot say why")

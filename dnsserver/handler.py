@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -157,16 +156,6 @@ def _owner_only(entry: tuple[bytes, bytes, bytes]) -> bool:
     return i == len(rest)
 
 
-def packed_address(ip: str) -> bytes:
-    """Socket address text -> 4 or 16 bytes (IPv4-mapped IPv6 becomes IPv4)."""
-    if ":" in ip:
-        raw = socket.inet_pton(socket.AF_INET6, ip.partition("%")[0])
-        if raw[:12] == b"\x00" * 10 + b"\xff\xff":
-            return raw[12:]
-        return raw
-    return socket.inet_pton(socket.AF_INET, ip)
-
-
 class QueryHandler:
     def __init__(self, locator: Locator, metrics: DnsMetrics, server: Server,
                  *, fast_path: bool = True) -> None:
@@ -198,7 +187,7 @@ class QueryHandler:
             hit = self._ecs_locality(ecs.family, ecs.source, ecs.address)
             if hit is not None:
                 return hit
-        loc, _ = self.locator.locate(packed_address(client), None)
+        loc, _ = self.locator.locate(wire.packed_address(client), None)
         return loc, 0
 
     def _ecs_locality(self, family: int, source: int, address: bytes) -> tuple[str, int] | None:
@@ -575,7 +564,7 @@ class QueryHandler:
         """(locality index, metrics kind) of a client located by its address."""
         hit = state.clients.get(client)
         if hit is None:
-            loc, _ = self.locator.locate(packed_address(client), None)
+            loc, _ = self.locator.locate(wire.packed_address(client), None)
             hit = (state.loc_index.get(loc, 0), self._kinds.get(loc) or self._kind(loc))
             if len(state.clients) >= CLIENT_CACHE_MAX:
                 state.clients.clear()
@@ -622,7 +611,7 @@ class QueryHandler:
             if q.qclass == wire.C_IN and q.opcode == wire.OP_QUERY and q.question is not None:
                 loc, scope = self.locate(ecs, client)
             out, depends = state.resolver.respond(
-                q, locality=loc, scope=scope, client=packed_address(client), limit=limit)
+                q, locality=loc, scope=scope, client=wire.packed_address(client), limit=limit)
         rcode = out[3] & 0x0F
         if q.edns is not None and q.edns.version > 0:
             rcode = wire.BADVERS

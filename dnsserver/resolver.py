@@ -39,7 +39,6 @@ synthesis).
 from __future__ import annotations
 
 import copy
-import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -783,7 +782,7 @@ class Resolver:
 
     def _other_opcode(self, q: wire.Query, client: bytes) -> bytes:
         if q.opcode == wire.OP_NOTIFY and q.question is not None:
-            allowed = _in_networks(client, self.server.notify_allow)
+            allowed = wire.in_networks(client, self.server.notify_allow)
             rcode = wire.NOERROR if allowed else wire.REFUSED
             flags = wire.reply_flags(q.flags, rcode=rcode, aa=allowed)
             return wire.short_reply(q.qid, flags, q.question, self.opt_for(q.edns, 0))
@@ -816,11 +815,3 @@ class Resolver:
 
 
 _WILD = b"\x01*"  # a wildcard name's first label, on the wire
-
-
-def _in_networks(client: bytes, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
-                 ) -> bool:
-    if len(client) not in (4, 16):
-        return False
-    ip = ipaddress.ip_address(client)
-    return any(ip.version == net.version and ip in net for net in networks)

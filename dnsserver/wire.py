@@ -23,6 +23,9 @@ it is never echoed.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dnsserver.errors import DropPacket, MalformedQuery
@@ -222,6 +225,27 @@ def parse_ecs(raw: bytes) -> Ecs:
 
 
 V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, IPv4-mapped IPv6 (RFC 4291 2.5.5.2)
+
+
+def packed_address(ip: str) -> bytes:
+    """Socket address text -> 4 or 16 bytes (IPv4-mapped IPv6 becomes IPv4; a
+    ``%zone`` suffix is dropped). Raises OSError for text that is no address."""
+    if ":" in ip:
+        raw = socket.inet_pton(socket.AF_INET6, ip.partition("%")[0])
+        if raw[:12] == V4_MAPPED:
+            return raw[12:]
+        return raw
+    return socket.inet_pton(socket.AF_INET, ip)
+
+
+def in_networks(client: bytes,
+                networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Is the packed address ``client`` (4 or 16 bytes) in one of ``networks``?
+    The access lists (NOTIFY, zone transfers) decide with it."""
+    if len(client) not in (4, 16):
+        return False
+    ip = ipaddress.ip_address(client)
+    return any(ip.version == net.version and ip in net for net in networks)
 
 
 def is_private(address: bytes) -> bool:

@@ -204,12 +204,10 @@ class TransferPolicy:
         if not self.allow:
             return False
         try:
-            ip = ipaddress.ip_address(client.partition("%")[0])
-        except ValueError:
+            packed = wire.packed_address(client)
+        except (OSError, ValueError):
             return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip.version == net.version and ip in net for net in self.allow)
+        return wire.in_networks(packed, self.allow)
 
     def admit(self, data: bytes, client: str) -> Admission:
         """The decision for the transfer query ``data`` from ``client``: its

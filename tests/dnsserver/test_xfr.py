@@ -26,7 +26,7 @@ from config.errors import ConfigError
 from config.loader import load_text
 from config.model import TsigKey
 from dnsserver.server import DnsServer
-from dnsserver.xfr import MESSAGE_SIZE, ZoneImage, make_key, xfr_qtype
+from dnsserver.xfr import MESSAGE_SIZE, TransferPolicy, ZoneImage, make_key, xfr_qtype
 from healthwatch.snapshot import Snapshot
 from tests.dnsserver import zonefixture as zf
 
@@ -313,3 +313,19 @@ def test_config_transfer_tsig(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_text(base + "server: {rrl_responses_per_second: 50, rrl_window: 5s}\n")
     assert cfg.server.rrl_window == 5.0
 
+
+
+@pytest.mark.parametrize(("client", "admitted"), [
+    ("192.0.2.7", True),
+    ("::ffff:192.0.2.7", True),  # a dual-stack socket's view of an IPv4 client
+    ("2001:db8::5%eth0", True),  # a scoped address: the zone is not part of it
+    ("2001:db8:1::5", False),
+    ("198.51.100.1", False),
+    ("not-an-address", False),
+    ("", False),
+])
+def test_transfer_allow_list_by_address(client: str, admitted: bool) -> None:
+    policy = TransferPolicy((ipaddress.ip_network("192.0.2.0/24"),
+                             ipaddress.ip_network("2001:db8::/64")))
+    assert policy.allowed(client) is admitted
+    assert TransferPolicy(()).allowed(client) is False  # nobody without a list
