@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from config.advice import ConfigWarning, warnings
 from config.build import build
 from config.errors import ConfigError, Problem
 from config.model import Config
@@ -16,7 +17,7 @@ from config.node import Ctx
 from config.schemacheck import schema, validate
 from config.yamltree import parse
 
-__all__ = ["ConfigError", "Problem", "load", "load_text", "schema"]
+__all__ = ["ConfigError", "Problem", "advice", "load", "load_text", "schema"]
 
 
 def load(path: str) -> Config:
@@ -44,3 +45,15 @@ def load_text(text: str, path: str = "<text>", base_dir: str | None = None) -> C
     if tree.problems:
         raise ConfigError(tree.problems)
     return config
+
+
+def advice(config: Config, path: str) -> list[ConfigWarning]:
+    """``config.advice.warnings`` of ``config``, loaded from ``path``, whose
+    text is read again only to give the warnings their lines (when it cannot
+    be read now, or changed meanwhile, they carry no line or a stale one)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text: str | None = f.read()
+    except (OSError, UnicodeDecodeError):
+        text = None
+    return warnings(config, text)

@@ -28,7 +28,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Info
 
 from config.errors import ConfigError
-from config.loader import load
+from config.loader import advice, load
 from config.model import Config
 from dnsserver.explain import ExplainError, explain, parse_question
 from dnsserver.http_api import ApiError, HttpApi, ReloadResult, Route
@@ -360,6 +360,8 @@ class App:
         self.last_reload = {"at": self.loaded_at, "ok": True, "problems": []}
         log.info("reload_applied path=%s serial=%s clusters=%d",
                  self.config_path, serial, len(new.clusters))
+        if self.config_path is not None:
+            log_config_warnings(new, self.config_path)
         return ReloadResult(True, (), serial)
 
     async def _restart_publishers(self) -> None:
@@ -385,6 +387,20 @@ class App:
             return explain(self.dns.handler, self.config, q)
         except ExplainError as exc:
             raise ApiError(str(exc), status=exc.status) from exc
+
+
+def log_config_warnings(config: Config, path: str) -> None:
+    """One WARNING line per config warning (``config.advice``), at start and
+    after each reload, so a risky setting shows in the logs, not only when
+    someone runs ``fedns check``. Advice is optional: a bug in it is logged
+    and the server goes on."""
+    try:
+        found = advice(config, path)
+    except Exception:
+        log.exception("config_advice_failed path=%s", path)
+        return
+    for w in found:
+        log.warning("config_warning %s", w.log_fields())
 
 
 def build_status(app: App) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from config.advice import Budget, ConfigWarning, Delay, failover_budget, secs
 from config.errors import ConfigError
 from config.model import Config
 from healthwatch.snapshot import Snapshot
@@ -41,6 +42,7 @@ LONG_RUNNING = ("serve", "demo")  # commands whose INFO events are the point
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+EXIT_WARNINGS = 3  # ``check --strict``: the config loads, but has warnings
 
 
 class CliError(Exception):
@@ -73,13 +75,70 @@ def load_config(path: str) -> Config:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from config.loader import advice
+
     config = load_config(args.config)
-    services = sum(len(c.services) + len(c.ingresses) for c in config.clusters)
-    print(f"{args.config}: ok: zone {config.zone} federation {config.federation}, "
-          f"{len(config.regions)} regions, {len(config.clusters)} clusters, "
-          f"{services} services, {len(config.records)} static records, "
-          f"{len(config.providers)} providers")
+    budget = failover_budget(config)
+    found = advice(config, args.config)
+    if args.json:
+        print(json.dumps(_check_json(args.config, config, budget, found), indent=2,
+                         sort_keys=True))
+    else:
+        sys.stdout.write(format_check(args.config, config, budget, found))
+    if found and args.strict:
+        n = len(found)
+        print(f"fedns check: error: {n} warning{'s' if n != 1 else ''} and --strict",
+              file=sys.stderr)
+        return EXIT_WARNINGS
     return EXIT_OK
+
+
+def _counts(config: Config) -> dict[str, int]:
+    return {"regions": len(config.regions), "clusters": len(config.clusters),
+            "services": sum(len(c.services) + len(c.ingresses) for c in config.clusters),
+            "static records": len(config.records), "providers": len(config.providers)}
+
+
+def format_check(path: str, config: Config, budget: Budget,
+                 found: Sequence[ConfigWarning]) -> str:
+    """The ok line, the failover budget table, then one line per warning."""
+    counts = ", ".join(f"{n} {what}" for what, n in _counts(config).items())
+    out = [f"{path}: ok: zone {config.zone} federation {config.federation}, {counts}\n",
+           "failover budget (seconds; clients move within detection + publish + ttl):\n",
+           _indent(table(["FAILURE", "DETECTION", "PUBLISH", "TTL", "TOTAL"],
+                         [*(_budget_row(d) for d in budget.failover),
+                          *(_budget_row(d, "recovery: ") for d in budget.recovery)]))]
+    out.extend(f"note: {note}\n" for note in budget.notes)
+    for w in found:
+        where = f"{path}:{w.line}" if w.line is not None else path
+        out.append(f"warning[{w.code}] {where}: {w.message}\n")
+    return "".join(out)
+
+
+def _budget_row(d: Delay, prefix: str = "") -> list[str]:
+    """One failure path: each part as its number, and how it was computed."""
+    who = f" ({_who(d.applies_to)})" if d.applies_to else ""
+    publish = _num(d.publish)
+    if d.publish_formula != secs(d.publish):
+        publish += f" = {d.publish_formula}"
+    total = _num(d.total) + (f" + {d.unknown}" if d.unknown else "")
+    return [f"{prefix}{d.failure}{who}", f"{_num(d.detection)} = {d.detection_formula}",
+            publish, str(d.ttl), total]
+
+
+def _num(seconds: float) -> str:
+    return secs(seconds).removesuffix("s")
+
+
+def _who(names: Sequence[str]) -> str:
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} clusters"
+
+
+def _check_json(path: str, config: Config, budget: Budget,
+                found: Sequence[ConfigWarning]) -> dict[str, Any]:
+    return {"file": path, "ok": True, "zone": config.zone, "federation": config.federation,
+            "counts": _counts(config), "budget": budget.to_json(),
+            "warnings": [w.to_json() for w in found]}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -89,7 +148,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError("--workers must be at least 1")
         config = dataclasses.replace(
             config, server=dataclasses.replace(config.server, workers=args.workers))
-    from dnsserver.app import App
+    from dnsserver.app import App, log_config_warnings
+
+    log_config_warnings(config, args.config)
 
     async def run() -> None:
         await App(config, config_path=args.config).run()
@@ -513,8 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,  # overrides server.workers
                    help="processes answering DNS on one port (SO_REUSEPORT; default: "
                         "server.workers of the config)")
-    p = add("check", cmd_check, "validate a config file; print every problem")
+    p = add("check", cmd_check, "validate a config file; print every problem, then the "
+                                "failover budget and warnings about risky settings")
     p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p.add_argument("--strict", action="store_true",
+                   help=f"exit {EXIT_WARNINGS} when the config has warnings")
+    p.add_argument("--json", action="store_true", help="budget and warnings as JSON")
     p = add("records", cmd_records, "print the zone as it would be served, in zone-file format")
     p.add_argument("-c", "--config", required=True, help="YAML config file")
     g = p.add_mutually_exclusive_group()

@@ -154,6 +154,28 @@ async def test_reload_keeps_the_old_config_when_the_new_one_is_invalid(
         await app.stop()
 
 
+async def test_reload_logs_the_new_configs_warnings(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A reload logs ``config.advice``'s warnings of the config it applied, with
+    their lines in the file, as a start does (cli's serve)."""
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(BASE.format(us="192.0.2.10", more=""))
+    app = App(load(str(cfg)), config_path=str(cfg), publishers=False)
+    await app.start()
+    try:
+        await _until(lambda: app.ready)
+        cfg.write_text(BASE.format(us="192.0.2.10", more="").replace(
+            "health: {cluster_grace: 20s}", "health: {cluster_grace: 20s, fall: 1}"))
+        with caplog.at_level(logging.WARNING, logger="dnsserver.app"):
+            res = await app.reload()
+        assert res.ok
+        logged = [r.getMessage() for r in caplog.records if "config_warning" in r.getMessage()]
+        assert any("code=unprobed-static-shard" in m for m in logged)
+        assert not any("code=no-fall-hysteresis" in m for m in logged)  # nothing is probed
+    finally:
+        await app.stop()
+
+
 async def test_reload_without_a_file_is_refused() -> None:
     app = App(load_text(BASE.format(us="192.0.2.10", more="")), publishers=False)
     res = await app.reload()
