@@ -30,6 +30,7 @@ _DURATIONS = {
     "heartbeat_interval": False,
     "heartbeat_timeout": False,
     "credential_reload_interval": False,
+    "exec_timeout": False,
 }
 
 
@@ -77,6 +78,7 @@ def kubernetes(root: Node) -> Kubernetes:
         list_limit=d.list_limit if limit is None else limit,
         credential_reload_interval=got.get("credential_reload_interval",
                                            d.credential_reload_interval),
+        exec_timeout=got.get("exec_timeout", d.exec_timeout),
     )
 
 

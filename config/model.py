@@ -206,8 +206,11 @@ class Kubernetes:
     heartbeat_interval: float = 2.0  # GET /version this often to notice a hung API server
     heartbeat_timeout: float = 2.0
     list_limit: int = 500  # page size of list calls
-    # after a 401, the kubeconfig is loaded again (exec plugins run again) at most this often
+    # after a 401 or a failed TLS handshake, the kubeconfig is loaded again (exec plugins
+    # run again) at most this often
     credential_reload_interval: float = 30.0
+    # an exec credential plugin still running after this is killed, and the (re)load fails
+    exec_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,9 @@
-"""Build a kubernetes ``ApiClient`` for one kubeconfig context, with clear errors."""
+"""Build a kubernetes ``ApiClient`` for one kubeconfig context, with clear errors.
+
+The client's own loader reads the context, from the kubeconfig as parsed here
+once, with every exec credential plugin run under a time limit
+(``healthwatch.kube.execplugin`` says how and why).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from typing import Any
 import yaml
 from kubernetes import client
 from kubernetes.config.config_exception import ConfigException
-from kubernetes.config.kube_config import load_kube_config
+from kubernetes.config.kube_config import KubeConfigLoader
 
 from healthwatch.kube.errors import KubeconfigError
+from healthwatch.kube.execplugin import Verdicts, wrap_exec_plugins
 from healthwatch.kube.options import KubeOptions
 
 
@@ -63,6 +69,25 @@ def _uses_exec(doc: dict[str, Any], context: str) -> bool:
     return not any(k in user for k in ("token", "tokenFile", "auth-provider"))
 
 
+def _load_configuration(path: str, doc: dict[str, Any], context: str,
+                        options: KubeOptions) -> tuple[Any, str | None]:
+    """``context``'s client configuration, loaded by the client's loader from
+    ``doc`` (the kubeconfig at ``path``; relative file names resolved against
+    its directory, as the client does) with exec plugins stopped after
+    ``options.exec_timeout``; and why a plugin failed, when it was the
+    wrapper's doing (a plugin killed or not started). Raises what the
+    client's loader raises."""
+    configuration = client.Configuration()
+    with Verdicts() as verdicts:
+        loader = KubeConfigLoader(
+            config_dict=wrap_exec_plugins(doc, options.exec_timeout, verdicts.path),
+            active_context=context,
+            config_base_path=os.path.dirname(os.path.abspath(path)),
+        )
+        loader.load_and_set(configuration)
+        return configuration, verdicts.read()
+
+
 def load_client(path: str | None, context: str | None, options: KubeOptions) -> client.ApiClient:
     """An ApiClient for ``context`` of the kubeconfig at ``path`` (default: $KUBECONFIG
     or ~/.kube/config). Blocking (reads files, may run exec plugins): call it
@@ -75,22 +100,16 @@ def load_client(path: str | None, context: str | None, options: KubeOptions) -> 
     if wanted not in names:
         have = ", ".join(sorted(names)) or "none"
         raise KubeconfigError(path=path, problem=f"context {wanted!r} not found (have: {have})")
-    configuration = client.Configuration()
     try:
-        load_kube_config(
-            config_file=path,
-            context=wanted,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+        configuration, plugin_failure = _load_configuration(path, doc, wanted, options)
     except (ConfigException, ValueError, OSError) as e:
         raise KubeconfigError(path=path, problem=f"context {wanted!r}: {e}") from None
     if (_uses_exec(doc, wanted) and not configuration.api_key.get("authorization")
             and not configuration.cert_file):
         # the client logs the plugin's failure and goes on without credentials
-        raise KubeconfigError(path=path, problem=(
-            f"context {wanted!r}: the exec plugin gave no credentials "
-            "(its error is logged by the kubernetes client)"))
+        why = plugin_failure or ("the exec plugin gave no credentials "
+                                 "(its error is logged by the kubernetes client)")
+        raise KubeconfigError(path=path, problem=f"context {wanted!r}: {why}")
     configuration.retries = False  # our own backoff decides when to retry
     configuration.connection_pool_maxsize = options.pool_size
     return client.ApiClient(configuration)

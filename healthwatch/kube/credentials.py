@@ -2,15 +2,18 @@
 
 A kubeconfig's credentials change under a running fedns: a Secret mounted as
 a file is rotated (the kubelet swaps the file), an exec plugin's token expires
-or is revoked without the plugin having reported an expiry. The official
-client then answers 401 for ever. ``Credentials`` loads the kubeconfig again
-and moves the new configuration and connection pool into the ``ApiClient``
-that every watcher and the heartbeat already hold (``SwappableApiClient``):
-calls made after the swap use the new token or client certificate, streams
-already open finish on their old connections, and nothing that was listed is
-dropped. When to reload is the owner's decision (``KubeSource``): this module
-only loads, swaps, and tells whether the files changed. Its methods block
-(file reads, exec plugins): call them off the event loop.
+or is revoked without the plugin having reported an expiry, a client
+certificate expires or the API server's CA is rotated. The official client
+then gets 401, or fails the TLS handshake, for ever. ``Credentials`` loads the
+kubeconfig again and moves the new configuration and connection pool into the
+``ApiClient`` that every watcher and the heartbeat already hold
+(``SwappableApiClient``): calls made after the swap use the new token, client
+certificate or CA, streams already open finish on their old connections, and
+nothing that was listed is dropped. When to reload is the owner's decision
+(``KubeSource``): this module only loads, swaps, tells whether the files
+changed, and tells when a request was refused in a way that new credentials
+may cure (``Refusal``). Its methods block (file reads, exec plugins, each
+limited to ``exec_timeout``): call them off the event loop.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
+import urllib3
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -28,6 +32,10 @@ from healthwatch.kube.client import kube_entry, kubeconfig_path
 from healthwatch.kube.options import KubeOptions
 
 ClientFactory = Callable[[str | None, str | None, KubeOptions], client.ApiClient]
+# Why a request was refused in a way that new credentials may cure: a 401
+# (token expired or revoked), or a failed TLS handshake (client certificate
+# expired or no longer accepted, a server certificate from a CA not trusted yet).
+Refusal = Literal["unauthorized", "tls_error"]
 # (device, inode, size, mtime in ns) of each watched file; None: missing or unreadable
 Stamp = tuple[tuple[int, int, int, int] | None, ...]
 
@@ -39,15 +47,17 @@ _CLUSTER_FILES = ("certificate-authority",)
 
 class SwappableApiClient(client.ApiClient):  # type: ignore[misc]  # kubernetes is untyped
     """An ``ApiClient`` whose configuration and connection pool can be replaced
-    while other threads use it, and that calls ``on_unauthorized`` (on the
-    calling thread; it must not block) whenever a request is answered 401."""
+    while other threads use it, and that calls ``on_refused`` (on the calling
+    thread; it must not block) with the ``Refusal`` whenever a request is
+    answered 401 or fails its TLS handshake. The error is raised as before."""
 
     configuration: Any
     rest_client: Any
 
-    def __init__(self, loaded: client.ApiClient, on_unauthorized: Callable[[], None]) -> None:
+    def __init__(self, loaded: client.ApiClient,
+                 on_refused: Callable[[Refusal], None]) -> None:
         super().__init__(loaded.configuration)
-        self._on_unauthorized = on_unauthorized
+        self._on_refused = on_refused
         self.adopt(loaded)
 
     def adopt(self, loaded: client.ApiClient) -> None:
@@ -64,10 +74,32 @@ class SwappableApiClient(client.ApiClient):  # type: ignore[misc]  # kubernetes 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().request(*args, **kwargs)
-        except ApiException as e:
-            if e.status == 401:
-                self._on_unauthorized()
+        except Exception as e:
+            refusal = refusal_of(e)
+            if refusal is not None:
+                self._on_refused(refusal)
             raise
+
+
+def refusal_of(error: BaseException) -> Refusal | None:
+    """The ``Refusal`` that ``error`` of an API request is, if any. The client
+    turns urllib3's ``SSLError`` into an ``ApiException`` of status 0, raised
+    while handling it; urllib3 itself raises it bare, or (with retries) as the
+    reason of a ``MaxRetryError``. Other connection failures (refused, reset,
+    timed out) are not refusals: new credentials would not cure them."""
+    if isinstance(error, ApiException):
+        if error.status == 401:
+            return "unauthorized"
+        if error.status == 0 and _tls_failure(error.__context__):
+            return "tls_error"
+        return None
+    return "tls_error" if _tls_failure(error) else None
+
+
+def _tls_failure(error: BaseException | None) -> bool:
+    if isinstance(error, urllib3.exceptions.MaxRetryError):
+        error = error.reason
+    return isinstance(error, urllib3.exceptions.SSLError)
 
 
 class Credentials:
@@ -75,13 +107,13 @@ class Credentials:
     credentials were read from."""
 
     def __init__(self, path: str | None, context: str | None, options: KubeOptions,
-                 factory: ClientFactory, on_unauthorized: Callable[[], None]) -> None:
+                 factory: ClientFactory, on_refused: Callable[[Refusal], None]) -> None:
         self._given = path  # as configured (None: $KUBECONFIG or ~/.kube/config)
         self.path = kubeconfig_path(path)
         self._context = context
         self._options = options
         self._factory = factory
-        self._on_unauthorized = on_unauthorized
+        self._on_refused = on_refused
         self._lock = threading.Lock()  # one load at a time
         self._files: tuple[str, ...] = (self.path,)
         self._stamp: Stamp = ()
@@ -91,7 +123,7 @@ class Credentials:
         """The first load. Raises KubeconfigError."""
         with self._lock:
             files, stamp = self._look()
-            api = SwappableApiClient(self._load(), self._on_unauthorized)
+            api = SwappableApiClient(self._load(), self._on_refused)
             self._files, self._stamp, self.api = files, stamp, api
             return api
 
@@ -161,4 +193,5 @@ def _stamp(files: tuple[str, ...]) -> Stamp:
     return tuple(out)
 
 
-__all__ = ["ClientFactory", "Credentials", "SwappableApiClient", "credential_files"]
+__all__ = ["ClientFactory", "Credentials", "Refusal", "SwappableApiClient", "credential_files",
+           "refusal_of"]

@@ -16,7 +16,7 @@ import weakref
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
-RELOAD_REASONS = ("unauthorized", "file_changed")
+RELOAD_REASONS = ("unauthorized", "tls_error", "file_changed")
 
 
 class KubeMetrics:
@@ -40,7 +40,8 @@ class KubeMetrics:
         self.credential_reloads = Counter(
             "fedns_kube_credential_reloads_total",
             "Kubeconfig credentials loaded again while running, by reason (unauthorized: "
-            "after a 401; file_changed: the kubeconfig or a file it names changed)",
+            "after a 401; tls_error: after a failed TLS handshake; file_changed: the "
+            "kubeconfig or a file it names changed)",
             ["cluster", "reason"], registry=registry)
         self.last_contact = Gauge(
             "fedns_kube_last_contact_timestamp_seconds",

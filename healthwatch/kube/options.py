@@ -33,6 +33,11 @@ class KubeOptions:
     # to the default backoff_cap: a call failing for good is retried no faster.
     # A changed kubeconfig file is reloaded at once (checked every heartbeat).
     credential_reload_interval: float = 30.0
+    # An exec credential plugin (kubeconfig ``users[].user.exec``) still
+    # running after this many seconds is killed, with whatever it started, and
+    # the (re)load fails: a hung plugin must not hold a cluster's credentials
+    # for ever. Generous: a plugin may call a cloud API (EKS, GKE, OIDC).
+    exec_timeout: float = 30.0
 
     @classmethod
     def from_config(cls, knobs: Kubernetes) -> KubeOptions:

@@ -31,7 +31,7 @@ from config.model import Cluster, Config
 from healthwatch.interfaces import ReportSink
 from healthwatch.kube.backoff import Backoff
 from healthwatch.kube.client import load_client
-from healthwatch.kube.credentials import ClientFactory, Credentials
+from healthwatch.kube.credentials import ClientFactory, Credentials, Refusal
 from healthwatch.kube.errors import KubeconfigError, KubeError
 from healthwatch.kube.facts import Facts
 from healthwatch.kube.metrics import ClusterMetrics, kube_metrics
@@ -84,8 +84,8 @@ class _LoopSink:
     def failed(self, resource: str, error: str, since: float) -> None:
         self._post(self._source._on_failed, resource, error, since)
 
-    def unauthorized(self) -> None:
-        self._post(self._source._on_unauthorized)
+    def refused(self, refusal: Refusal) -> None:
+        self._post(self._source._on_refused, refusal)
 
     def files_changed(self) -> None:
         self._post(self._source._on_files_changed)
@@ -204,7 +204,8 @@ class KubeSource:
         self._reload_task: asyncio.Task[None] | None = None
         self._loaded_at: float | None = None  # loop time of the last (re)load attempt
         self._credentials_note: str | None = None  # how the credentials in use were loaded
-        # a request was answered 401 since the last request that succeeded
+        # a request was answered 401 or failed its TLS handshake since the
+        # last request that succeeded
         self._refused = False
         self._watchers: list[Watcher] = []
         self._heartbeat: _Heartbeat | None = None
@@ -243,7 +244,7 @@ class KubeSource:
         task, self._task = self._task, None
         await cancel(task)
         reload, self._reload_task = self._reload_task, None
-        await cancel(reload)  # a plugin still running finishes on its thread, unused
+        await cancel(reload)  # a plugin still running ends on its thread (exec_timeout), unused
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -277,7 +278,7 @@ class KubeSource:
         assert self._loop is not None
         sink = _LoopSink(self._loop, self)
         credentials = Credentials(self._spec.kubeconfig, self._spec.context, self._options,
-                                  self._client_factory, sink.unauthorized)
+                                  self._client_factory, sink.refused)
         while True:
             try:
                 api = await asyncio.to_thread(credentials.load)
@@ -311,11 +312,16 @@ class KubeSource:
 
     # -- credentials that expire or rotate ---------------------------------------------
 
-    def _on_unauthorized(self) -> None:
-        """A request was answered 401: the credentials expired or were revoked.
-        Reloaded at once unless the last (re)load was less than
-        ``credential_reload_interval`` ago; the 401s of that interval are
-        dropped (the heartbeat brings the next one within its interval)."""
+    def _on_refused(self, refusal: Refusal) -> None:
+        """A request was answered 401 (the token expired or was revoked), or
+        failed its TLS handshake (the client certificate expired or is no
+        longer accepted, the server's CA changed): new credentials may cure
+        it, and no file change may announce them (an exec plugin that would
+        hand out new ones, a file rewritten unnoticed). Reloaded at once
+        unless the last (re)load was less than ``credential_reload_interval``
+        ago; the refusals of that interval are dropped (the heartbeat brings
+        the next one within its interval). Nothing else changes: the failure
+        itself is reported by the request's owner as before."""
         if self._stopped:
             return
         if not self._refused:
@@ -325,7 +331,7 @@ class KubeSource:
         if loop is None or self._loaded_at is None:
             return
         if loop.time() - self._loaded_at >= self._options.credential_reload_interval:
-            self._start_reload("unauthorized")
+            self._start_reload(refusal)
 
     def _on_files_changed(self) -> None:
         """The kubeconfig or a credential file it names changed on disk (a

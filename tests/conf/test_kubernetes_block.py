@@ -34,11 +34,13 @@ kubernetes:
   heartbeat_timeout: 750ms
   list_limit: 100
   credential_reload_interval: 2m
+  exec_timeout: 45s
 """
     assert load_text(text).kubernetes == Kubernetes(
         connect_timeout=2.0, request_timeout=90.0, watch_timeout=25, watch_idle_timeout=20.0,
         backoff_base=0.1, backoff_cap=60.0, retry_after_cap=0.0, heartbeat_interval=1.5,
-        heartbeat_timeout=0.75, list_limit=100, credential_reload_interval=120.0)
+        heartbeat_timeout=0.75, list_limit=100, credential_reload_interval=120.0,
+        exec_timeout=45.0)
 
 
 def test_a_partial_block_keeps_the_other_defaults() -> None:
@@ -66,6 +68,7 @@ BAD = [
      "kubernetes.backoff_base: must not be longer than backoff_cap (30s, the default), got 60s"),
     ("  credential_reload_interval: 0\n", 1, 31,
      "kubernetes.credential_reload_interval: must be greater than 0"),
+    ("  exec_timeout: 0\n", 1, 17, "kubernetes.exec_timeout: must be greater than 0"),
     ("  list_limit: 0\n", 1, 15, "kubernetes.list_limit: must be >= 1, got 0"),
     ("  list_limit: 1.5\n", 1, 15, "kubernetes.list_limit: expected an integer, got a number"),
     ("  pool_size: 4\n", 1, 3, "kubernetes.pool_size: unknown key 'pool_size'"),

@@ -9,10 +9,17 @@ gets ``401 Unauthorized`` with a Kubernetes ``Status`` body, as a real API
 server answers an expired or revoked token. Watches opened before a rotation
 stay open (as on a real API server: a stream is authenticated once, when it
 starts); ``drop_watches()`` ends them.
+
+The exec plugin (``write_exec_plugin``) hands out a settable token or client
+certificate, counts its runs, and can be made to hang (``hang()``), leaving a
+child process behind as a shell script's commands would.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import stat
 import sys
@@ -70,36 +77,57 @@ def write_token_kubeconfig(path: str | os.PathLike[str], *, context: str, server
                            token: str) -> str:
     """Write a kubeconfig whose ``context`` logs in with ``token``, atomically:
     a new file renamed over ``path``, as the kubelet swaps a rotated Secret."""
-    return replace_file(path, _kubeconfig(context, server, {"token": token}))
+    return replace_file(path, kubeconfig_text(context, {"server": server}, {"token": token}))
 
 
 def write_exec_kubeconfig(path: str | os.PathLike[str], *, context: str, server: str,
-                          command: str, args: Iterable[str] = ()) -> str:
-    """Write a kubeconfig whose ``context`` gets its credentials from an exec plugin."""
-    user = {"exec": {
+                          command: str, args: Iterable[str] = (),
+                          ca_pem: bytes | None = None) -> str:
+    """Write a kubeconfig whose ``context`` gets its credentials from an exec
+    plugin (and, with ``ca_pem``, trusts that CA for an HTTPS ``server``)."""
+    user: dict[str, object] = {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1beta1",
         "command": command,
         "args": list(args),
         "interactiveMode": "Never",
     }}
-    return replace_file(path, _kubeconfig(context, server, user))
+    cluster: dict[str, object] = {"server": server}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.standard_b64encode(ca_pem).decode()
+    return replace_file(path, kubeconfig_text(context, cluster, user))
 
 
 _PLUGIN = '''#!{python}
-"""Test exec credential plugin: prints an ExecCredential whose token is the
-content of {token_file!r} (and no expirationTimestamp); appends a line to
-{runs_file!r} at every run."""
+"""Test exec credential plugin: prints an ExecCredential whose status is the
+JSON object in {status_file!r} (no expirationTimestamp); appends a line to
+{runs_file!r} at every run. While {hang_file!r} exists it hangs instead: it
+starts a child that sleeps {hang:g} s (as the commands of a shell script
+would), appends both process ids to {pids_file!r}, waits for the child and
+exits 3."""
 import json
+import os
+import subprocess
+import sys
 with open({runs_file!r}, "a") as f:
     f.write("run\\n")
-with open({token_file!r}) as f:
-    token = f.read().strip()
+if os.path.exists({hang_file!r}):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep({hang!r})"])
+    with open({pids_file!r}, "a") as f:
+        f.write(f"{{os.getpid()}} {{child.pid}}\\n")
+    child.wait()
+    sys.exit(3)
+with open({status_file!r}) as f:
+    status = json.load(f)
 print(json.dumps({{
     "apiVersion": "client.authentication.k8s.io/v1beta1",
     "kind": "ExecCredential",
-    "status": {{"token": token}},
+    "status": status,
 }}))
 '''
+
+# How long a hanging plugin sleeps: far beyond any test's exec timeout, yet
+# bounded, so that a plugin nobody kills (a failing test) stops by itself.
+HANG_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +135,40 @@ class ExecPlugin:
     """An executable credential plugin written by ``write_exec_plugin``."""
 
     command: str
-    token_file: str
+    status_file: str
     runs_file: str
 
+    @property
+    def hang_file(self) -> str:
+        return f"{self.command}.hang"
+
+    @property
+    def pids_file(self) -> str:
+        return f"{self.command}.pids"
+
     def set_token(self, token: str) -> None:
-        replace_file(self.token_file, token + "\n")
+        self.set_status({"token": token})
+
+    def set_status(self, status: dict[str, str]) -> None:
+        """Hand out ``status`` (an ExecCredential status: a token, or client
+        certificate and key data) from the next run on."""
+        replace_file(self.status_file, json.dumps(status))
+
+    def hang(self, hanging: bool = True) -> None:
+        """Make the next runs hang (see ``_PLUGIN``), or answer again."""
+        if hanging:
+            replace_file(self.hang_file, "")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.hang_file)
+
+    def hung_processes(self) -> list[int]:
+        """The process ids of every hanging run so far: the plugin and its child."""
+        try:
+            text = Path(self.pids_file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [int(pid) for pid in text.split()]
 
     @property
     def runs(self) -> int:
@@ -123,24 +180,26 @@ class ExecPlugin:
 
 def write_exec_plugin(directory: str | os.PathLike[str], token: str) -> ExecPlugin:
     """Write an exec plugin (a small Python script, run with this interpreter)
-    that hands out the token last given to ``set_token`` (first: ``token``)
-    and never reports an expiry."""
+    that hands out the token last given to ``set_token`` (first: ``token``),
+    or the status given to ``set_status``, and never reports an expiry."""
     base = Path(directory)
-    plugin = ExecPlugin(str(base / "cred-plugin"), str(base / "cred-plugin.token"),
+    plugin = ExecPlugin(str(base / "cred-plugin"), str(base / "cred-plugin.status"),
                         str(base / "cred-plugin.runs"))
     plugin.set_token(token)
-    script = _PLUGIN.format(python=sys.executable, token_file=plugin.token_file,
-                            runs_file=plugin.runs_file)
+    script = _PLUGIN.format(python=sys.executable, status_file=plugin.status_file,
+                            runs_file=plugin.runs_file, hang_file=plugin.hang_file,
+                            pids_file=plugin.pids_file, hang=HANG_SECONDS)
     Path(plugin.command).write_text(script, encoding="utf-8")
     os.chmod(plugin.command, os.stat(plugin.command).st_mode | stat.S_IXUSR)
     return plugin
 
 
-def _kubeconfig(context: str, server: str, user: dict[str, object]) -> str:
+def kubeconfig_text(context: str, cluster: dict[str, object], user: dict[str, object]) -> str:
+    """A kubeconfig (YAML) with one ``context`` made of one ``cluster`` and one ``user`` entry."""
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": context, "cluster": {"server": server}}],
+        "clusters": [{"name": context, "cluster": cluster}],
         "users": [{"name": context, "user": user}],
         "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
         "current-context": context,
@@ -159,9 +218,11 @@ def replace_file(path: str | os.PathLike[str], text: str) -> str:
 
 
 __all__ = [
+    "HANG_SECONDS",
     "AuthRecord",
     "ExecPlugin",
     "TokenAuthAPI",
+    "kubeconfig_text",
     "replace_file",
     "write_exec_kubeconfig",
     "write_exec_plugin",
