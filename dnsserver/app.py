@@ -427,7 +427,7 @@ def build_status(app: App) -> dict[str, Any]:
                      "age_seconds": round(max(0.0, time.time() - snap.generated_at), 3),
                      "failovers": list(snap.failovers)},
         "stale": snap.stale,
-        "clusters": d["clusters"],
+        "clusters": live_contacts(d["clusters"], app.engine.last_contacts()),
         "shards": d["shards"],
         "drains": {
             "clusters": sorted(drains.clusters),
@@ -437,6 +437,21 @@ def build_status(app: App) -> dict[str, Any]:
         "providers": providers,
         "engine": engine,
     }
+
+
+def live_contacts(clusters: list[dict[str, Any]],
+                  live: dict[str, float]) -> list[dict[str, Any]]:
+    """The Snapshot's cluster entries with ``last_contact`` brought up to the
+    source's live value where that is newer: the Snapshot keeps the time of
+    the last report, which on a quiet healthy cluster can be minutes old while
+    its heartbeat reaches the API every few seconds."""
+    out = []
+    for c in clusters:
+        at = live.get(c["name"])
+        if at is not None and (c.get("last_contact") is None or at > c["last_contact"]):
+            c = {**c, "last_contact": at}
+        out.append(c)
+    return out
 
 
 def drain_details(drains: DrainSet, now: float) -> list[dict[str, Any]]:

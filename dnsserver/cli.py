@@ -475,9 +475,10 @@ def format_status(doc: dict[str, Any], now: float | None = None) -> str:
     clusters = doc.get("clusters") or []
     parts.append("\nCLUSTERS\n")
     parts.append(table(
-        ["NAME", "REGION", "ZONE", "SOURCE", "SYNCED", "REACHABLE", "DRAINED", "LAST ERROR"],
+        ["NAME", "REGION", "ZONE", "SOURCE", "SYNCED", "REACHABLE", "CONTACT", "DRAINED",
+         "LAST ERROR"],
         [[c.get("name"), c.get("region"), c.get("zone"), c.get("source"), _yn(c.get("synced")),
-          _yn(c.get("reachable")), _yn(c.get("drained")), c.get("last_error")]
+          _yn(c.get("reachable")), _contact(c, now), _yn(c.get("drained")), c.get("last_error")]
          for c in clusters]))
     shards = doc.get("shards") or []
     parts.append("\nSHARDS\n")
@@ -510,6 +511,16 @@ def format_status(doc: dict[str, Any], now: float | None = None) -> str:
     else:
         parts.append("(none configured)\n")
     return "".join(parts)
+
+
+def _contact(cluster: dict[str, Any], now: float) -> str:
+    """How long ago a Kubernetes cluster's API answered last (``/v1/status``
+    keeps it live: heartbeats count); "-" for a static cluster, which contacts
+    nothing, and for one never reached."""
+    at = cluster.get("last_contact")
+    if cluster.get("source") != "kubernetes" or not isinstance(at, int | float):
+        return "-"
+    return f"{max(0.0, now - at):.0f}s ago"
 
 
 def _since(d: dict[str, Any], now: float) -> str:

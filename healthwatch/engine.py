@@ -38,7 +38,7 @@ from healthwatch.drains import Drains, DrainSet, check_duration, check_reason
 from healthwatch.errors import HealthwatchError, InvalidDrainError, UnknownClusterError
 from healthwatch.hostnames import ResolvingSource
 from healthwatch.hysteresis import ProbeState
-from healthwatch.interfaces import Source
+from healthwatch.interfaces import ContactSource, Source
 from healthwatch.metrics import HealthMetrics
 from healthwatch.model import ClusterReport, ShardHealth
 from healthwatch.planner import Planner, ShardKey, global_name, plan, same_but_soa
@@ -317,6 +317,18 @@ class Engine:
             "state_dir": self._store.state_dir,
             "state_problems": list(self._store.problems),
         }
+
+    def last_contacts(self) -> dict[str, float]:
+        """Per running source that contacts an API (``ContactSource``): its live
+        last contact time. Newer than the Snapshot's, which holds the time of
+        the source's last *report* (a quiet cluster reports rarely)."""
+        out: dict[str, float] = {}
+        for name, run in self._sources.items():
+            if isinstance(run.source, ContactSource):
+                at = run.source.last_contact
+                if at is not None:
+                    out[name] = at
+        return out
 
     def _hostnames(self, cluster: str) -> list[dict[str, Any]]:
         """The cluster's LB hostnames and their resolution (``ResolvingSource``)."""

@@ -33,7 +33,7 @@ import dns.exception
 import dns.resolver
 
 from healthwatch.errors import HealthwatchError
-from healthwatch.interfaces import ReportSink, Source
+from healthwatch.interfaces import ContactSource, ReportSink, Source
 from healthwatch.model import ClusterReport, ShardSpec
 from healthwatch.tasks import cancel_all
 
@@ -308,6 +308,11 @@ class ResolvingSource:
         self._sent: ClusterReport | None = None
         self._held: asyncio.TimerHandle | None = None
         self._stopped = False
+
+    @property
+    def last_contact(self) -> float | None:
+        """The wrapped source's live contact time (``ContactSource``), if it has one."""
+        return self.inner.last_contact if isinstance(self.inner, ContactSource) else None
 
     async def start(self, emit: ReportSink) -> None:
         self._emit = emit

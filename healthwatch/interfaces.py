@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from healthwatch.model import ClusterReport
 from healthwatch.snapshot import Snapshot
@@ -23,6 +23,20 @@ class Source(Protocol):
     async def start(self, emit: ReportSink) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ContactSource(Protocol):
+    """A ``Source`` that contacts an API between its reports.
+
+    A source reports only when what it saw changes, so the ``last_contact``
+    of its last report can be minutes old on a quiet, healthy cluster while
+    its heartbeat reaches the API every few seconds. ``last_contact`` is the
+    live value (unix time; None: never contacted), read for ``/v1/status``.
+    """
+
+    @property
+    def last_contact(self) -> float | None: ...
 
 
 class Publisher(Protocol):

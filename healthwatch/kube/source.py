@@ -271,6 +271,13 @@ class KubeSource:
     def watchers(self) -> tuple[Watcher, ...]:
         return tuple(self._watchers)
 
+    @property
+    def last_contact(self) -> float | None:
+        """When the API last answered (a list, an event, a settled watch or a
+        heartbeat), live: a report carries it only when something changed
+        (``healthwatch.interfaces.ContactSource``)."""
+        return self._last_contact
+
     # -- connecting ----------------------------------------------------------------
 
     async def _connect(self) -> None:

@@ -15,7 +15,7 @@ STATUS = {
          "synced": True, "reachable": True, "drained": True, "last_error": None},
         {"name": "eu", "region": "europe-west1", "zone": "europe-west1-b",
          "source": "kubernetes", "synced": False, "reachable": False, "drained": False,
-         "last_error": "connection refused"},
+         "last_contact": 1000.0, "last_error": "connection refused"},
     ],
     "shards": [
         {"service": "default/nginx", "cluster": "us", "zone": "us-east1-b",
@@ -32,13 +32,14 @@ STATUS = {
 
 
 def test_status_table_shows_health_reasons_drains_and_providers() -> None:
-    text = format_status(STATUS)
+    text = format_status(STATUS, now=1042.4)
     lines = text.splitlines()
     assert "serial 42" in lines[0] and "age 1.2s" in lines[0] and "STALE" in lines[0]
     us = next(ln for ln in lines if ln.startswith("us ") and "static" in ln)
     assert us.split()[-2:] == ["yes", "-"]  # drained, no error
     eu = next(ln for ln in lines if ln.startswith("eu ") and "kubernetes" in ln)
     assert eu.endswith("connection refused")
+    assert "42s ago" in eu and "ago" not in us  # a static cluster contacts nothing
     shard = next(ln for ln in lines if "192.0.2.10" in ln)
     assert "UNHEALTHY" in shard and shard.endswith("cluster drained")
     assert any("lb.example.net" in ln and "healthy" in ln for ln in lines)
