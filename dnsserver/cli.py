@@ -29,6 +29,7 @@ from typing import Any
 from config.advice import Budget, ConfigWarning, Delay, failover_budget, secs
 from config.errors import ConfigError
 from config.model import Config
+from healthwatch.model import split_service
 from healthwatch.snapshot import Snapshot
 
 log = logging.getLogger("dnsserver.cli")
@@ -294,14 +295,13 @@ def api_request(args: argparse.Namespace, method: str, path: str,
 def _drain_path(cluster: str, service: str | None) -> str:
     path = "/v1/drains/" + urllib.parse.quote(cluster, safe="")
     if service:
-        base = service.removeprefix("ingress:")
-        ns, sep, name = base.partition("/")
-        if not sep or not ns or not name or "/" in name:
-            raise CliError(f"service must be NAMESPACE/NAME or ingress:NAMESPACE/NAME, "
-                           f"got {service!r}")
+        try:
+            kind, ns, name = split_service(service)
+        except ValueError as e:
+            raise CliError(f"service: {e}") from None
         path += f"/{urllib.parse.quote(ns, safe='')}/{urllib.parse.quote(name, safe='')}"
-        if base != service:
-            path += "?kind=ingress"
+        if kind != "service":
+            path += f"?kind={kind}"
     return path
 
 
@@ -604,7 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, cmd_drain, f"{verb} a cluster, or one service of it, on a running server")
         p.add_argument("cluster", help="member cluster name")
         p.add_argument("service", nargs="?",
-                       help="NAMESPACE/NAME or ingress:NAMESPACE/NAME (default: whole cluster)")
+                       help="NAMESPACE/NAME, ingress:NAMESPACE/NAME or httproute:NAMESPACE/NAME "
+                            "(default: whole cluster)")
         if name == "drain":
             p.add_argument("--reason", default=None,
                            help="why (printable text, at most 200 characters); shown by "

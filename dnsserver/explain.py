@@ -39,6 +39,7 @@ from dnsserver.metrics import DnsMetrics
 from dnsserver.names import name_to_wire, wire_to_labels
 from dnsserver.records import qtype_code
 from dnsserver.resolver import Resolver
+from healthwatch.model import HOST_KINDS, kind_of
 from healthwatch.plan_groups import Level, PlanContext, absolute, global_name, ip_info
 from healthwatch.plan_state import localities
 from healthwatch.snapshot import ShardStatus, Snapshot
@@ -368,7 +369,7 @@ def _geo_shards(snap: Snapshot, config: Config, name: str) -> tuple[str, list[Sh
     until the first live plan replaces that Snapshot)."""
     service = _service_of(config, name)
     out = [s for s in snap.shards if service is not None and s.service == service]
-    ingresses = [s for s in snap.shards if s.service.startswith("ingress:")]
+    ingresses = [s for s in snap.shards if kind_of(s.service) in HOST_KINDS]
     out += [s for s in ingresses if name in {absolute(h) for h in s.hosts}]
     unknown = [s for s in ingresses if not s.hosts]
     if unknown:

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from healthwatch.model import SHARD_KINDS
+
 log = logging.getLogger("dnsserver.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -212,7 +214,8 @@ class HttpApi:
         return _json(doc)
 
     async def _drain(self, request: web.Request) -> web.Response:
-        """``POST``/``DELETE /v1/drains/{cluster}[/{namespace}/{name}][?kind=ingress]``.
+        """``POST``/``DELETE /v1/drains/{cluster}[/{namespace}/{name}][?kind=KIND]``
+        (KIND: ``service``, the default, ``ingress`` or ``httproute``).
 
         A POST may carry a JSON object ``{"reason": TEXT, "for": DURATION}``
         (both optional; no body at all is a drain without either). A DELETE is
@@ -225,10 +228,10 @@ class HttpApi:
         name = request.match_info.get("name")
         service = f"{ns}/{name}" if ns and name else None
         kind = request.query.get("kind", "service")
-        if kind not in ("service", "ingress"):
-            raise ApiError(f"kind must be service or ingress, got {kind!r}")
-        if service is not None and kind == "ingress":
-            service = f"ingress:{service}"
+        if kind not in SHARD_KINDS:
+            raise ApiError(f"kind must be one of {', '.join(SHARD_KINDS)}, got {kind!r}")
+        if service is not None and kind != "service":
+            service = f"{kind}:{service}"
         client = request.remote or ""
         body: dict[str, Any] = {"ok": True, "cluster": cluster, "service": service}
         if request.method == "POST":

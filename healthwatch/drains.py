@@ -126,7 +126,8 @@ class Drain:
 class DrainSet:
     """Drained clusters and drained shards ``(cluster, service)``, with details.
 
-    ``service`` is ``ShardSpec.service``: ``"ns/name"`` or ``"ingress:ns/name"``.
+    ``service`` is ``ShardSpec.service``: ``"ns/name"``, ``"ingress:ns/name"`` or
+    ``"httproute:ns/name"``.
     ``details`` holds what is known of each drain (``Drain``); a drained name
     without one has no reason, an unknown start and no expiry.
     """

@@ -40,7 +40,7 @@ from healthwatch.hostnames import ResolvingSource
 from healthwatch.hysteresis import ProbeState
 from healthwatch.interfaces import ContactSource, Source
 from healthwatch.metrics import HealthMetrics
-from healthwatch.model import ClusterReport, ShardHealth
+from healthwatch.model import HOST_KINDS, ClusterReport, ShardHealth, split_service
 from healthwatch.planner import Planner, ShardKey, global_name, plan, same_but_soa
 from healthwatch.probes import Prober, describe_probe
 from healthwatch.snapshot import ClusterStatus, Snapshot
@@ -609,7 +609,7 @@ class Engine:
                 return f"{parts[1]}/{parts[0]}"
         for report in self._reports.values():
             for spec in report.shards:
-                if spec.kind == "ingress" and name in spec.hosts:
+                if spec.kind in HOST_KINDS and name in spec.hosts:
                     return spec.service
         return name
 
@@ -628,11 +628,10 @@ class Engine:
         if cluster not in {c.name for c in self._config.clusters}:
             raise UnknownClusterError(cluster=cluster)
         if service is not None:
-            base = service.removeprefix("ingress:")
-            ns, sep, name = base.partition("/")
-            if not sep or not ns or not name or "/" in name:
-                raise InvalidDrainError(service=service,
-                                        why="expected namespace/name or ingress:namespace/name")
+            try:
+                split_service(service)
+            except ValueError as e:
+                raise InvalidDrainError(service=service, why=str(e)) from None
 
 
 _healthy = operator.attrgetter("healthy")

@@ -12,12 +12,19 @@ from typing import Literal
 
 from config.model import Probe
 
-ShardKind = Literal["service", "ingress"]
+ShardKind = Literal["service", "ingress", "httproute"]
+SHARD_KINDS: tuple[ShardKind, ...] = ("service", "ingress", "httproute")
+# The kinds whose names are their hosts (SPEC §2, "Ingress hosts"): L7 entry
+# points (an Ingress, a Gateway API HTTPRoute). A Service's names come from its
+# namespace and name instead. The kind keeps an HTTPRoute and an Ingress of the
+# same namespace/name two shards, and is the prefix of their ``service`` text.
+HOST_KINDS: frozenset[ShardKind] = frozenset({"ingress", "httproute"})
+_BY_PREFIX: dict[str, ShardKind] = {k: k for k in HOST_KINDS}
 
 
 @dataclass(frozen=True, slots=True)
 class ShardSpec:
-    """One federated Service or Ingress in one member cluster, as observed."""
+    """One federated Service, Ingress or HTTPRoute in one member cluster, as observed."""
 
     cluster: str
     kind: ShardKind
@@ -27,7 +34,7 @@ class ShardSpec:
     hostnames: tuple[str, ...] = ()  # LB hostnames not (yet) resolved
     ready: int = 0  # ready endpoints
     cluster_ip: str | None = None
-    hosts: tuple[str, ...] = ()  # Ingress rule hosts (absolute, lower-case)
+    hosts: tuple[str, ...] = ()  # Ingress rule hosts, HTTPRoute hostnames (absolute, lower-case)
     probe: Probe | None = None
     weight: int | None = None
     region: str | None = None  # overrides the cluster's region/zone (from Node labels)
@@ -39,9 +46,33 @@ class ShardSpec:
 
     @property
     def service(self) -> str:
-        """``namespace/name`` (services) or ``ingress:namespace/name``."""
+        """``namespace/name`` (services), else ``<kind>:namespace/name``
+        (``ingress:ns/name``, ``httproute:ns/name``): how drains, status and
+        metrics name the shard. ``split_service`` reads it back."""
         base = f"{self.namespace}/{self.name}"
-        return base if self.kind == "service" else f"ingress:{base}"
+        return base if self.kind == "service" else f"{self.kind}:{base}"
+
+
+def kind_of(service: str) -> ShardKind:
+    """The kind a ``ShardSpec.service`` text names; text without a known kind
+    prefix is a Service's (lenient: for persisted or foreign text)."""
+    prefix, sep, _ = service.partition(":")
+    return _BY_PREFIX.get(prefix, "service") if sep else "service"
+
+
+def split_service(service: str) -> tuple[ShardKind, str, str]:
+    """(kind, namespace, name) of ``NAMESPACE/NAME`` or ``KIND:NAMESPACE/NAME``
+    (KIND one of ``HOST_KINDS``), the inverse of ``ShardSpec.service``; raises
+    ValueError for anything else, so that a drain of a mistyped target is an
+    error rather than a drain of nothing."""
+    kind = kind_of(service)
+    base = service if kind == "service" else service.split(":", 1)[1]
+    ns, sep, name = base.partition("/")
+    if not sep or not ns or not name or "/" in name or ":" in ns:
+        kinds = ", ".join(sorted(HOST_KINDS))
+        raise ValueError(f"expected NAMESPACE/NAME or KIND:NAMESPACE/NAME (KIND: {kinds}), "
+                         f"got {service!r}")
+    return kind, ns, name
 
 
 @dataclass(frozen=True, slots=True)

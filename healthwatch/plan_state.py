@@ -31,7 +31,7 @@ from config.model import Cluster, Config
 from healthwatch.drains import DrainSet
 from healthwatch.heap import paused
 from healthwatch.hysteresis import PENDING_REASON, cluster_unreachable_for, judge
-from healthwatch.model import ClusterReport, ShardHealth, ShardSpec
+from healthwatch.model import SHARD_KINDS, ClusterReport, ShardHealth, ShardSpec, split_service
 from healthwatch.plan_groups import (
     Answer,
     GroupPlan,
@@ -52,8 +52,8 @@ SOA_REFRESH = 3600
 SOA_RETRY = 600
 SOA_EXPIRE = 86400
 
-# (region, AZ, unreachable reason for its Service shards, for its Ingress shards)
-_ClusterInfo = tuple[str, str, str | None, str | None]
+# (region, AZ, unreachable reason for its shards of each kind, in SHARD_KINDS order)
+_ClusterInfo = tuple[str, str, tuple[str | None, ...]]
 
 
 class Planner:
@@ -197,8 +197,8 @@ class Planner:
                 last_error=report.last_error if report else None,
                 drained=name in drains.clusters,
             ))
-            info = (c_region, c_zone, cluster_unreachable_for(report, grace, now, "service"),
-                    cluster_unreachable_for(report, grace, now, "ingress"))
+            info = (c_region, c_zone, tuple(cluster_unreachable_for(report, grace, now, kind)
+                                            for kind in SHARD_KINDS))
             old = self._specs.get(name, {})
             whole = self._cinfo.get(name) != info
             if whole:
@@ -266,7 +266,7 @@ class Planner:
                 self._members[g].pop(key, None)
                 groups.add(g)
             return self._uncount(old)
-        c_region, c_zone, _, _ = self._cinfo[key[0]]
+        c_region, c_zone, _ = self._cinfo[key[0]]
         verdict = judge(spec, reports.get(key[0]), health.get(key), drains, config.health, now)
         az = (spec.zone or c_zone).lower()
         region = (spec.region or (config.region_of_zone(az) if spec.zone else None)
@@ -618,8 +618,10 @@ def _changed_keys(old: Mapping[ShardKey, ShardHealth],
 
 
 def _key_of(cluster: str, service: str) -> ShardKey:
-    kind = "ingress" if service.startswith("ingress:") else "service"
-    ns, _, name = service.removeprefix("ingress:").partition("/")
+    try:
+        kind, ns, name = split_service(service)
+    except ValueError:  # a malformed drain target (a persisted file) names no shard
+        return (cluster, "service", service, "")
     return (cluster, kind, ns, name)
 
 

@@ -49,7 +49,7 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class ShardStatus:
-    service: str  # "namespace/name" or "ingress:namespace/name"
+    service: str  # "namespace/name", else "<kind>:namespace/name" (ShardSpec.service)
     cluster: str
     region: str
     zone: str

@@ -1,5 +1,8 @@
 """Digest raw Kubernetes objects (decoded JSON) into the few facts fedns needs.
 
+Gateway API objects are digested one by one too: an HTTPRoute's facts name
+its Gateways (``ParentRef``), and ``ClusterState`` joins them.
+
 This runs on the watch threads, so the event loop only sees small frozen
 values and memory grows with what matters, not with object size. Everything
 here is pure; a malformed object raises ``ObjectError``.
@@ -17,6 +20,7 @@ from healthwatch.kube.errors import ObjectError
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 REGION_LABELS = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 PROBE_ANNOTATION = "fedns.io/probe"
 WEIGHT_ANNOTATION = "fedns.io/weight"
 
@@ -76,7 +80,53 @@ class ExportFacts:
     name: str
 
 
-Facts = ServiceFacts | SliceFacts | IngressFacts | NodeFacts | ExportFacts
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One listener of a Gateway: what an attached route's names default to
+    and how it is probed."""
+
+    name: str
+    hostname: str | None  # absolute, lower-case (maybe ``*.x``); None: any host
+    https: bool  # protocol HTTPS
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayFacts:
+    """A Gateway (gateway.networking.k8s.io): the addresses its controller
+    published, shared by every route attached to it."""
+
+    namespace: str
+    name: str
+    listeners: tuple[Listener, ...] = ()
+    addresses: tuple[str, ...] = ()  # status.addresses of type IPAddress
+    hostnames: tuple[str, ...] = ()  # status.addresses of type Hostname, absolute
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    """A Gateway (or one of its listeners, ``section``) an HTTPRoute attaches to."""
+
+    gateway: Key
+    section: str | None  # sectionName: one listener; None: all of them
+    accepted: bool  # status.parents holds Accepted=True for this reference
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFacts:
+    """An HTTPRoute (gateway.networking.k8s.io); its Gateways are joined later."""
+
+    namespace: str
+    name: str
+    marked: bool
+    hostnames: tuple[str, ...] = ()  # spec.hostnames, lower-case, absolute
+    parents: tuple[ParentRef, ...] = ()  # the parentRefs that name Gateways
+    backends: tuple[Key, ...] = ()  # backendRefs that name Services
+    probe: str | None = None
+    weight: str | None = None
+
+
+Facts = (ServiceFacts | SliceFacts | IngressFacts | NodeFacts | ExportFacts | GatewayFacts
+         | RouteFacts)
 
 
 def _dict(value: Any, what: str, kind: str, name: str | None = None) -> dict[str, Any]:
@@ -132,6 +182,11 @@ def metadata(obj: Any, kind: str, *, namespaced: bool = True) -> Meta:
     )
 
 
+def _absolute(host: str) -> str:
+    """A host as fedns keeps it: lower-case, with one trailing dot."""
+    return host.lower().rstrip(".") + "."
+
+
 def _lb_ingress(status: Any, kind: str, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     raw = _dict(status, "status", kind, name).get("loadBalancer")
     lb = _dict(raw, "status.loadBalancer", kind, name)
@@ -150,7 +205,7 @@ def _lb_ingress(status: Any, kind: str, name: str) -> tuple[tuple[str, ...], tup
                 addresses.append(text)
         host = entry.get("hostname")
         if isinstance(host, str) and host:
-            absolute = host.lower().rstrip(".") + "."
+            absolute = _absolute(host)
             if absolute not in hostnames:
                 hostnames.append(absolute)
     return tuple(addresses), tuple(hostnames)
@@ -232,7 +287,7 @@ def ingress_facts(obj: Any, marker: Marker) -> IngressFacts:
             raise ObjectError(kind="Ingress", name=full, problem="rule is not an object")
         host = rule.get("host")
         if isinstance(host, str) and host:
-            absolute = host.lower().rstrip(".") + "."
+            absolute = _absolute(host)
             if absolute not in hosts:
                 hosts.append(absolute)
         http = _dict(rule.get("http"), "spec.rules[].http", "Ingress", full)
@@ -276,3 +331,141 @@ def node_facts(obj: Any) -> NodeFacts:
 def export_facts(obj: Any) -> ExportFacts:
     meta = metadata(obj, "ServiceExport")
     return ExportFacts(namespace=meta.namespace, name=meta.name)
+
+
+# -- Gateway API (gateway.networking.k8s.io/v1) -------------------------------------
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _objects(value: Any, what: str, kind: str, name: str) -> list[dict[str, Any]]:
+    """A list whose entries must all be objects (a list of structs in the API)."""
+    items = _list(value, what, kind, name)
+    if not all(isinstance(item, dict) for item in items):
+        raise ObjectError(kind=kind, name=name, problem=f"{what} has a non-object entry")
+    return items
+
+
+def _listener(raw: dict[str, Any]) -> Listener:
+    hostname = _text(raw.get("hostname"))
+    protocol = raw.get("protocol")
+    return Listener(
+        name=_text(raw.get("name")) or "",
+        hostname=_absolute(hostname) if hostname else None,
+        https=isinstance(protocol, str) and protocol.upper() == "HTTPS",
+    )
+
+
+def _gateway_addresses(status: dict[str, Any], full: str) -> tuple[tuple[str, ...],
+                                                                    tuple[str, ...]]:
+    """``status.addresses``: IPs (type ``IPAddress``, the API's default) and
+    hostnames (type ``Hostname``); other types and bad values are skipped."""
+    addresses: list[str] = []
+    hostnames: list[str] = []
+    for entry in _objects(status.get("addresses"), "status.addresses", "Gateway", full):
+        value = _text(entry.get("value"))
+        kind = entry.get("type", "IPAddress")
+        if value is None:
+            continue
+        if kind == "IPAddress":
+            ip = _optional_ip(value)
+            if ip is not None and ip not in addresses:
+                addresses.append(ip)
+        elif kind == "Hostname" and _absolute(value) not in hostnames:
+            hostnames.append(_absolute(value))
+    return tuple(addresses), tuple(hostnames)
+
+
+def gateway_facts(obj: Any) -> GatewayFacts:
+    meta = metadata(obj, "Gateway")
+    full = f"{meta.namespace}/{meta.name}"
+    spec = _dict(obj.get("spec"), "spec", "Gateway", full)
+    status = _dict(obj.get("status"), "status", "Gateway", full)
+    listeners = _objects(spec.get("listeners"), "spec.listeners", "Gateway", full)
+    addresses, hostnames = _gateway_addresses(status, full)
+    return GatewayFacts(
+        namespace=meta.namespace,
+        name=meta.name,
+        listeners=tuple(_listener(raw) for raw in listeners),
+        addresses=addresses,
+        hostnames=hostnames,
+    )
+
+
+def _gateway_ref(raw: Any, namespace: str) -> tuple[Key, str | None] | None:
+    """(Gateway, sectionName) that a parentRef names, or None when it names
+    another kind of parent (a Service, for mesh routing). Group and kind default
+    to the Gateway's, the namespace to the route's."""
+    if not isinstance(raw, dict):
+        return None
+    if raw.get("group", GATEWAY_GROUP) != GATEWAY_GROUP or raw.get("kind", "Gateway") != "Gateway":
+        return None
+    name = _text(raw.get("name"))
+    if name is None:
+        return None
+    return ((_text(raw.get("namespace")) or namespace, name), _text(raw.get("sectionName")))
+
+
+def _accepted(status: dict[str, Any], namespace: str, full: str) -> set[tuple[Key, str | None]]:
+    """The parent references whose ``status.parents`` entry (any controller's)
+    holds the condition ``Accepted`` = ``"True"``."""
+    out: set[tuple[Key, str | None]] = set()
+    for entry in _objects(status.get("parents"), "status.parents", "HTTPRoute", full):
+        ref = _gateway_ref(entry.get("parentRef"), namespace)
+        conditions = _list(entry.get("conditions"), "status.parents[].conditions", "HTTPRoute",
+                           full)
+        if ref is not None and any(isinstance(c, dict) and c.get("type") == "Accepted"
+                                   and c.get("status") == "True" for c in conditions):
+            out.add(ref)
+    return out
+
+
+def _parents(spec: dict[str, Any], status: dict[str, Any], namespace: str,
+             full: str) -> tuple[ParentRef, ...]:
+    accepted = _accepted(status, namespace, full)
+    out: list[ParentRef] = []
+    for raw in _list(spec.get("parentRefs"), "spec.parentRefs", "HTTPRoute", full):
+        ref = _gateway_ref(raw, namespace)
+        if ref is not None:
+            parent = ParentRef(gateway=ref[0], section=ref[1], accepted=ref in accepted)
+            if parent not in out:
+                out.append(parent)
+    return tuple(out)
+
+
+def _backend_services(spec: dict[str, Any], namespace: str, full: str) -> tuple[Key, ...]:
+    """The Services the rules forward to (group ``""``, kind ``Service``: the
+    defaults); the namespace defaults to the route's."""
+    out: list[Key] = []
+    for rule in _objects(spec.get("rules"), "spec.rules", "HTTPRoute", full):
+        for ref in _list(rule.get("backendRefs"), "spec.rules[].backendRefs", "HTTPRoute", full):
+            if (not isinstance(ref, dict) or ref.get("group", "") != ""
+                    or ref.get("kind", "Service") != "Service"):
+                continue
+            name = _text(ref.get("name"))
+            key = (_text(ref.get("namespace")) or namespace, name or "")
+            if name is not None and key not in out:
+                out.append(key)
+    return tuple(out)
+
+
+def httproute_facts(obj: Any, marker: Marker) -> RouteFacts:
+    meta = metadata(obj, "HTTPRoute")
+    full = f"{meta.namespace}/{meta.name}"
+    spec = _dict(obj.get("spec"), "spec", "HTTPRoute", full)
+    status = _dict(obj.get("status"), "status", "HTTPRoute", full)
+    hostnames: list[str] = []
+    for host in _list(spec.get("hostnames"), "spec.hostnames", "HTTPRoute", full):
+        if isinstance(host, str) and host and _absolute(host) not in hostnames:
+            hostnames.append(_absolute(host))
+    return RouteFacts(
+        namespace=meta.namespace,
+        name=meta.name,
+        marked=marker(meta.labels, meta.annotations),
+        hostnames=tuple(hostnames),
+        parents=_parents(spec, status, meta.namespace, full),
+        backends=_backend_services(spec, meta.namespace, full),
+        probe=meta.annotations.get(PROBE_ANNOTATION),
+        weight=meta.annotations.get(WEIGHT_ANNOTATION),
+    )

@@ -1,4 +1,5 @@
-"""Which rule hosts of a federated Ingress become geo-aware names (pure).
+"""Which rule hosts of a federated Ingress (or hostnames of a federated
+HTTPRoute: the same rules) become geo-aware names (pure).
 
 A host becomes a name when it lies inside the zone and is a valid domain
 name whose only wildcard is an exact ``*`` first label (Kubernetes allows
@@ -68,9 +69,10 @@ def classify(hosts: tuple[str, ...], rules: HostRules) -> tuple[tuple[str, ...],
 
 
 def probe_host(hosts: tuple[str, ...]) -> str:
-    """The ``Host:`` an HTTP probe of the Ingress sends: the first concrete
-    host, else a name the first wildcard covers (``fedns-probe.shop.Z`` for
-    ``*.shop.Z``), so the Ingress routes the probe like a client's request.
+    """The ``Host:`` an HTTP probe of the Ingress (or HTTPRoute) sends: the
+    first concrete host, else a name the first wildcard covers
+    (``fedns-probe.shop.Z`` for ``*.shop.Z``), so the Ingress or Gateway routes
+    the probe like a client's request.
     ``hosts`` is not empty."""
     for host in hosts:
         if not host.startswith("*."):

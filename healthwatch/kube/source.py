@@ -55,8 +55,10 @@ Status = tuple[bool, bool, str | None, str | None, str | None, frozenset[ShardKi
 FEEDS: dict[str, frozenset[ShardKind]] = {
     "services": frozenset({"service"}),
     "serviceexports": frozenset({"service"}),
-    "endpointslices": frozenset({"service", "ingress"}),
+    "endpointslices": frozenset({"service", "ingress", "httproute"}),
     "ingresses": frozenset({"ingress"}),
+    "gateways": frozenset({"httproute"}),
+    "httproutes": frozenset({"httproute"}),
     "nodes": frozenset(),
 }
 
@@ -196,6 +198,7 @@ class KubeSource:
                 marker,
                 mode=cluster.federation.mode,
                 nodes=cluster.region is None or cluster.zone is None,
+                gateway_api=True,
             )
         except KubeError as e:
             self._config_error = str(e)
@@ -451,6 +454,8 @@ class KubeSource:
             problem = self._errors[first]  # already "list services: HTTP 500 ..."
             if self._refused and self._credentials_note is not None:
                 problem = f"{problem} ({self._credentials_note})"
+        if problem is None:  # reachable, but an optional API is not granted: say so
+            problem = next((w.note for w in self._watchers if w.note is not None), None)
         where = self._state.context.placement
         since = None if reachable else self._failing_since()
         return (synced, reachable, problem, where.region, where.zone, self._failing_kinds(), since)

@@ -1,15 +1,32 @@
-"""Pure translation of digested cluster objects into ``ShardSpec``s."""
+"""Pure translation of digested cluster objects into ``ShardSpec``s.
+
+An Ingress and an HTTPRoute (Gateway API) both become host shards (SPEC §2,
+"Ingress hosts"): their names are their hosts inside the zone, checked by the
+same ``hosts.classify``, and they are probed alike. They differ in where the
+addresses come from: an Ingress's own load balancer status, an HTTPRoute's
+Gateways that accepted it (``attachment``).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from config.model import Cluster, Config, Federation, Probe
 from healthwatch.kube.errors import ProbeSpecError
-from healthwatch.kube.facts import IngressFacts, Labels, Marker, NodeFacts, ServiceFacts
+from healthwatch.kube.facts import (
+    GatewayFacts,
+    IngressFacts,
+    Key,
+    Labels,
+    Listener,
+    Marker,
+    NodeFacts,
+    RouteFacts,
+    ServiceFacts,
+)
 from healthwatch.kube.hosts import HostRules, Refused, classify, probe_host
 from healthwatch.kube.probes import parse_probe
 from healthwatch.kube.selector import parse_selector
@@ -41,7 +58,7 @@ def make_marker(federation: Federation) -> Marker:
     """The per-object federation test for annotation and label modes.
 
     In ``serviceexport`` mode Services are federated by their ServiceExport
-    (joined later) and Ingresses by the annotation.
+    (joined later) and Ingresses and HTTPRoutes by the annotation.
     """
     if federation.mode == "label":
         selector = parse_selector(federation.label_selector)
@@ -177,7 +194,6 @@ def ingress_shard(
     hosts, _ = ingress_hosts(ing, ctx)
     if not hosts:
         return None
-    scheme_port = 443 if ing.tls else 80
     return ShardSpec(
         cluster=ctx.cluster,
         kind="ingress",
@@ -187,16 +203,119 @@ def ingress_shard(
         hostnames=ing.hostnames,
         ready=1 if ready is None else ready,
         hosts=hosts,
-        probe=_probe(
-            ing.probe,
-            ctx,
-            target=_target(ing.addresses, ing.hostnames),
-            port=scheme_port if (ing.probe or ctx.default_probe).startswith("tcp") else None,
-            host=probe_host(hosts),
-            log=log,
-            what=f"ingress/{ing.namespace}/{ing.name}",
-        ),
+        probe=_host_probe(ing.probe, ctx, ing.addresses, ing.hostnames, hosts, tls=ing.tls,
+                          log=log, what=f"ingress/{ing.namespace}/{ing.name}"),
         weight=_weight(ing.weight),
+        region=ctx.placement.region,
+        zone=ctx.placement.zone,
+    )
+
+
+def _host_probe(
+    raw: str | None,
+    ctx: ShardContext,
+    addresses: tuple[str, ...],
+    hostnames: tuple[str, ...],
+    hosts: tuple[str, ...],
+    *,
+    tls: bool,
+    log: logging.Logger,
+    what: str,
+) -> Probe | None:
+    """The probe of a host shard: HTTP(S) probes send a host of the shard as
+    ``Host:`` so the Ingress or Gateway routes them like a client's request; a
+    TCP probe without a port goes to 443 with TLS, else 80."""
+    scheme_port = 443 if tls else 80
+    return _probe(
+        raw,
+        ctx,
+        target=_target(addresses, hostnames),
+        port=scheme_port if (raw or ctx.default_probe).startswith("tcp") else None,
+        host=probe_host(hosts),
+        log=log,
+        what=what,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """What an HTTPRoute gets from the Gateways that accepted it."""
+
+    accepted: bool  # some parentRef is Accepted=True: the route serves traffic
+    addresses: tuple[str, ...] = ()  # the union of those Gateways' addresses
+    hostnames: tuple[str, ...] = ()
+    listeners: tuple[Listener, ...] = ()  # the listeners it attaches to
+
+
+def attachment(route: RouteFacts, gateways: Mapping[Key, GatewayFacts]) -> Attachment:
+    """Join ``route`` with its Gateways. Only parentRefs whose status says
+    ``Accepted`` count (a Gateway that did not accept the route does not route
+    to it); a ``sectionName`` picks one listener, else all count. A Gateway
+    that is gone (or not listed yet) adds nothing."""
+    accepted = False
+    addresses: dict[str, None] = {}
+    hostnames: dict[str, None] = {}
+    listeners: dict[Listener, None] = {}
+    for ref in route.parents:
+        if not ref.accepted:
+            continue
+        accepted = True
+        gw = gateways.get(ref.gateway)
+        if gw is None:
+            continue
+        addresses.update(dict.fromkeys(gw.addresses))
+        hostnames.update(dict.fromkeys(gw.hostnames))
+        listeners.update(dict.fromkeys(
+            ls for ls in gw.listeners if ref.section is None or ls.name == ref.section))
+    return Attachment(accepted, tuple(addresses), tuple(hostnames), tuple(listeners))
+
+
+def wanted_hosts(route: RouteFacts, att: Attachment) -> tuple[str, ...]:
+    """The hosts ``route`` asks for: its ``spec.hostnames``; a route without
+    any serves every host of its listeners, so then the hostnames of the
+    listeners it attaches to (a listener without one names no host)."""
+    return route.hostnames or tuple(ls.hostname for ls in att.listeners if ls.hostname)
+
+
+def route_hosts(route: RouteFacts, att: Attachment, ctx: ShardContext) -> tuple[
+        tuple[str, ...], tuple[Refused, ...]]:
+    """The ``wanted_hosts`` of ``route`` that become names, and the refused
+    ones (see ``healthwatch.kube.hosts``)."""
+    return classify(wanted_hosts(route, att), HostRules(ctx.zone_apex, ctx.federation))
+
+
+def httproute_shard(
+    route: RouteFacts,
+    att: Attachment,
+    ctx: ShardContext,
+    *,
+    ready: int | None,
+    log: logging.Logger,
+) -> ShardSpec | None:
+    """The shard of a federated HTTPRoute that a Gateway accepted and that has
+    a host inside the zone, else None. Its addresses are those of the accepted
+    Gateways (none yet, or its Gateway gone: a shard without an address, which
+    is unhealthy). ``ready`` sums the ready endpoints of its backend Services;
+    None when it has none (then it counts as one, as an Ingress does). A TCP
+    probe goes to 443 when every listener it attaches to is HTTPS, else 80."""
+    if not route.marked or not att.accepted:
+        return None
+    hosts, _ = route_hosts(route, att, ctx)
+    if not hosts:
+        return None
+    https = bool(att.listeners) and all(ls.https for ls in att.listeners)
+    return ShardSpec(
+        cluster=ctx.cluster,
+        kind="httproute",
+        namespace=route.namespace,
+        name=route.name,
+        addresses=att.addresses,
+        hostnames=att.hostnames,
+        ready=1 if ready is None else ready,
+        hosts=hosts,
+        probe=_host_probe(route.probe, ctx, att.addresses, att.hostnames, hosts, tls=https,
+                          log=log, what=f"httproute/{route.namespace}/{route.name}"),
+        weight=_weight(route.weight),
         region=ctx.placement.region,
         zone=ctx.placement.zone,
     )

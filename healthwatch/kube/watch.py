@@ -10,6 +10,13 @@ the failure (when the resource stopped working: the moment its stream failed,
 else when the failing call started), so that ``cluster_grace`` counts from
 there; the state learnt so far is kept, since only a successful list replaces
 it. Every call carries a timeout.
+
+An optional resource (``Resource.optional``: a CRD a cluster need not install)
+whose list is refused for good (404: not served; 403: not granted) is no
+failure: it is reported as listed and empty, logged once per kind of refusal
+(a 403 as a warning, and kept in ``note`` for the status), and listed again
+every ``backoff_cap`` so that CRDs installed later are found. A watch of it
+refused that way (the CRDs deleted) goes back to listing.
 """
 
 from __future__ import annotations
@@ -187,6 +194,10 @@ class Watcher:
         # the last list was refused for good (403 RBAC, 404 API not served);
         # cleared by the next successful list
         self.denied = False
+        # an optional resource refused for good with something to fix (a 403):
+        # "list <resource>: HTTP 403 ...", for the status; None otherwise
+        self.note: str | None = None
+        self._absent_status: int | None = None  # the refusal last logged (optional resources)
         self.watches = 0  # watch requests made (the first one and every restart)
         # onset of the current failure (unix time), None while working: set by
         # a stream that broke or a call that failed, cleared by a good list or
@@ -259,6 +270,9 @@ class Watcher:
                     break
                 if phase == "list" and isinstance(e, ApiException) and e.status in (403, 404):
                     self.denied = True
+                if self._refused_for_good(e):
+                    self._absent(phase, e)
+                    continue
                 delay = backoff.next()
                 asked = retry_after(e)
                 if asked is not None:
@@ -279,6 +293,36 @@ class Watcher:
                 self._sink.failed(self.name, f"{phase} {self.name}: {describe(e)}",
                                   self._down(self._failed_at()))
                 self._pause(backoff.next())
+
+    def _refused_for_good(self, error: BaseException) -> bool:
+        """Whether ``error`` says that this optional resource is not served or
+        not granted (CRDs not installed, RBAC without it)."""
+        return (self._resource.optional and isinstance(error, ApiException)
+                and error.status in (403, 404))
+
+    def _absent(self, phase: Phase, error: ApiException) -> None:
+        """An optional resource refused for good. A refused list means none of
+        these objects here: the sink hears an empty list (so those known before
+        go). A refused watch (the CRDs deleted) lists again. Either way after
+        ``backoff_cap``, so a server that keeps refusing is not hammered."""
+        if phase == "list":
+            self._none_here(error)
+        self.resource_version = None
+        self._pause(self._options.backoff_cap)
+
+    def _none_here(self, error: ApiException) -> None:
+        """Report an optional resource's refused list as an empty one; each kind
+        of refusal is logged once, not per retry, and a 403 is kept in ``note``."""
+        text = f"list {self.name}: {describe(error)}"
+        if self._absent_status != error.status:
+            self._absent_status = error.status
+            event, level = (("api_not_served", logging.INFO) if error.status == 404
+                            else ("api_forbidden", logging.WARNING))
+            self._log.log(level, "%s resource=%s error=%r action=none_watched recheck_in=%gs",
+                          event, self.name, text, self._options.backoff_cap)
+        self.note = text if error.status == 403 else None
+        self._up()
+        self._sink.listed(self.name, [], "")
 
     def _down(self, at: float) -> float:
         """This resource stopped working at ``at``, unless it already had: the onset."""
@@ -346,6 +390,10 @@ class Watcher:
             raise ResponseError(problem=f"none of the {seen} items is a well-formed object")
         self.resource_version = rv
         self.denied = False
+        self.note = None
+        if self._absent_status is not None:
+            self._absent_status = None
+            self._log.info("api_served resource=%s", self.name)
         if self.lists and self._metrics is not None:
             self._metrics.relisted(self.name)
         self.lists += 1

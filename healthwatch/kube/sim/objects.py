@@ -144,3 +144,111 @@ def service_export(name: str, namespace: str = "default") -> dict[str, Any]:
         "kind": "ServiceExport",
         "metadata": _meta(name, namespace, None, None),
     }
+
+
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+GATEWAY_CONTROLLER = "fedns.io/sim-gateway-controller"
+
+
+def listener(
+    name: str = "http",
+    *,
+    protocol: str = "HTTP",
+    port: int | None = None,
+    hostname: str | None = None,
+) -> dict[str, Any]:
+    """One ``spec.listeners`` entry of a Gateway (port 443 for HTTPS, else 80)."""
+    entry: dict[str, Any] = {
+        "name": name,
+        "protocol": protocol,
+        "port": port if port is not None else (443 if protocol == "HTTPS" else 80),
+    }
+    if hostname is not None:
+        entry["hostname"] = hostname
+    return entry
+
+
+def gateway(
+    name: str,
+    namespace: str = "default",
+    *,
+    addresses: Sequence[str] = (),
+    hostnames: Sequence[str] = (),
+    listeners: Sequence[dict[str, Any]] | None = None,
+    class_name: str = "sim",
+) -> dict[str, Any]:
+    """A Gateway whose controller published ``addresses`` (type IPAddress) and
+    ``hostnames`` (type Hostname); one HTTP listener on port 80 by default."""
+    status = [{"type": "IPAddress", "value": a} for a in addresses]
+    status += [{"type": "Hostname", "value": h} for h in hostnames]
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "Gateway",
+        "metadata": _meta(name, namespace, None, None),
+        "spec": {
+            "gatewayClassName": class_name,
+            "listeners": list(listeners) if listeners is not None else [listener()],
+        },
+        "status": {"addresses": status},
+    }
+
+
+def parent_ref(
+    name: str, namespace: str | None = None, *, section: str | None = None
+) -> dict[str, Any]:
+    """A ``parentRefs`` entry naming a Gateway (namespace: the route's when None)."""
+    ref: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": name}
+    if namespace is not None:
+        ref["namespace"] = namespace
+    if section is not None:
+        ref["sectionName"] = section
+    return ref
+
+
+def _backend_ref(backend: str) -> dict[str, Any]:
+    namespace, _, name = backend.rpartition("/")
+    ref: dict[str, Any] = {"name": name, "port": 80}
+    if namespace:
+        ref["namespace"] = namespace
+    return ref
+
+
+def httproute(
+    name: str,
+    namespace: str = "default",
+    *,
+    hostnames: Sequence[str] = (),
+    parents: Sequence[str | dict[str, Any]] = ("gw",),
+    backends: Sequence[str] = (),
+    accepted: bool = True,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = FEDERATE,
+) -> dict[str, Any]:
+    """An HTTPRoute attached to ``parents`` (Gateway names in the route's
+    namespace, or ``parent_ref(...)``), with one rule forwarding to the Services
+    ``backends`` (``name`` or ``namespace/name``). Its status says, for every
+    parent, ``Accepted`` is ``accepted`` (as a Gateway controller writes it)."""
+    refs = [parent_ref(p) if isinstance(p, str) else dict(p) for p in parents]
+    spec: dict[str, Any] = {
+        "parentRefs": refs,
+        "rules": [{"backendRefs": [_backend_ref(b) for b in backends]}],
+    }
+    if hostnames:
+        spec["hostnames"] = list(hostnames)
+    condition = {
+        "type": "Accepted",
+        "status": "True" if accepted else "False",
+        "reason": "Accepted" if accepted else "NotAllowedByListeners",
+    }
+    status = [
+        {"parentRef": dict(ref), "controllerName": GATEWAY_CONTROLLER,
+         "conditions": [dict(condition)]}
+        for ref in refs
+    ]
+    return {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "HTTPRoute",
+        "metadata": _meta(name, namespace, labels, annotations),
+        "spec": spec,
+        "status": {"parents": status},
+    }

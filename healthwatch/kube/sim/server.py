@@ -1,7 +1,9 @@
 """``FakeKubeAPI``: the HTTP face of a simulated cluster (aiohttp).
 
 Paths: ``/version``; ``/api/v1/{services,nodes}``; ``/apis/{group}/{version}/
-{resource}``; namespaced forms ``.../namespaces/{ns}/{resource}``. ``GET`` lists
+{resource}``; namespaced forms ``.../namespaces/{ns}/{resource}``. An API group
+can be withdrawn (``unserve``: its paths answer 404, as for CRDs that are not
+installed) and served again (``serve``). ``GET`` lists
 (with ``limit``/``continue``) or, with ``watch=1``, streams chunked JSON lines
 from ``resourceVersion`` (``allowWatchBookmarks``, ``timeoutSeconds``). Label
 and field selectors are ignored. Faults: ``pause``/``resume`` (requests hang),
@@ -37,6 +39,7 @@ _API_PATHS = {  # (group, version) -> resources served under it
     ("discovery.k8s.io", "v1"): {"endpointslices"},
     ("networking.k8s.io", "v1"): {"ingresses"},
     ("multicluster.x-k8s.io", "v1alpha1"): {"serviceexports"},
+    ("gateway.networking.k8s.io", "v1"): {"gateways", "httproutes"},
 }
 
 
@@ -119,6 +122,7 @@ class FakeKubeAPI:
         self._snapshots: dict[str, list[dict[str, Any]]] = {}
         self._snapshot_ids = itertools.count(1)
         self.faults = FaultPlan()
+        self.unserved: set[str] = set()  # API groups answered 404 (see ``unserve``)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -188,6 +192,16 @@ class FakeKubeAPI:
 
     def resume(self) -> None:
         self._running.set()
+
+    def unserve(self, group: str) -> None:
+        """Stop serving the API ``group`` (e.g. ``gateway.networking.k8s.io``):
+        its lists and new watches answer 404 with a NotFound Status, as an API
+        server does for CRDs that are not installed. Stored objects are kept."""
+        self.unserved.add(group)
+
+    def serve(self, group: str) -> None:
+        """Serve the API ``group`` again (its CRDs were installed)."""
+        self.unserved.discard(group)
 
     # -- objects -----------------------------------------------------------------
 
@@ -303,7 +317,7 @@ class FakeKubeAPI:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
             return None
-        served = _API_PATHS.get((group, version), set())
+        served = set() if group in self.unserved else _API_PATHS.get((group, version), set())
         namespace = None
         if len(rest) == 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]

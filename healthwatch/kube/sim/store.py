@@ -24,6 +24,8 @@ RESOURCES: dict[str, ResourceInfo] = {
     "endpointslices": ResourceInfo("EndpointSlice", "discovery.k8s.io/v1", True),
     "ingresses": ResourceInfo("Ingress", "networking.k8s.io/v1", True),
     "serviceexports": ResourceInfo("ServiceExport", "multicluster.x-k8s.io/v1alpha1", True),
+    "gateways": ResourceInfo("Gateway", "gateway.networking.k8s.io/v1", True),
+    "httproutes": ResourceInfo("HTTPRoute", "gateway.networking.k8s.io/v1", True),
 }
 
 
