@@ -44,6 +44,7 @@ CODES = (
     "max-answers-exceed-512",
     "change-limit-disabled",
     "unprobed-static-shard",
+    "cookie-secret-per-process",
 )
 
 
@@ -408,6 +409,25 @@ def _unprobed_static_shard(config: Config) -> list[_Finding]:
     return out
 
 
+def _cookie_secret_per_process(config: Config) -> list[_Finding]:
+    """docs/security.md, DNS Cookies: without ``cookie_secret`` each process
+    start makes its own secret (``server.workers`` of one fedns share it).
+    Replicas behind one address (the Deployment runs two) then do not accept
+    each other's server cookies, and with ``require_server_cookie`` a client
+    that moves between them is sent BADCOOKIE and must retry."""
+    server = config.server
+    if not (server.cookies and server.require_server_cookie) or server.cookie_secret:
+        return []
+    return [_Finding(
+        "cookie-secret-per-process",
+        "server.require_server_cookie is on without server.cookie_secret: every fedns "
+        "process start makes its own secret, so replicas behind one address reject each "
+        "other's server cookies and a client that moves between them (or asks again after "
+        "a restart) gets BADCOOKIE and must retry; set the same cookie_secret on every "
+        "replica (e.g. ${FEDNS_COOKIE_SECRET} from one Kubernetes Secret)",
+        (("server", "require_server_cookie"), ("server",)))]
+
+
 def _shard_paths(ci: int, cluster: Cluster, names: Iterable[str]) -> tuple[Path, ...]:
     """Config paths of the first unprobed shard, then of the cluster."""
     first = next(iter(names))
@@ -437,4 +457,5 @@ _CHECKS: tuple[Callable[[Config], list[_Finding]], ...] = (
     _max_answers_exceed_512,
     _change_limit_disabled,
     _unprobed_static_shard,
+    _cookie_secret_per_process,
 )

@@ -447,6 +447,9 @@ def _server(root: Node) -> Server:
         rrl_slip=_or(node.integer("rrl_slip"), d.rrl_slip),
         rrl_window=_or(node.duration("rrl_window"), d.rrl_window),
         workers=_or(node.integer("workers"), d.workers),
+        cookies=_or(node.flag("cookies"), d.cookies),
+        cookie_secret=_cookie_secret(node),
+        require_server_cookie=_or(node.flag("require_server_cookie"), d.require_server_cookie),
     )
 
 
@@ -505,6 +508,30 @@ def _tsig_key(server: Node) -> TsigKey | None:
         node.ctx.error(node.at("secret"), "must be a non-empty base64 string (the key is hidden)")
         return None
     return TsigKey(name, secret.strip()) if name else None
+
+
+def _cookie_secret(server: Node) -> bytes | None:
+    """``server.cookie_secret``: 32 hex digits (16 bytes), or ``${ENV_VAR}``
+    naming a variable that holds them. Errors never show the value."""
+    text = server.text("cookie_secret")
+    if text is None:
+        return None
+    m = _ENV.match(text.strip())
+    if m is not None:
+        text = os.environ.get(m[1], "")
+        if not text:
+            server.ctx.error(server.at("cookie_secret"),
+                             f"environment variable {m[1]} is not set or empty")
+            return None
+    try:
+        secret = bytes.fromhex(text.strip())
+    except ValueError:
+        secret = b""
+    if len(secret) != 16:
+        server.ctx.error(server.at("cookie_secret"),
+                         "must be 32 hex digits (16 bytes; the value is hidden)")
+        return None
+    return secret
 
 
 def _admin_email(root: Node) -> str:

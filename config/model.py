@@ -188,6 +188,13 @@ class Server:
     rrl_slip: int = 2
     rrl_window: float = 15.0  # seconds a flooding account stays limited after it stops
     workers: int = 1
+    # DNS Cookies (RFC 7873, RFC 9018 server cookies): a client cookie is echoed
+    # with a server cookie keyed by ``cookie_secret`` (16 bytes; None: random
+    # per process start, which replicas behind one address must not rely on)
+    cookies: bool = True
+    cookie_secret: bytes | None = field(default=None, repr=False)
+    # BADCOOKIE (UDP only) for a cookie without a valid server cookie
+    require_server_cookie: bool = False
 
 
 @dataclass(frozen=True, slots=True)

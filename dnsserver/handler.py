@@ -20,10 +20,24 @@ the current SOA for an admitted client; its outcome, and FORMERR for a
 malformed one, counted in ``fedns_dns_xfr_total{proto="udp"}``, as the
 TCP transfers count). No exception leaves ``handle``:
 an unexpected one becomes SERVFAIL, a counter and (once) a log line.
+
+DNS Cookies (``dnsserver.cookies``): the server cookie depends on the
+client's address and the time, so it cannot live in a ``Context``. A query
+whose OPT record has a COOKIE option is never kept in ``contexts`` (each
+client cookie would be a key of its own there); its context, with the
+reply's OPT length grown by the COOKIE option, is kept apart in
+``cookie_contexts``, and ``_with_cookie`` joins the client's COOKIE option
+(``ServerCookies.reply``: kept per option and address) onto it per query.
+A query without one takes exactly the path it took before: the cookie work
+sits where the ``contexts`` lookup misses. Both paths ask the same
+``ServerCookies``, so they send the same bytes. A malformed COOKIE option
+gets FORMERR; with ``server.require_server_cookie``, a UDP query without a
+valid server cookie gets BADCOOKIE (both from the full path).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -32,6 +46,8 @@ from dataclasses import dataclass, field
 from config.model import Server
 from dnsserver import wire
 from dnsserver.answers import CHASE, NODATA, REFER, AnswerTable, Chain, Entry, encode_entry
+from dnsserver.cookies import REPLY_LEN as COOKIE_REPLY_LEN
+from dnsserver.cookies import VALID, ServerCookies
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
@@ -43,6 +59,7 @@ log = logging.getLogger("dnsserver.handler")
 
 TCP_LIMIT = wire.MAX_UDP
 CONTEXT_CACHE_MAX = 65536  # distinct header + OPT records (mostly: ECS prefixes) per state
+COOKIE_CONTEXT_MAX = 65536  # distinct OPT records with a COOKIE option per state
 CLIENT_CACHE_MAX = 65536  # client addresses located per ServingState
 # qtypes the fast path leaves to the full path: OPT and 128-254 (transfers,
 # MAILA/MAILB, TSIG, TKEY and the other meta types; ANY is answered here)
@@ -60,7 +77,21 @@ _HEADERS: dict[bytes, tuple[bytes, bool]] = {
 # same for one that does, locality index into ``Resolver.localities`` or None
 # (locate by the client address), metrics kind of that locality)
 Context = tuple[bytes, int, bytes, bytes, "int | None", str]
-_NO_EDNS = (512, b"", b"", None, "")
+_NO_EDNS: tuple[int, bytes, bytes, int | None, str] = (512, b"", b"", None, "")
+
+
+@dataclass(frozen=True, slots=True)
+class CookieContext:
+    """What a header and an OPT record with a COOKIE option decide apart
+    from the cookie: the ``Context`` whose OPT records' RDLENGTH already
+    counts the reply's COOKIE option, and where the option's data lies in
+    the key (all but the ID and the question)."""
+
+    context: Context
+    start: int
+    end: int
+
+
 # a negative answer decided from the lower-cased question alone: (a positive
 # reply's flags -> this answer's, both with RD and CD as the query had them;
 # its counts without and with an OPT record; the authority section; the qtype
@@ -103,6 +134,8 @@ class ServingState:
     contexts: dict[bytes, Context | bool] = field(default_factory=dict)
     clients: dict[str, tuple[int, str]] = field(default_factory=dict)
     negatives: dict[bytes, Negative] = field(default_factory=dict)
+    # header + OPT records with a COOKIE option (kept apart: one per client cookie)
+    cookie_contexts: dict[bytes, CookieContext] = field(default_factory=dict)
     # lower-cased question under a geo-aware wildcard -> its per-locality
     # entries (as ``AnswerTable.questions``), or False (the full path)
     synthesized: dict[bytes, list[Entry] | bool] = field(default_factory=dict)
@@ -158,10 +191,15 @@ def _owner_only(entry: tuple[bytes, bytes, bytes]) -> bool:
 
 class QueryHandler:
     def __init__(self, locator: Locator, metrics: DnsMetrics, server: Server,
-                 *, fast_path: bool = True) -> None:
+                 *, fast_path: bool = True, cookies: ServerCookies | None = None) -> None:
+        """``cookies``: the server-cookie keeper (None: the COOKIE option is
+        ignored, as by a server without cookie support)."""
         self.locator = locator
         self.metrics = metrics
         self.fast_path = fast_path
+        self.cookies = cookies
+        # BADCOOKIE over UDP for a cookie without a valid server cookie (reloadable)
+        self.require_cookie = server.require_server_cookie
         self.state: ServingState | None = None
         self._logged_error = False
         self._kinds: dict[str, str] = {}
@@ -239,7 +277,9 @@ class QueryHandler:
             key = data[2:12] + data[qend:]  # all but the ID and the question
             context = state.contexts.get(key)
             if context is None:
-                context = self._context(key, state)
+                found = self._context(key, state)
+                context = (self._with_cookie(found, key, client, tcp)  # this client's cookie
+                           if isinstance(found, CookieContext) else found)
             if context is False:
                 return self._slow(data, client, tcp)
             flags, limit, opt, geo_opt, loc, kind = context  # type: ignore[misc]
@@ -258,7 +298,7 @@ class QueryHandler:
                     if negative is None:
                         negative = self._negative_entry(data, qend, lowered, state, nodata=True)
                     if negative is False:
-                        return self._slow(data, client, tcp)
+                        return self._slow(data, client, tcp, counted=True)
                     flagmap, counts, counts_opt, rest, _ = negative  # type: ignore[misc]
                     flags = flagmap[flags]
                     counters = self._positive[kind]
@@ -283,7 +323,7 @@ class QueryHandler:
                 if negative is False:  # the full path, or a name under a geo-aware wildcard
                     return (self._synthesized(data, qend, question, lowered, context, client,  # type: ignore[arg-type]
                                               tcp, state)
-                            or self._slow(data, client, tcp))
+                            or self._slow(data, client, tcp, counted=True))
                 flagmap, counts, counts_opt, rest, counters = negative  # type: ignore[misc]
                 flags = flagmap[flags]
             if tcp:
@@ -512,31 +552,85 @@ class QueryHandler:
                 + b"\x00\x01\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
                 + data[12:qend] + opt)
 
-    def _context(self, key: bytes, state: ServingState) -> Context | bool:
+    def _context(self, key: bytes, state: ServingState) -> Context | CookieContext | bool:
         """What a query's header (``key[:10]``: flags and counts) and OPT
         record (``key[10:]``, everything after the question) decide, worked
         out once per distinct ``key`` until the next swap: a ``Context``, or
         False (the full path: QR set, an opcode other than QUERY, counts other
         than QD=1 and AR=0/1, an OPT record the fast path does not take, or
-        bytes after a question without one)."""
+        bytes after a question without one); with cookies on, a
+        ``CookieContext`` for an OPT record with one well-formed COOKIE
+        option (kept in ``state.cookie_contexts``, not in ``contexts``)."""
+        if self.cookies is not None:
+            known = state.cookie_contexts.get(key)
+            if known is not None:
+                return known
         # (reply flags, has the OPT); None: not for the fast path
         head = _HEADERS.get(key[:10])
         entry: Context | bool = False
+        span: tuple[int, int] | bool | None = None
         if head is not None:
             raw = key[10:]
-            edns = self._edns(raw, state) if head[1] else None if raw else _NO_EDNS
+            if not head[1]:
+                edns = None if raw else _NO_EDNS
+            else:
+                span = self._cookie_span(raw)
+                edns = (None if span is False
+                        else self._edns(raw, state, COOKIE_REPLY_LEN if span else 0))
             if edns is not None:
                 entry = (head[0], *edns)
+        if entry is not False and type(span) is tuple:
+            return self._keep_cookie_context(key, state, entry, span)  # type: ignore[arg-type]
         if len(state.contexts) >= CONTEXT_CACHE_MAX:
             state.contexts.clear()
         state.contexts[key] = entry
         return entry
 
-    def _edns(self, raw: bytes, state: ServingState
+    def _cookie_span(self, raw: bytes) -> tuple[int, int] | bool | None:
+        """Where the COOKIE option's data lies in the OPT record ``raw``
+        (offsets into the context key), None when there is none (or cookies
+        are off: the option is ignored then), False for the full path: more
+        than one, or a length that gets FORMERR."""
+        if self.cookies is None:
+            return None
+        spans = wire.option_spans(raw, wire.OPT_COOKIE)
+        if not spans:
+            return None
+        start, end = spans[0]
+        if len(spans) > 1 or not wire.cookie_well_formed(raw[start:end]):
+            return False
+        return start + 10, end + 10
+
+    @staticmethod
+    def _keep_cookie_context(key: bytes, state: ServingState, context: Context,
+                             span: tuple[int, int]) -> CookieContext:
+        """``context`` (of a key with a COOKIE option at ``span``) kept in
+        ``state.cookie_contexts``, bounded as the other caches."""
+        entry = CookieContext(context, span[0], span[1])
+        if len(state.cookie_contexts) >= COOKIE_CONTEXT_MAX:
+            state.cookie_contexts.clear()
+        state.cookie_contexts[key] = entry
+        return entry
+
+    def _with_cookie(self, cookie: CookieContext, key: bytes, client: str,
+                     tcp: bool) -> Context | bool:
+        """The ``Context`` of this query: ``cookie``'s with the COOKIE option
+        for ``client`` appended to its OPT records (counted), or False when
+        the full path answers it (BADCOOKIE: it counts it then)."""
+        assert self.cookies is not None  # a CookieContext exists only with cookies on
+        option, result = self.cookies.reply(key[cookie.start:cookie.end], client)
+        if result != VALID and self.require_cookie and not tcp:
+            return False
+        self.metrics.cookies.count(result)
+        flags, limit, opt, geo_opt, loc, kind = cookie.context
+        return flags, limit, opt + option, geo_opt + option, loc, kind
+
+    def _edns(self, raw: bytes, state: ServingState, extra: int = 0
               ) -> tuple[int, bytes, bytes, int | None, str] | None:
         """The OPT record ``raw``: (UDP limit, the reply's OPT record, the same
         with the ECS scope, locality index or None to locate by the client
-        address, its metrics kind), or None (the full path)."""
+        address, its metrics kind), or None (the full path). ``extra``: bytes
+        of options the caller appends to both records (counted in RDLENGTH)."""
         parsed = wire.fast_opt(raw)
         if parsed is None:
             return None
@@ -546,12 +640,12 @@ class QueryHandler:
         loc: str | None = None
         kind = ""
         if ecs is None:
-            opt = geo_opt = head + b"\x00\x00"
+            opt = geo_opt = head + extra.to_bytes(2, "big")
         else:
             hit = self._ecs_locality(ecs[1], ecs[2], wire.ecs_address(ecs))
             loc, scope = (None, 0) if hit is None else hit
-            head += (len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08" + len(ecs).to_bytes(
-                2, "big") + ecs[:3]
+            head += (len(ecs) + 4 + extra).to_bytes(2, "big") + b"\x00\x08" + len(
+                ecs).to_bytes(2, "big") + ecs[:3]
             opt = head + b"\x00" + ecs[4:]
             geo_opt = head + bytes((scope,)) + ecs[4:]
         index: int | None = None
@@ -577,7 +671,9 @@ class QueryHandler:
             self._kinds.clear()
         return kind
 
-    def _slow(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+    def _slow(self, data: bytes, client: str, tcp: bool, *, counted: bool = False
+              ) -> bytes | None:
+        """The full path. ``counted``: the fast path counted the query's cookie."""
         self.slow_queries += 1
         proto = "tcp" if tcp else "udp"
         try:
@@ -591,11 +687,20 @@ class QueryHandler:
             if not tcp and _ixfr_question(exc.flags, exc.question):  # e.g. its SOA is bad
                 self.metrics.transfers.count("udp", "formerr")
             return wire.short_reply(exc.qid, flags, exc.question, None)
+        valid_cookie = True
+        if self.cookies is not None and q.edns is not None:
+            if q.edns.cookie_malformed:
+                return self._malformed_cookie(q, proto)
+            if q.edns.cookie is not None:
+                q, valid_cookie = self._server_cookie(q, client, counted)
         state = self.state
         if state is None:
             flags = wire.reply_flags(q.flags, rcode=wire.SERVFAIL, aa=False)
             self.metrics.request(proto, q.qtype, wire.SERVFAIL, "none")
             return wire.short_reply(q.qid, flags, q.question, None)
+        if not valid_cookie and not tcp and self.require_cookie:  # RFC 7873 5.2.3/5.2.4
+            self.metrics.request(proto, q.qtype, wire.BADCOOKIE, "none")
+            return state.resolver.error(q, wire.BADCOOKIE)
         # the state's knobs, as the fast path's (a reload changes both at the next state)
         limit = TCP_LIMIT if tcp else wire.udp_limit(q.edns,
                                                      state.resolver.server.edns_udp_size)
@@ -619,6 +724,26 @@ class QueryHandler:
             self.metrics.truncate(proto)
         self.metrics.request(proto, q.qtype, rcode, locality_kind(loc) if depends else "none")
         return out
+
+    def _server_cookie(self, q: wire.Query, client: str, counted: bool
+                       ) -> tuple[wire.Query, bool]:
+        """``q`` (with a well-formed COOKIE option) with the reply's COOKIE
+        option for ``client`` among its reply options, and whether its server
+        cookie was valid; counted unless the fast path did."""
+        assert self.cookies is not None and q.edns is not None and q.edns.cookie is not None
+        option, result = self.cookies.reply(q.edns.cookie, client)
+        if not counted:
+            self.metrics.cookies.count(result)
+        edns = dataclasses.replace(q.edns, reply_options=option)
+        return dataclasses.replace(q, edns=edns), result == VALID
+
+    def _malformed_cookie(self, q: wire.Query, proto: str) -> bytes:
+        """FORMERR, without an OPT record, for a COOKIE option of a length
+        RFC 7873 section 5.2.2 refuses; counted."""
+        self.metrics.cookies.count("malformed")
+        self.metrics.request(proto, q.qtype, wire.FORMERR, "none")
+        flags = wire.reply_flags(q.flags, rcode=wire.FORMERR, aa=False)
+        return wire.short_reply(q.qid, flags, q.question, None)
 
     def _servfail(self, data: bytes) -> bytes | None:
         self.metrics.error()

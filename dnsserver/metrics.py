@@ -23,6 +23,11 @@ bounded, configured set) and ``result`` one of ``NOTIFY_RESULTS``.
 ``fedns_dns_xfr_total`` (``DnsMetrics.transfers``, a ``TransferCounts``)
 has two writers: the TCP transfers (``xfr.XfrResponder``, given that object
 by the server) and the IXFR queries over UDP (the query handler).
+
+``fedns_dns_cookies_total{result}`` (``DnsMetrics.cookies``): queries with a
+COOKIE option by what their server cookie was, ``result`` one of
+``COOKIE_RESULTS`` (every one from zero); counted by the query handler, once
+per query whichever path answers it.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ QTYPES: dict[int, str] = {
 }
 RCODES: dict[int, str] = {
     0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
-    16: "BADVERS",
+    16: "BADVERS", 23: "BADCOOKIE",
 }
 LOCALITY_KINDS = ("none", "unknown", "zone", "region", "cluster", "other")
 XFR_PROTOS = ("tcp", "udp")
@@ -53,6 +58,10 @@ XFR_RESULTS = ("ok", "refused", "unsigned", "notauth", "formerr", "servfail")
 # (BADKEY, BADSIG, BADTIME: tsig_error)
 NOTIFY_RESULTS = ("acknowledged", "refused", "notimp", "other_rcode", "timeout", "send_failed",
                   "bad_tsig", "tsig_error")
+# a COOKIE option with: a client cookie alone; a valid server cookie; an
+# invalid one (forged, expired, another secret or address); a length RFC 7873
+# refuses (FORMERR)
+COOKIE_RESULTS = ("new", "valid", "invalid", "malformed")
 DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "send_failed")
 DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                     0.005, 0.01, 0.025, 0.05, 0.1)
@@ -123,6 +132,25 @@ class NotifyCounts(PairCounts):
     LABELS = ("target", "result")
 
 
+class CookieCounts:
+    """``fedns_dns_cookies_total{result}``: see the module doc. Plain ints
+    bumped by the query path (the UDP threads and the event loop; a lost
+    increment under a thread switch is the price of no lock, as elsewhere)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(COOKIE_RESULTS, 0)
+
+    def count(self, result: str) -> None:
+        self.counts[result] = self.counts.get(result, 0) + 1
+
+    def family(self) -> CounterMetricFamily:
+        fam = CounterMetricFamily("fedns_dns_cookies", "Queries with a DNS COOKIE option by "
+                                  "what their server cookie was", labels=["result"])
+        for result, n in self.counts.items():
+            fam.add_metric([result], float(n))
+        return fam
+
+
 class DnsMetrics(Collector):
     """All ``fedns_dns_*`` metrics; register with ``DnsMetrics(registry)``."""
 
@@ -142,6 +170,7 @@ class DnsMetrics(Collector):
         self.sizes: dict[str, PlainHistogram] = {}
         self.transfers = TransferCounts()  # TCP transfers and IXFR over UDP
         self.notify = NotifyCounts()  # outbound NOTIFY (the parent process only)
+        self.cookies = CookieCounts()  # queries with a COOKIE option, by result
         if registry is not None:
             registry.register(self)
 
@@ -231,3 +260,4 @@ class DnsMetrics(Collector):
                                   value=float(self.table_builds))
         yield self.transfers.family()
         yield self.notify.family()
+        yield self.cookies.family()

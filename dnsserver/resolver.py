@@ -721,13 +721,16 @@ class Resolver:
         return out
 
     def opt_for(self, edns: wire.Edns | None, scope: int, ext_rcode: int = 0) -> bytes | None:
+        """The reply's OPT record for a query with ``edns`` (None: none): ECS
+        with ``scope``, then the options the handler decided (``reply_options``:
+        the COOKIE option), in the order the fast path joins them."""
         if edns is None:
             return None
         options = b""
         if edns.ecs is not None:
             options = wire.ecs_option(edns.ecs, scope)
         return wire.opt_record(self.server.edns_udp_size, do=edns.do, ext_rcode=ext_rcode,
-                               options=options)
+                               options=options + edns.reply_options)
 
     # -- the whole query -------------------------------------------------------
 
@@ -775,9 +778,10 @@ class Resolver:
                            limit=limit)
 
     def error(self, q: wire.Query, rcode: int, *, with_opt: bool = True) -> bytes:
-        """A reply with ``rcode``, the question and (if the query had one) OPT."""
+        """A reply with ``rcode``, the question and (if the query had one) OPT;
+        an extended rcode (BADCOOKIE) puts its upper bits in the OPT record."""
         flags = wire.reply_flags(q.flags, rcode=rcode, aa=False)
-        opt = self.opt_for(q.edns, 0) if with_opt else None
+        opt = self.opt_for(q.edns, 0, rcode >> 4) if with_opt else None
         return wire.short_reply(q.qid, flags, q.question, opt)
 
     def _other_opcode(self, q: wire.Query, client: bytes) -> bytes:

@@ -19,8 +19,15 @@ limits an account that answers faster than ``rate`` per second:
 - accounts live in a fixed-size table (least recently used evicted), so a
   flood from spoofed random sources costs bounded memory.
 
-TCP replies are never limited (a TCP client cannot spoof its address).
-The limiter wraps a transport ``Handle`` (``wrap``); it knows only reply bytes.
+TCP replies are never limited (a TCP client cannot spoof its address), and
+neither is a UDP reply to a query whose DNS Cookie proves its source address
+(a valid server cookie, RFC 7873; decided by ``wrap``'s ``exempt``), as in
+BIND. The exemption is asked only of a reply that would be limited, so it
+costs other replies nothing: such a reply passes and leaves its account as
+it was (the tokens it finds are spent as any reply's, so its traffic still
+counts against its prefix while the account is in credit).
+The limiter wraps a transport ``Handle`` (``wrap``); it knows only reply bytes
+and, for the exemption, the query bytes.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ log = logging.getLogger("dnsserver.rrl")
 
 Handle = Callable[[bytes, str, bool], "bytes | None"]
 Clock = Callable[[], float]
+Exempt = Callable[[bytes, str], bool]  # (query, client) -> never limited
 
 DEFAULT_WINDOW = 15.0
 DEFAULT_TABLE_SIZE = 65536
@@ -118,6 +126,7 @@ class ResponseRateLimiter(Collector):
         self.dropped = 0
         self.slipped = 0
         self.evicted = 0
+        self.exempted = 0
         if registry is not None:
             registry.register(self)
 
@@ -129,8 +138,11 @@ class ResponseRateLimiter(Collector):
         self.slip = max(0, slip)
         self.floor = -self.rate * max(window, 1.0 / self.rate)
 
-    def check(self, reply: bytes, client: str) -> bytes | None:
-        """``reply`` if within the rate; else a TC=1 slip reply or None (drop)."""
+    def check(self, reply: bytes, client: str, query: bytes = b"",
+              exempt: Exempt | None = None) -> bytes | None:
+        """``reply`` if within the rate; else a TC=1 slip reply or None (drop),
+        unless ``exempt(query, client)`` says the source is proven: then
+        ``reply``, its account neither charged nor counted as limited."""
         cls, end = response_class(reply)
         key = (client_prefix(client, self.v4, self.v6), cls)
         now = self.clock()
@@ -153,6 +165,10 @@ class ResponseRateLimiter(Collector):
             acct[0] = balance
             self.passed += 1
             return reply
+        if exempt is not None and exempt(query, client):
+            acct[0] = balance + 1.0  # the refill, and no charge
+            self.exempted += 1
+            return reply
         acct[0] = balance if balance > self.floor else self.floor
         acct[2] += 1.0
         if self.slip and not int(acct[2]) % self.slip:
@@ -161,15 +177,16 @@ class ResponseRateLimiter(Collector):
         self.dropped += 1
         return None
 
-    def wrap(self, handle: Handle) -> Handle:
-        """``handle`` with its UDP replies rate-limited (TCP replies pass)."""
+    def wrap(self, handle: Handle, exempt: Exempt | None = None) -> Handle:
+        """``handle`` with its UDP replies rate-limited (TCP replies pass, and
+        those whose query ``exempt`` proves: a valid DNS Cookie)."""
         check = self.check
 
         def limited(data: bytes, client: str, tcp: bool) -> bytes | None:
             out = handle(data, client, tcp)
             if out is None or tcp:
                 return out
-            return check(out, client)
+            return check(out, client, data, exempt)
 
         return limited
 
@@ -180,9 +197,11 @@ class ResponseRateLimiter(Collector):
 
     def collect(self) -> Iterator[Metric]:
         fam = CounterMetricFamily("fedns_dns_rrl", "UDP replies limited by response-rate "
-                                  "limiting", labels=["action"])
+                                  "limiting (exempted: passed, the query had a valid DNS "
+                                  "Cookie)", labels=["action"])
         fam.add_metric(["dropped"], float(self.dropped))
         fam.add_metric(["slipped"], float(self.slipped))
+        fam.add_metric(["exempted"], float(self.exempted))
         yield fam
         yield GaugeMetricFamily("fedns_dns_rrl_accounts", "RRL accounts in the table",
                                 value=float(len(self.table)))

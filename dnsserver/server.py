@@ -14,6 +14,13 @@ lists one (host, port) per listen entry that works for both.
 ``notify=True`` (the parent process, never a ``server.workers`` worker): each
 new serial served, and the one served at ``start``, is announced to
 ``server.also_notify`` with NOTIFY (``dnsserver.notify``).
+
+DNS Cookies (``server.cookies``): the handler gets the process's
+``ServerCookies`` for ``server.cookie_secret`` (``cookies.make_cookies``), and
+UDP response-rate limiting exempts the queries whose cookie it validates.
+``server.cookies`` and ``server.cookie_secret`` change at restart (a running
+server keeps its secret, so the cookies it handed out stay valid);
+``require_server_cookie`` at reload.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from config.model import Config
+from dnsserver.cookies import ServerCookies, make_cookies
 from dnsserver.errors import BindError, DnsServerError
 from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.locality import Locator
@@ -47,13 +55,17 @@ class DnsServer:
                  registry: CollectorRegistry | None, fast_path: bool = True,
                  udp_mode: str | None = None, reuse_port: bool = False,
                  heap: HeapKeeper | None = None, notify: bool = False,
-                 notify_timing: Timing | None = None) -> None:
+                 notify_timing: Timing | None = None,
+                 cookies: ServerCookies | None = None) -> None:
         """``udp_mode``: "mmsg", "thread" or "loop" (``udp.UDP_MODES``); default from the
         environment variable FEDNS_UDP, else ``udp.DEFAULT_MODE``.
         ``reuse_port``: bind with SO_REUSEPORT (worker processes share a port).
         ``heap``: settled after each new state serves (``healthwatch.heap``).
         ``notify``: send NOTIFY to ``server.also_notify`` on each new serial
-        (the parent process only), retransmitting as ``notify_timing`` says."""
+        (the parent process only), retransmitting as ``notify_timing`` says.
+        ``cookies``: the server-cookie keeper (tests inject one with its own
+        clock); default ``make_cookies(config.server)``; none when
+        ``server.cookies`` is off."""
         self.config = config
         self.heap = heap
         self.udp_mode = udp_mode or os.environ.get("FEDNS_UDP", DEFAULT_MODE)
@@ -62,7 +74,11 @@ class DnsServer:
                 f"FEDNS_UDP={self.udp_mode!r} is not one of {', '.join(UDP_MODES)}")
         self.reuse_port = reuse_port
         self.metrics = DnsMetrics(registry)
-        self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path)
+        if cookies is None:
+            cookies = make_cookies(config.server)
+        self.cookies = cookies if config.server.cookies else None
+        self.handler = QueryHandler(locator, self.metrics, config.server, fast_path=fast_path,
+                                    cookies=self.cookies)
         self.rrl = make_rrl(config.server, registry)  # UDP response-rate limiting
         self.xfr = make_xfr(config.server, lambda: (
             s.resolver.snapshot if (s := self.handler.state) is not None else None),
@@ -87,7 +103,7 @@ class DnsServer:
         ValueError, changing nothing, for a TSIG secret that is not usable."""
         old, new = self.config.server, config.server
         policy = transfer_policy(new)  # the one step that can fail: before any change
-        restart = [key for key in ("tcp_idle_timeout", "workers")
+        restart = [key for key in ("tcp_idle_timeout", "workers", "cookies", "cookie_secret")
                    if getattr(old, key) != getattr(new, key)]
         if (self.rrl is None) != (new.rrl_responses_per_second <= 0):
             restart.append("rrl_responses_per_second")
@@ -95,6 +111,7 @@ class DnsServer:
             self.rrl.configure(new.rrl_responses_per_second, new.rrl_slip, new.rrl_window)
         self.config = config
         self.handler.transfers = self.xfr.policy = policy
+        self.handler.require_cookie = new.require_server_cookie
         self._limits.total = new.tcp_max_connections
         self._limits.per_client = new.tcp_max_per_client
         return restart
@@ -152,7 +169,8 @@ class DnsServer:
 
     async def start(self) -> None:
         handle = self.handler.handle
-        udp_handle = self.rrl.wrap(handle) if self.rrl is not None else handle
+        exempt = self.cookies.proven if self.cookies is not None else None
+        udp_handle = self.rrl.wrap(handle, exempt) if self.rrl is not None else handle
         server = self.config.server
         try:
             for host, port in self.config.listen.dns:

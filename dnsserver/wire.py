@@ -16,9 +16,12 @@ The assembler (``assemble``, ``opt_record``, ``ecs_option``, ``short_reply``)
 builds replies from a header, the client's question bytes and section bytes,
 so both paths put the same bytes on the wire.
 
-Cookies (RFC 7873): the option is parsed as an ordinary unknown option and
-ignored, as RFC 7873 section 5.2 allows a server without cookie support to do;
-it is never echoed.
+Cookies (RFC 7873): ``parse_query`` keeps the first COOKIE option of a
+version-0 OPT record (``Edns.cookie``) and marks one of a length RFC 7873
+section 5.2.2 answers with FORMERR (``Edns.cookie_malformed``);
+``option_spans`` finds it for the fast path. What the reply carries is
+decided by the handler (``dnsserver.cookies``) and handed to the assembler
+as ``Edns.reply_options``, appended after ECS in the reply's OPT record.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ NXDOMAIN = 3
 NOTIMP = 4
 REFUSED = 5
 BADVERS = 16
+BADCOOKIE = 23  # ext-rcode 1 in OPT, header rcode 7 (RFC 7873 section 8)
 
 # types and classes used by the protocol layer
 T_A = 1
@@ -103,6 +107,10 @@ class Edns:
     version: int
     do: bool
     ecs: Ecs | None
+    cookie: bytes | None = None  # the first COOKIE option's data as sent (version 0)
+    cookie_malformed: bool = False  # a COOKIE option of a length RFC 7873 5.2.2 refuses
+    # options the reply's OPT record carries after ECS (set by the handler: COOKIE)
+    reply_options: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +168,31 @@ def fast_opt(raw: bytes) -> tuple[int, bool, bytes | None] | None:
                 return None
         j += olen
     return size if size > 512 else 512, bool(raw[7] & 0x80), ecs
+
+
+def option_spans(raw: bytes, code: int) -> list[tuple[int, int]]:
+    """Where the data of each option ``code`` lies in the OPT record ``raw``
+    (as ``fast_opt`` takes it): (start, end) offsets into ``raw``, in order;
+    a truncated option ends the walk."""
+    spans: list[tuple[int, int]] = []
+    n = len(raw)
+    j = 11
+    while j + 4 <= n:
+        end = j + 4 + ((raw[j + 2] << 8) | raw[j + 3])
+        if end > n:
+            break
+        if ((raw[j] << 8) | raw[j + 1]) == code:
+            spans.append((j + 4, end))
+        j = end
+    return spans
+
+
+def cookie_well_formed(data: bytes) -> bool:
+    """Is ``data`` a COOKIE option's data of an allowed length: a client
+    cookie (8 bytes) alone or with a server cookie of 8 to 32 bytes (RFC 7873
+    section 4)? Any other gets FORMERR (section 5.2.2)."""
+    n = len(data)
+    return n == 8 or 16 <= n <= 40
 
 
 def plain_name(name: bytes) -> bool:
@@ -449,6 +482,8 @@ def _parse_opt(rclass: int, ttl: int, rdata: bytes) -> Edns:
     version = (ttl >> 16) & 0xFF
     do = bool(ttl & 0x8000)
     ecs: Ecs | None = None
+    cookie: bytes | None = None
+    malformed = False
     j = 0
     while j < len(rdata):
         if j + 4 > len(rdata):
@@ -462,8 +497,14 @@ def _parse_opt(rclass: int, ttl: int, rdata: bytes) -> Edns:
             if ecs is not None:
                 raise ValueError("more than one ECS option")
             ecs = parse_ecs(rdata[j:j + olen])
+        elif code == OPT_COOKIE and version == 0:
+            data = rdata[j:j + olen]
+            if not cookie_well_formed(data):
+                malformed = True
+            elif cookie is None:  # as BIND: the first one counts
+                cookie = data
         j += olen
-    return Edns(rclass, version, do, ecs)
+    return Edns(rclass, version, do, ecs, cookie, malformed)
 
 
 # -- the assembler -----------------------------------------------------------

@@ -15,6 +15,10 @@ A worker exits when the pipe closes (the parent went away).
 Not shared with workers: metrics (the parent's ``/metrics`` counts its own
 queries; ``stats`` gives the workers' totals), locator reloads, and config
 reloads (workers keep the config they started with until restarted).
+
+Shared: the DNS Cookie secret. Without ``server.cookie_secret`` the parent
+makes a random one at start; the pool's config carries it to every worker
+(``cookies.pinned``), so a server cookie from any process validates in all.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from config.model import Config
+from dnsserver.cookies import pinned
 from healthwatch.snapshot import Snapshot
 from healthwatch.tasks import cancel
 
@@ -64,7 +69,8 @@ class WorkerPool:
     """``count`` worker processes serving ``addresses``; start()/stop()."""
 
     def __init__(self, config: Config, count: int) -> None:
-        self.config = config
+        # the workers' config: the parent's cookie secret made explicit
+        self.config = replace(config, server=pinned(config.server))
         self.count = count
         self._ctx = multiprocessing.get_context("spawn")
         self._workers = [_Worker(i) for i in range(count)]

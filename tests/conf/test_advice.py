@@ -226,6 +226,16 @@ def test_provider_without_change_limit() -> None:
         BASE + PROBED + f"providers:\n  - {ETCD}, max_change_fraction: 0.99}}\n")
 
 
+def test_required_cookies_without_a_shared_secret() -> None:
+    text = BASE + PROBED + "server:\n  require_server_cookie: true\n"
+    line, message = only(text, "cookie-secret-per-process")
+    assert line == line_of(text, "require_server_cookie")
+    assert "BADCOOKIE" in message and "cookie_secret" in message
+    shared = text + "  cookie_secret: 000102030405060708090a0b0c0d0e0f\n"
+    assert "cookie-secret-per-process" not in codes(shared)
+    assert "cookie-secret-per-process" not in codes(BASE + PROBED)  # not required: no warning
+
+
 def test_static_shards_that_nothing_probes() -> None:
     text = BASE + """\
 clusters:

@@ -69,8 +69,13 @@ def _query(rng: random.Random, names: list[str]) -> bytes:
             options.append(dns.edns.ECSOption(ecs[0], ecs[1]))
         if rng.random() < 0.1:
             options.append(dns.edns.GenericOption(65001, b"\x01\x02"))
-        if rng.random() < 0.1:
+        cookie = rng.random()
+        if cookie < 0.1:
             options.append(dns.edns.GenericOption(10, bytes(8)))  # client cookie
+        elif cookie < 0.15:  # with a server cookie that is not ours: a new one
+            options.append(dns.edns.GenericOption(10, bytes(8) + rng.randbytes(16)))
+        elif cookie < 0.17:  # a length RFC 7873 refuses: FORMERR
+            options.append(dns.edns.GenericOption(10, bytes(rng.choice((5, 12, 41)))))
     msg = dns.message.make_query(
         name, qtype, use_edns=0 if edns else None, want_dnssec=edns and rng.random() < 0.3,
         payload=rng.choice([0, 256, 512, 600, 1232, 4096, 65535]) if edns else None,

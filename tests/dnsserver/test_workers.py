@@ -4,6 +4,7 @@ when they die, following every Snapshot the parent publishes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -46,6 +47,14 @@ def serving(pool: WorkerPool, serial: int) -> Callable[[], bool]:
 
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[DnsServer, WorkerPool]]:
+    async with parent_and_workers() as both:
+        yield both
+
+
+@contextlib.asynccontextmanager
+async def parent_and_workers() -> AsyncIterator[tuple[DnsServer, WorkerPool]]:
+    """A parent DnsServer on 127.0.0.1 (a free port, SO_REUSEPORT) and two
+    worker processes on the same port, all serving ``zf.snapshot()``."""
     config = zf.config()
     parent = DnsServer(replace(config, listen=replace(config.listen, dns=(("127.0.0.1", 0),))),
                        zf.locator(), registry=None, reuse_port=True)
