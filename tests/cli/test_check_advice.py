@@ -18,7 +18,8 @@ from tests.e2e.procs import Fedns, run_fedns, write
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = (ROOT / "config" / "example.yaml", ROOT / "config" / "deploy" / "fedns.yaml")
 DOC = ROOT / "docs" / "operations.md"
-ENV = {"FEDNS_API_TOKEN": "x"}  # config/deploy/fedns.yaml reads api_token from it
+# config/deploy/fedns.yaml reads api_token and server.cookie_secret from these
+ENV = {"FEDNS_API_TOKEN": "x", "FEDNS_COOKIE_SECRET": "00" * 16}
 
 PROBED = """\
 zone: example.com.

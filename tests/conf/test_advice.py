@@ -118,6 +118,7 @@ def test_budget_serialises_with_totals() -> None:
 
 def test_shipped_examples_have_no_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEDNS_API_TOKEN", "x")
+    monkeypatch.setenv("FEDNS_COOKIE_SECRET", "00" * 16)
     for path in (EXAMPLE, DEPLOY):
         assert warnings(load(str(path)), path.read_text()) == [], path
 

@@ -386,16 +386,22 @@ def test_secrets_come_from_secret_objects_not_the_repo(container: dict[str, Any]
     env = {e["name"]: e for e in container["env"]}
     assert env["FEDNS_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "fedns-api-token"
     assert "value" not in env["FEDNS_API_TOKEN"]
+    assert env["FEDNS_COOKIE_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "fedns-cookie-secret", "key": "secret"}
+    assert "value" not in env["FEDNS_COOKIE_SECRET"]
 
 
 def test_configmap_config_is_a_valid_fedns_config(
     container: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FEDNS_API_TOKEN", "test-token")
+    monkeypatch.setenv("FEDNS_COOKIE_SECRET", "0f" * 16)
     text = (DEPLOY / "fedns.yaml").read_text()
     cfg = load_text(text, "config/deploy/fedns.yaml")
     assert cfg.api_token == "test-token"  # from the environment, not the file
     assert "test-token" not in text
+    # the replicas share the Secret's cookie secret (docs/security.md, DNS Cookies)
+    assert cfg.server.cookie_secret == bytes.fromhex("0f" * 16)
     ports = {(p["containerPort"], p["protocol"]) for p in container["ports"]}
     for _host, port in cfg.listen.dns:
         assert (port, "UDP") in ports and (port, "TCP") in ports
