@@ -488,18 +488,28 @@ def notify_target(text: str) -> tuple[str, int]:
     return names.hostport(stripped, need_ip=True)
 
 
+def _from_env(node: Node, key: str, text: str) -> str | None:
+    """``text``, the value of ``key``; when it is ``${VAR}``, the variable's
+    value instead, so secrets stay out of the file. None, reported at the
+    key's line, when the variable is not set or empty."""
+    m = _ENV.match(text.strip())
+    if m is None:
+        return text
+    value = os.environ.get(m[1], "")
+    if not value:
+        node.ctx.error(node.at(key), f"environment variable {m[1]} is not set or empty")
+        return None
+    return value
+
+
 def _tsig_key(server: Node) -> TsigKey | None:
     node = server.node("transfer_tsig")
     if node is None:
         return None
     name = checked(node, node.at("name"), node.text("name") or "", names.absolute)
-    secret = node.text("secret") or ""
-    m = _ENV.match(secret.strip())
-    if m is not None:
-        secret = os.environ.get(m[1], "")
-        if not secret:
-            node.ctx.error(node.at("secret"), f"environment variable {m[1]} is not set or empty")
-            return None
+    secret = _from_env(node, "secret", node.text("secret") or "")
+    if secret is None:
+        return None
     try:
         ok = bool(base64.b64decode(secret.strip(), validate=True))
     except ValueError:
@@ -516,13 +526,9 @@ def _cookie_secret(server: Node) -> bytes | None:
     text = server.text("cookie_secret")
     if text is None:
         return None
-    m = _ENV.match(text.strip())
-    if m is not None:
-        text = os.environ.get(m[1], "")
-        if not text:
-            server.ctx.error(server.at("cookie_secret"),
-                             f"environment variable {m[1]} is not set or empty")
-            return None
+    text = _from_env(server, "cookie_secret", text)
+    if text is None:
+        return None
     try:
         secret = bytes.fromhex(text.strip())
     except ValueError:
@@ -553,12 +559,7 @@ def _api_token(root: Node) -> str | None:
     text = root.text("api_token")
     if text is None:
         return None
-    m = _ENV.match(text.strip())
-    if m is None:
-        if not text.strip():
-            root.ctx.error(root.at("api_token"), "must not be empty")
+    if not text.strip():
+        root.ctx.error(root.at("api_token"), "must not be empty")
         return text
-    value = os.environ.get(m[1])
-    if not value:
-        root.ctx.error(root.at("api_token"), f"environment variable {m[1]} is not set or empty")
-    return value
+    return _from_env(root, "api_token", text)
