@@ -244,14 +244,6 @@ def _tsig_error(rdata: dns.rdtypes.ANY.TSIG.TSIG) -> str:
     return text
 
 
-def mac_of(signed: bytes) -> bytes:
-    """The MAC of the TSIG that ``signed`` (a message we signed) ends with."""
-    mac = dns.message.from_wire(signed, keyring=False).mac
-    if not mac:
-        raise ValueError("signed NOTIFY has no MAC")
-    return mac
-
-
 def show(target: Target) -> str:
     host, port = target
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -413,8 +405,8 @@ class Notifier:
             key = policy.key
             if key is None:
                 return data, None
-            signed = policy.sign(data, b"", None)[0]
-            return signed, functools.partial(tsig_rejection, key=key, request_mac=mac_of(signed))
+            signed, mac = policy.sign_request(data)
+            return signed, functools.partial(tsig_rejection, key=key, request_mac=mac)
 
         results = await asyncio.gather(
             *(self._exchange(t, message, question, notice.serial) for t in targets),

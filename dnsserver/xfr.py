@@ -232,6 +232,21 @@ class TransferPolicy:
         key = self.key
         if key is None or request_mac is None:
             return wire, None
+        signed, ctx, _ = self._signed(key, wire, request_mac, ctx)
+        return signed, ctx
+
+    def sign_request(self, wire: bytes) -> tuple[bytes, bytes]:
+        """``wire``, a request of ours (NOTIFY), signed with the key, and its
+        MAC, which a reply's TSIG must cover (RFC 8945 section 5.3)."""
+        assert self.key is not None, "sign_request() without a key"
+        signed, _, mac = self._signed(self.key, wire, b"", None)
+        return signed, mac
+
+    @staticmethod
+    def _signed(key: dns.tsig.Key, wire: bytes, request_mac: bytes, ctx: object
+                ) -> tuple[bytes, object, bytes]:
+        """(``wire`` with its TSIG record appended, the context for the next
+        message of a transfer, the record's MAC)."""
         template = dns.rdtypes.ANY.TSIG.TSIG(
             dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, 0, FUDGE, b"",
             (wire[0] << 8) | wire[1], 0, b"")  # type: ignore[no-untyped-call]
@@ -243,7 +258,7 @@ class TransferPolicy:
         arcount = ((wire[10] << 8) | wire[11]) + 1
         signed = (wire[:10] + arcount.to_bytes(2, "big") + wire[12:] + owner
                   + struct.pack("!HHIH", T_TSIG, dns.rdataclass.ANY, 0, len(rdata)) + rdata)
-        return signed, ctx
+        return signed, ctx, bytes(tsig.mac)
 
 
 @functools.lru_cache(maxsize=8)
