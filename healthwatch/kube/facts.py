@@ -23,6 +23,7 @@ ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 PROBE_ANNOTATION = "fedns.io/probe"
 WEIGHT_ANNOTATION = "fedns.io/weight"
+MAX_BACKEND_WEIGHT = 1_000_000  # HTTPRoute backendRefs[].weight: 0..1000000 (API schema)
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 Labels = Mapping[str, str]
@@ -88,6 +89,7 @@ class Listener:
     name: str
     hostname: str | None  # absolute, lower-case (maybe ``*.x``); None: any host
     https: bool  # protocol HTTPS
+    port: int | None = None  # spec.listeners[].port; None only if the object lacks it
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,10 @@ class RouteFacts:
     marked: bool
     hostnames: tuple[str, ...] = ()  # spec.hostnames, lower-case, absolute
     parents: tuple[ParentRef, ...] = ()  # the parentRefs that name Gateways
-    backends: tuple[Key, ...] = ()  # backendRefs that name Services
+    # the Services some backendRef with a weight above 0 names: those that get traffic
+    backends: tuple[Key, ...] = ()
+    # backendRefs exist and every one (of any kind) weighs 0: no traffic goes anywhere
+    all_weights_zero: bool = False
     probe: str | None = None
     weight: str | None = None
 
@@ -347,13 +352,27 @@ def _objects(value: Any, what: str, kind: str, name: str) -> list[dict[str, Any]
     return items
 
 
-def _listener(raw: dict[str, Any]) -> Listener:
+def _bounded_int(value: Any, low: int, high: int, what: str, kind: str, name: str) -> int | None:
+    """An integer field within [low, high]; None when absent (null counts as
+    absent). A bool is not an integer here, though Python says it is."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise ObjectError(kind=kind, name=name,
+                      problem=f"{what} {shown} is not an integer in {low}..{high}")
+
+
+def _listener(raw: dict[str, Any], full: str) -> Listener:
     hostname = _text(raw.get("hostname"))
     protocol = raw.get("protocol")
     return Listener(
         name=_text(raw.get("name")) or "",
         hostname=_absolute(hostname) if hostname else None,
         https=isinstance(protocol, str) and protocol.upper() == "HTTPS",
+        port=_bounded_int(raw.get("port"), 1, 65535, "spec.listeners[].port", "Gateway", full),
     )
 
 
@@ -387,7 +406,7 @@ def gateway_facts(obj: Any) -> GatewayFacts:
     return GatewayFacts(
         namespace=meta.namespace,
         name=meta.name,
-        listeners=tuple(_listener(raw) for raw in listeners),
+        listeners=tuple(_listener(raw, full) for raw in listeners),
         addresses=addresses,
         hostnames=hostnames,
     )
@@ -434,20 +453,42 @@ def _parents(spec: dict[str, Any], status: dict[str, Any], namespace: str,
     return tuple(out)
 
 
-def _backend_services(spec: dict[str, Any], namespace: str, full: str) -> tuple[Key, ...]:
-    """The Services the rules forward to (group ``""``, kind ``Service``: the
-    defaults); the namespace defaults to the route's."""
-    out: list[Key] = []
+def _backend_weight(ref: dict[str, Any], full: str) -> int:
+    """A backendRef's weight: its share of its rule's traffic (absent: 1, the
+    API's default; 0: none)."""
+    weight = _bounded_int(ref.get("weight"), 0, MAX_BACKEND_WEIGHT,
+                          "spec.rules[].backendRefs[].weight", "HTTPRoute", full)
+    return 1 if weight is None else weight
+
+
+def _service_ref(ref: dict[str, Any], namespace: str) -> Key | None:
+    """The Service a backendRef names (group ``""``, kind ``Service``: the
+    defaults; the namespace defaults to the route's), or None for another kind."""
+    if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
+        return None
+    name = _text(ref.get("name"))
+    return None if name is None else (_text(ref.get("namespace")) or namespace, name)
+
+
+def _backend_services(spec: dict[str, Any], namespace: str, full: str) -> tuple[
+        tuple[Key, ...], bool]:
+    """The Services the rules forward traffic to, in the order first named, and
+    whether the route has backendRefs that all weigh 0. A Service named only
+    with weight 0 gets no traffic, so its endpoints do not make the route
+    ready; named in another rule with a weight above 0, it counts."""
+    traffic: dict[Key, bool] = {}
+    weights: list[int] = []
     for rule in _objects(spec.get("rules"), "spec.rules", "HTTPRoute", full):
         for ref in _list(rule.get("backendRefs"), "spec.rules[].backendRefs", "HTTPRoute", full):
-            if (not isinstance(ref, dict) or ref.get("group", "") != ""
-                    or ref.get("kind", "Service") != "Service"):
+            if not isinstance(ref, dict):
                 continue
-            name = _text(ref.get("name"))
-            key = (_text(ref.get("namespace")) or namespace, name or "")
-            if name is not None and key not in out:
-                out.append(key)
-    return tuple(out)
+            weight = _backend_weight(ref, full)
+            weights.append(weight)
+            key = _service_ref(ref, namespace)
+            if key is not None:
+                traffic[key] = traffic.get(key, False) or weight > 0
+    served = tuple(key for key, gets in traffic.items() if gets)
+    return served, bool(weights) and not any(weights)
 
 
 def httproute_facts(obj: Any, marker: Marker) -> RouteFacts:
@@ -459,13 +500,15 @@ def httproute_facts(obj: Any, marker: Marker) -> RouteFacts:
     for host in _list(spec.get("hostnames"), "spec.hostnames", "HTTPRoute", full):
         if isinstance(host, str) and host and _absolute(host) not in hostnames:
             hostnames.append(_absolute(host))
+    backends, all_weights_zero = _backend_services(spec, meta.namespace, full)
     return RouteFacts(
         namespace=meta.namespace,
         name=meta.name,
         marked=marker(meta.labels, meta.annotations),
         hostnames=tuple(hostnames),
         parents=_parents(spec, status, meta.namespace, full),
-        backends=_backend_services(spec, meta.namespace, full),
+        backends=backends,
+        all_weights_zero=all_weights_zero,
         probe=meta.annotations.get(PROBE_ANNOTATION),
         weight=meta.annotations.get(WEIGHT_ANNOTATION),
     )

@@ -16,7 +16,10 @@ domains too). The others are refused with a reason:
   the subtrees where config refuses static records). It would add answers to
   a Service's region or AZ name, or (a wildcard) answer the names of Services
   that do not exist. The one exception is a concrete host that is exactly a
-  global name ``S.N.F.svc.Z``: it merges with that Service (SPEC §2).
+  global name ``S.N.F.svc.Z``: it merges with that Service (SPEC §2);
+- ``no_matching_listener`` (HTTPRoutes only): a hostname that none of the
+  route's Gateway listeners accepts, so that Gateway does not serve it and
+  its addresses must not answer for it (``not_served``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from config import names
 
 INVALID_NAME = "invalid_name"
+NO_LISTENER = "no_matching_listener"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,16 @@ def classify(hosts: tuple[str, ...], rules: HostRules) -> tuple[tuple[str, ...],
         elif name is not None and name not in kept:
             kept.append(name)
     return tuple(kept), tuple(refused)
+
+
+def not_served(hosts: tuple[str, ...], rules: HostRules) -> tuple[Refused, ...]:
+    """The refusals of ``hosts`` that were asked for but that nothing serves
+    (route hostnames no listener accepts): ``no_matching_listener`` for those
+    that would otherwise become names, their own reason for those refused
+    anyway, and nothing for those outside the zone (skipped silently, as
+    always)."""
+    kept, refused = classify(hosts, rules)
+    return refused + tuple(Refused(host, NO_LISTENER) for host in kept)
 
 
 def probe_host(hosts: tuple[str, ...]) -> str:

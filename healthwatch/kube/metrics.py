@@ -35,7 +35,8 @@ class KubeMetrics:
             ["cluster", "resource", "type"], registry=registry)
         self.api_errors = Counter(
             "fedns_kube_api_errors_total",
-            "Failed list or watch calls (HTTP errors, garbage bodies, connection failures)",
+            "Failed list or watch calls (HTTP errors, garbage bodies, connection failures; "
+            "an optional resource's list refused with 403 once per refusal, a 404 not at all)",
             ["cluster", "resource", "op"], registry=registry)
         self.credential_reloads = Counter(
             "fedns_kube_credential_reloads_total",

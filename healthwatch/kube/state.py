@@ -39,6 +39,7 @@ from healthwatch.kube.translate import (
     placement,
     route_hosts,
     service_shard,
+    unserved_hosts,
     wanted_hosts,
 )
 from healthwatch.model import ShardSpec
@@ -84,8 +85,9 @@ class ClusterState:
         self._ingresses_of = _Index()  # backend service -> ingresses
         self._routes_of_service = _Index()  # backend service -> routes
         self._routes_of_gateway = _Index()  # parent Gateway -> routes
-        # the candidate hosts of each marked route when its refused ones were logged
-        self._route_hosts_logged: dict[Key, tuple[str, ...]] = {}
+        # the candidate hosts of each marked route, and those no listener
+        # accepts, when its refused ones were logged
+        self._route_hosts_logged: dict[Key, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._dirty_services: set[Key] = set()
         self._dirty_ingresses: set[Key] = set()
         self._dirty_routes: set[Key] = set()
@@ -215,12 +217,13 @@ class ClusterState:
                               ingress_hosts(ing, self.context)[1])
 
     def _log_refused_route_hosts(self, key: Key, route: RouteFacts, att: Attachment) -> None:
-        """As ``_log_refused_hosts``, for a route: its hosts may come from its
-        Gateways' listeners, so they are compared when it is re-translated."""
+        """As ``_log_refused_hosts``, for a route: its hosts depend on its
+        Gateways' listeners (taken from them, or narrowed to them), so they are
+        compared when it is re-translated."""
         if not route.marked:
             self._route_hosts_logged.pop(key, None)
             return
-        wanted = wanted_hosts(route, att)
+        wanted = (wanted_hosts(route, att), unserved_hosts(route, att))
         if self._route_hosts_logged.get(key) != wanted:
             self._route_hosts_logged[key] = wanted
             self._log_refused("httproute", route.namespace, route.name,
@@ -315,8 +318,16 @@ class ClusterState:
             return None
         att = attachment(route, self.gateways)
         self._log_refused_route_hosts(key, route, att)
-        ready = sum(map(self.ready, route.backends)) if route.backends else None
-        return httproute_shard(route, att, self.context, ready=ready, log=self._log)
+        return httproute_shard(route, att, self.context, ready=self._route_ready(route),
+                               log=self._log)
+
+    def _route_ready(self, route: RouteFacts) -> int | None:
+        """The ready endpoints of the Services ``route`` sends traffic to; 0
+        when every backendRef weighs 0 (no traffic goes anywhere: not ready);
+        None when it names no backend that could count (it counts as one)."""
+        if route.backends:
+            return sum(map(self.ready, route.backends))
+        return 0 if route.all_weights_zero else None
 
     def _put(self, key: ShardKey, shard: ShardSpec | None) -> bool:
         old = self._shards.get(key)

@@ -4,7 +4,10 @@ An Ingress and an HTTPRoute (Gateway API) both become host shards (SPEC §2,
 "Ingress hosts"): their names are their hosts inside the zone, checked by the
 same ``hosts.classify``, and they are probed alike. They differ in where the
 addresses come from: an Ingress's own load balancer status, an HTTPRoute's
-Gateways that accepted it (``attachment``).
+Gateways that accepted it (``attachment``). A route's hostnames are also
+narrowed to those its Gateways' listeners accept (``listener_hostname``), as
+the Gateway API routes them: a Gateway's addresses answer only for names it
+serves.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from healthwatch.kube.facts import (
     RouteFacts,
     ServiceFacts,
 )
-from healthwatch.kube.hosts import HostRules, Refused, classify, probe_host
+from healthwatch.kube.hosts import HostRules, Refused, classify, not_served, probe_host
 from healthwatch.kube.probes import parse_probe
 from healthwatch.kube.selector import parse_selector
 from healthwatch.model import ShardSpec
@@ -203,8 +206,9 @@ def ingress_shard(
         hostnames=ing.hostnames,
         ready=1 if ready is None else ready,
         hosts=hosts,
-        probe=_host_probe(ing.probe, ctx, ing.addresses, ing.hostnames, hosts, tls=ing.tls,
-                          log=log, what=f"ingress/{ing.namespace}/{ing.name}"),
+        probe=_host_probe(ing.probe, ctx, ing.addresses, ing.hostnames, hosts,
+                          tcp_port=443 if ing.tls else 80, log=log,
+                          what=f"ingress/{ing.namespace}/{ing.name}"),
         weight=_weight(ing.weight),
         region=ctx.placement.region,
         zone=ctx.placement.zone,
@@ -218,19 +222,19 @@ def _host_probe(
     hostnames: tuple[str, ...],
     hosts: tuple[str, ...],
     *,
-    tls: bool,
+    tcp_port: int,
     log: logging.Logger,
     what: str,
 ) -> Probe | None:
     """The probe of a host shard: HTTP(S) probes send a host of the shard as
-    ``Host:`` so the Ingress or Gateway routes them like a client's request; a
-    TCP probe without a port goes to 443 with TLS, else 80."""
-    scheme_port = 443 if tls else 80
+    ``Host:`` so the Ingress or Gateway routes them like a client's request,
+    to the scheme's port unless they name one; a TCP probe without a port goes
+    to ``tcp_port`` (the caller knows where the object listens)."""
     return _probe(
         raw,
         ctx,
         target=_target(addresses, hostnames),
-        port=scheme_port if (raw or ctx.default_probe).startswith("tcp") else None,
+        port=tcp_port if (raw or ctx.default_probe).startswith("tcp") else None,
         host=probe_host(hosts),
         log=log,
         what=what,
@@ -244,7 +248,8 @@ class Attachment:
     accepted: bool  # some parentRef is Accepted=True: the route serves traffic
     addresses: tuple[str, ...] = ()  # the union of those Gateways' addresses
     hostnames: tuple[str, ...] = ()
-    listeners: tuple[Listener, ...] = ()  # the listeners it attaches to
+    listeners: tuple[Listener, ...] = ()  # the listeners its parentRefs name
+    known: bool = False  # some Gateway that accepted it is known (listed, not deleted)
 
 
 def attachment(route: RouteFacts, gateways: Mapping[Key, GatewayFacts]) -> Attachment:
@@ -252,7 +257,7 @@ def attachment(route: RouteFacts, gateways: Mapping[Key, GatewayFacts]) -> Attac
     ``Accepted`` count (a Gateway that did not accept the route does not route
     to it); a ``sectionName`` picks one listener, else all count. A Gateway
     that is gone (or not listed yet) adds nothing."""
-    accepted = False
+    accepted = known = False
     addresses: dict[str, None] = {}
     hostnames: dict[str, None] = {}
     listeners: dict[Listener, None] = {}
@@ -263,25 +268,100 @@ def attachment(route: RouteFacts, gateways: Mapping[Key, GatewayFacts]) -> Attac
         gw = gateways.get(ref.gateway)
         if gw is None:
             continue
+        known = True
         addresses.update(dict.fromkeys(gw.addresses))
         hostnames.update(dict.fromkeys(gw.hostnames))
         listeners.update(dict.fromkeys(
             ls for ls in gw.listeners if ref.section is None or ls.name == ref.section))
-    return Attachment(accepted, tuple(addresses), tuple(hostnames), tuple(listeners))
+    return Attachment(accepted, tuple(addresses), tuple(hostnames), tuple(listeners), known)
+
+
+def _covers(wildcard: str, host: str) -> bool:
+    """Whether the wildcard hostname ``*.S`` matches ``host``: ``host`` lies
+    below ``S`` by at least one label (``S`` itself is no match; a wildcard
+    ``*.a.S`` is, since every name it stands for is)."""
+    suffix = wildcard[1:]  # ".S"
+    return host.endswith(suffix) and len(host) > len(suffix)
+
+
+def listener_hostname(host: str, listener: str | None) -> str | None:
+    """The hostname a route's ``host`` gives on a listener whose hostname is
+    ``listener`` (both absolute, lower-case), or None when the listener does
+    not accept it. As the Gateway API matches them, it is their intersection:
+    a listener without a hostname accepts every host; equal names match; a
+    wildcard listener ``*.S`` accepts the hosts below ``S``; a wildcard route
+    host ``*.S`` on a listener below ``S`` narrows to the listener's name."""
+    if listener is None or host == listener:
+        return host
+    if listener.startswith("*.") and _covers(listener, host):
+        return host
+    if host.startswith("*.") and _covers(host, listener):
+        return listener
+    return None
+
+
+def _accepts(listener: Listener, hosts: tuple[str, ...]) -> bool:
+    return any(listener_hostname(h, listener.hostname) is not None for h in hosts)
+
+
+def serving_listeners(route: RouteFacts, att: Attachment) -> tuple[Listener, ...]:
+    """The listeners of ``att`` that serve ``route``: those that accept one of
+    its hostnames, or all when it has none (it takes theirs)."""
+    if not route.hostnames:
+        return att.listeners
+    return tuple(ls for ls in att.listeners if _accepts(ls, route.hostnames))
 
 
 def wanted_hosts(route: RouteFacts, att: Attachment) -> tuple[str, ...]:
-    """The hosts ``route`` asks for: its ``spec.hostnames``; a route without
-    any serves every host of its listeners, so then the hostnames of the
-    listeners it attaches to (a listener without one names no host)."""
-    return route.hostnames or tuple(ls.hostname for ls in att.listeners if ls.hostname)
+    """The hosts ``route`` asks for. With ``spec.hostnames``: on each listener
+    it attaches to, their intersection with the listener's (``listener_hostname``),
+    united over the listeners, so a hostname no listener accepts is no name.
+    While no Gateway that accepted it is known, there is nothing to narrow
+    against (and no address to answer with): its hostnames as they are, so
+    the shard stays, unhealthy, as when its Gateway is deleted. A route
+    without hostnames serves every host of its listeners, so then their
+    hostnames (a listener without one names no host)."""
+    if not route.hostnames:
+        return tuple(ls.hostname for ls in att.listeners if ls.hostname)
+    if not att.known:
+        return route.hostnames
+    return tuple(dict.fromkeys(
+        name for host in route.hostnames for ls in att.listeners
+        if (name := listener_hostname(host, ls.hostname)) is not None))
+
+
+def unserved_hosts(route: RouteFacts, att: Attachment) -> tuple[str, ...]:
+    """The hostnames of ``route`` that none of the listeners it attaches to
+    accepts (none while no Gateway that accepted it is known)."""
+    if not att.known:
+        return ()
+    return tuple(h for h in route.hostnames
+                 if not any(listener_hostname(h, ls.hostname) is not None
+                            for ls in att.listeners))
 
 
 def route_hosts(route: RouteFacts, att: Attachment, ctx: ShardContext) -> tuple[
         tuple[str, ...], tuple[Refused, ...]]:
     """The ``wanted_hosts`` of ``route`` that become names, and the refused
-    ones (see ``healthwatch.kube.hosts``)."""
-    return classify(wanted_hosts(route, att), HostRules(ctx.zone_apex, ctx.federation))
+    ones (see ``healthwatch.kube.hosts``), with the hostnames no listener
+    accepts among them (``no_matching_listener``, when inside the zone)."""
+    rules = HostRules(ctx.zone_apex, ctx.federation)
+    hosts, refused = classify(wanted_hosts(route, att), rules)
+    return hosts, refused + not_served(unserved_hosts(route, att), rules)
+
+
+def route_tcp_port(listeners: tuple[Listener, ...]) -> int:
+    """Where a TCP probe of a route goes when it names no port: the port that
+    the ``listeners`` serving it share. Listeners on different ports (or none
+    known) leave no one port to pick; then, as for an Ingress, 443 when every
+    one is HTTPS, else 80."""
+    ports = {ls.port for ls in listeners}
+    if len(ports) == 1:
+        (port,) = ports
+        if port is not None:
+            return port
+    https = bool(listeners) and all(ls.https for ls in listeners)
+    return 443 if https else 80
 
 
 def httproute_shard(
@@ -295,15 +375,15 @@ def httproute_shard(
     """The shard of a federated HTTPRoute that a Gateway accepted and that has
     a host inside the zone, else None. Its addresses are those of the accepted
     Gateways (none yet, or its Gateway gone: a shard without an address, which
-    is unhealthy). ``ready`` sums the ready endpoints of its backend Services;
-    None when it has none (then it counts as one, as an Ingress does). A TCP
-    probe goes to 443 when every listener it attaches to is HTTPS, else 80."""
+    is unhealthy). ``ready`` sums the ready endpoints of the backend Services
+    that get traffic; None when it has none (then it counts as one, as an
+    Ingress does). A TCP probe without a port goes where ``route_tcp_port``
+    says."""
     if not route.marked or not att.accepted:
         return None
     hosts, _ = route_hosts(route, att, ctx)
     if not hosts:
         return None
-    https = bool(att.listeners) and all(ls.https for ls in att.listeners)
     return ShardSpec(
         cluster=ctx.cluster,
         kind="httproute",
@@ -313,8 +393,9 @@ def httproute_shard(
         hostnames=att.hostnames,
         ready=1 if ready is None else ready,
         hosts=hosts,
-        probe=_host_probe(route.probe, ctx, att.addresses, att.hostnames, hosts, tls=https,
-                          log=log, what=f"httproute/{route.namespace}/{route.name}"),
+        probe=_host_probe(route.probe, ctx, att.addresses, att.hostnames, hosts,
+                          tcp_port=route_tcp_port(serving_listeners(route, att)), log=log,
+                          what=f"httproute/{route.namespace}/{route.name}"),
         weight=_weight(route.weight),
         region=ctx.placement.region,
         zone=ctx.placement.zone,

@@ -16,7 +16,12 @@ whose list is refused for good (404: not served; 403: not granted) is no
 failure: it is reported as listed and empty, logged once per kind of refusal
 (a 403 as a warning, and kept in ``note`` for the status), and listed again
 every ``backoff_cap`` so that CRDs installed later are found. A watch of it
-refused that way (the CRDs deleted) goes back to listing.
+refused that way (the CRDs deleted) goes back to listing. A 403 also counts
+once in ``fedns_kube_api_errors_total`` (op ``list``), when the refusal
+starts, not at every recheck: RBAC that lacks a rule is an error an operator
+must fix. A 404 does not count: CRDs not installed are a normal state (most
+clusters), and an error counter that rises on every start of fedns there
+would only teach operators to ignore it.
 """
 
 from __future__ import annotations
@@ -312,17 +317,25 @@ class Watcher:
 
     def _none_here(self, error: ApiException) -> None:
         """Report an optional resource's refused list as an empty one; each kind
-        of refusal is logged once, not per retry, and a 403 is kept in ``note``."""
+        of refusal is logged once, not per retry, and a 403 is kept in ``note``
+        and counted once (see the module docstring)."""
         text = f"list {self.name}: {describe(error)}"
         if self._absent_status != error.status:
             self._absent_status = error.status
-            event, level = (("api_not_served", logging.INFO) if error.status == 404
-                            else ("api_forbidden", logging.WARNING))
-            self._log.log(level, "%s resource=%s error=%r action=none_watched recheck_in=%gs",
-                          event, self.name, text, self._options.backoff_cap)
+            self._refusal_started(error.status, text)
         self.note = text if error.status == 403 else None
         self._up()
         self._sink.listed(self.name, [], "")
+
+    def _refusal_started(self, status: int | None, text: str) -> None:
+        """Log (and for a 403, count) a refusal of an optional resource's list
+        that was not refused this way at the previous try."""
+        event, level = (("api_not_served", logging.INFO) if status == 404
+                        else ("api_forbidden", logging.WARNING))
+        self._log.log(level, "%s resource=%s error=%r action=none_watched recheck_in=%gs",
+                      event, self.name, text, self._options.backoff_cap)
+        if status == 403 and self._metrics is not None:
+            self._metrics.api_error(self.name, "list")
 
     def _down(self, at: float) -> float:
         """This resource stopped working at ``at``, unless it already had: the onset."""

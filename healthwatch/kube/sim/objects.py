@@ -205,11 +205,13 @@ def parent_ref(
     return ref
 
 
-def _backend_ref(backend: str) -> dict[str, Any]:
+def _backend_ref(backend: str, weight: int | None, port: int) -> dict[str, Any]:
     namespace, _, name = backend.rpartition("/")
-    ref: dict[str, Any] = {"name": name, "port": 80}
+    ref: dict[str, Any] = {"name": name, "port": port}
     if namespace:
         ref["namespace"] = namespace
+    if weight is not None:
+        ref["weight"] = weight
     return ref
 
 
@@ -220,18 +222,24 @@ def httproute(
     hostnames: Sequence[str] = (),
     parents: Sequence[str | dict[str, Any]] = ("gw",),
     backends: Sequence[str] = (),
+    weights: Mapping[str, int] | None = None,
+    backend_port: int = 80,
     accepted: bool = True,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = FEDERATE,
 ) -> dict[str, Any]:
     """An HTTPRoute attached to ``parents`` (Gateway names in the route's
     namespace, or ``parent_ref(...)``), with one rule forwarding to the Services
-    ``backends`` (``name`` or ``namespace/name``). Its status says, for every
-    parent, ``Accepted`` is ``accepted`` (as a Gateway controller writes it)."""
+    ``backends`` (``name`` or ``namespace/name``) on ``backend_port``, each
+    with the ``weight`` that ``weights`` gives it (none: the API's default,
+    1). Its status says, for every parent, ``Accepted`` is ``accepted`` (as a
+    Gateway controller writes it)."""
     refs = [parent_ref(p) if isinstance(p, str) else dict(p) for p in parents]
+    weights = weights or {}
     spec: dict[str, Any] = {
         "parentRefs": refs,
-        "rules": [{"backendRefs": [_backend_ref(b) for b in backends]}],
+        "rules": [{"backendRefs": [_backend_ref(b, weights.get(b), backend_port)
+                                   for b in backends]}],
     }
     if hostnames:
         spec["hostnames"] = list(hostnames)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from config.model import Federation
 from healthwatch.engine import Engine
@@ -24,6 +25,7 @@ from tests.fakekube import (
     gateway,
     httproute,
     ingress,
+    listener,
     service,
 )
 from tests.healthwatch.kube.harness import FAST, Harness, one_cluster, shard
@@ -89,6 +91,32 @@ async def test_route_without_ready_backends_is_unhealthy(one: One) -> None:
                             and not r.healthy, within=5.0)
     route = _status(snap)
     assert route is not None and route.reason == "ready endpoints 0 < min_ready 1"
+
+
+async def test_only_hostnames_the_listener_accepts_are_answered(one: One) -> None:
+    await _published(one.engine, lambda s: _answer(s) == {"192.0.2.5"}, within=5.0)
+    pay = "pay.example.com."
+    one.api.apply("gateways", gateway("gw", addresses=["192.0.2.5"],
+                                      listeners=[listener(hostname="pay.example.com")]))
+    one.api.apply("httproutes", httproute("shop", hostnames=["shop.example.com",
+                                                              "pay.example.com"],
+                                          backends=["web"]))
+    snap = await _published(one.engine, lambda s: _answer(s, pay) == {"192.0.2.5"}
+                            and not _answer(s), within=5.0)
+    route = _status(snap)
+    assert route is not None and route.healthy and route.hosts == (pay,)
+    assert snap.geo_answer(SHOP, "") is None  # not a name at all
+
+
+async def test_route_whose_only_backend_weighs_zero_is_unhealthy(one: One) -> None:
+    await _published(one.engine, lambda s: _answer(s) == {"192.0.2.5"}, within=5.0)
+    one.api.apply("httproutes", httproute("shop", hostnames=["shop.example.com"],
+                                          backends=["web"], weights={"web": 0}))
+    snap = await _published(one.engine, lambda s: (r := _status(s)) is not None
+                            and not r.healthy, within=5.0)
+    route = _status(snap)
+    assert route is not None and route.ready == 0  # web still has 2 ready endpoints
+    assert route.reason == "ready endpoints 0 < min_ready 1"
 
 
 async def test_route_is_a_shard_only_once_its_gateway_accepts_it(kube: Harness) -> None:
@@ -275,6 +303,38 @@ async def test_gateway_api_forbidden_degrades_the_same_but_says_so_once(
     # RBAC granted: the note goes
     kube.api.clear_faults("httproutes")
     await kube.wait_for(lambda r: r.last_error is None and r.reachable)
+
+
+def _api_errors(reg: CollectorRegistry, resource: str) -> float | None:
+    return reg.get_sample_value("fedns_kube_api_errors_total",
+                                {"cluster": "a", "resource": resource, "op": "list"})
+
+
+async def test_gateway_api_not_served_is_no_api_error(kube: Harness) -> None:
+    reg = CollectorRegistry()
+    kube.api.unserve(GATEWAY_API)
+    await kube.start(registry=reg)
+    await kube.synced()
+    await kube.eventually(lambda: len(kube.api.lists("httproutes")) >= 3
+                          and len(kube.api.lists("gateways")) >= 3)
+    assert _api_errors(reg, "httproutes") == 0 and _api_errors(reg, "gateways") == 0
+
+
+async def test_gateway_api_forbidden_counts_one_api_error_per_refusal(kube: Harness) -> None:
+    reg = CollectorRegistry()
+    kube.api.fail("httproutes", 403, on="any")
+    await kube.start(registry=reg)
+    await kube.synced()
+    await kube.eventually(lambda: len(kube.api.lists("httproutes")) >= 3)
+    assert _api_errors(reg, "httproutes") == 1  # not one per retry
+    assert _api_errors(reg, "gateways") == 0
+    kube.api.clear_faults("httproutes")  # RBAC granted
+    await kube.wait_for(lambda r: r.last_error is None and r.reachable)
+    kube.api.fail("httproutes", 403, on="any")  # and revoked: the next list is refused
+    seen = len(kube.api.lists("httproutes"))
+    kube.api.expire("httproutes")
+    await kube.eventually(lambda: len(kube.api.lists("httproutes")) >= seen + 3)
+    assert _api_errors(reg, "httproutes") == 2
 
 
 # -- RBAC -------------------------------------------------------------------------------

@@ -17,8 +17,15 @@ from healthwatch.kube.facts import (
     service_facts,
     slice_facts,
 )
+from healthwatch.kube.hosts import Refused
 from healthwatch.kube.state import ClusterState
-from healthwatch.kube.translate import attachment, httproute_shard, make_marker
+from healthwatch.kube.translate import (
+    attachment,
+    httproute_shard,
+    make_marker,
+    route_hosts,
+    wanted_hosts,
+)
 from healthwatch.model import ShardSpec, kind_of, split_service
 from tests.fakekube import (
     endpoint_slice,
@@ -86,10 +93,56 @@ def test_malformed_httproutes_raise_object_error(raw: Any) -> None:
 @pytest.mark.parametrize("raw", [
     {"metadata": {"name": "g", "namespace": "d"}, "spec": {"listeners": [3]}},
     {"metadata": {"name": "g", "namespace": "d"}, "status": {"addresses": {"value": "x"}}},
+    *({"metadata": {"name": "g", "namespace": "d"},
+       "spec": {"listeners": [{"name": "l", "protocol": "HTTP", "port": port}]}}
+      for port in ("80", 0, 65536, -1, True, 80.5)),
 ])
 def test_malformed_gateways_raise_object_error(raw: Any) -> None:
     with pytest.raises(ObjectError):
         gateway_facts(raw)
+
+
+def test_listener_port_is_read() -> None:
+    gw = gateway_facts(gateway("gw", listeners=[listener("a", port=8080),
+                                                listener("b", protocol="HTTPS"),
+                                                listener("c", port=65535)]))
+    assert [ls.port for ls in gw.listeners] == [8080, 443, 65535]
+    raw = gateway("gw", listeners=[listener("a")])
+    del raw["spec"]["listeners"][0]["port"]  # required by the API's schema; not guessed
+    assert [ls.port for ls in gateway_facts(raw).listeners] == [None]
+
+
+def test_backends_referenced_only_with_weight_zero_get_no_traffic() -> None:
+    raw = httproute("shop", backends=["web", "api", "idle"],
+                    weights={"web": 0, "api": 3, "idle": 0})
+    raw["spec"]["rules"].append({"backendRefs": [{"name": "web", "port": 80, "weight": 5}]})
+    route = httproute_facts(raw, ANNOTATED)
+    assert route.backends == (("default", "web"), ("default", "api"))  # not "idle"
+    assert not route.all_weights_zero
+    idle = httproute_facts(httproute("shop", backends=["web", "api"],
+                                     weights={"web": 0, "api": 0}), ANNOTATED)
+    assert idle.backends == () and idle.all_weights_zero
+    none = httproute_facts(httproute("shop"), ANNOTATED)  # no backendRefs at all
+    assert none.backends == () and not none.all_weights_zero
+    unset = httproute("shop", backends=["web"])
+    unset["spec"]["rules"][0]["backendRefs"][0]["weight"] = None  # as if absent: 1
+    assert httproute_facts(unset, ANNOTATED).backends == (("default", "web"),)
+
+
+def test_weight_zero_of_another_kind_of_backend_also_counts_as_no_traffic() -> None:
+    raw = httproute("shop", backends=["web"], weights={"web": 0})
+    raw["spec"]["rules"][0]["backendRefs"].append({"kind": "ServiceImport", "name": "imp",
+                                                    "weight": 2})
+    route = httproute_facts(raw, ANNOTATED)  # traffic goes to the ServiceImport
+    assert route.backends == () and not route.all_weights_zero
+
+
+@pytest.mark.parametrize("weight", [-1, 1000001, "5", True, 1.5])
+def test_malformed_backend_weights_raise_object_error(weight: Any) -> None:
+    raw = httproute("shop", backends=["web"])
+    raw["spec"]["rules"][0]["backendRefs"][0]["weight"] = weight
+    with pytest.raises(ObjectError):
+        httproute_facts(raw, ANNOTATED)
 
 
 # -- translate -------------------------------------------------------------------
@@ -108,11 +161,11 @@ def _shard(raw: dict[str, Any], **kw: Any) -> ShardSpec | None:
 
 
 def test_route_shard_has_in_zone_hostnames_and_the_gateway_addresses() -> None:
-    s = _shard(httproute("shop", hostnames=["shop.example.com", "shop.other.org"],
+    s = _shard(httproute("shop", hostnames=["a.shop.example.com", "shop.other.org"],
                          backends=["web"]))
     assert s is not None
     assert (s.kind, s.namespace, s.name) == ("httproute", "default", "shop")
-    assert (s.hosts, s.addresses, s.ready) == (("shop.example.com.",), ("192.0.2.5",), 2)
+    assert (s.hosts, s.addresses, s.ready) == (("a.shop.example.com.",), ("192.0.2.5",), 2)
     assert s.service == "httproute:default/shop" and s.probe is None
 
 
@@ -124,8 +177,9 @@ def test_route_without_hostnames_takes_those_of_the_listeners_it_attaches_to() -
 
 
 def test_route_shard_needs_marker_acceptance_and_an_in_zone_host() -> None:
-    assert _shard(httproute("shop", hostnames=["shop.example.com"], annotations=None)) is None
-    assert _shard(httproute("shop", hostnames=["shop.example.com"], accepted=False)) is None
+    assert _shard(httproute("shop", hostnames=["a.shop.example.com"])) is not None
+    assert _shard(httproute("shop", hostnames=["a.shop.example.com"], annotations=None)) is None
+    assert _shard(httproute("shop", hostnames=["a.shop.example.com"], accepted=False)) is None
     assert _shard(httproute("shop", hostnames=["shop.other.org"])) is None
 
 
@@ -135,19 +189,109 @@ def test_route_on_a_missing_gateway_is_a_shard_without_addresses() -> None:
 
 
 def test_route_probe_like_ingress_host_header_and_port_of_the_listener() -> None:
-    s = _shard(httproute("shop", hostnames=["*.a.example.com", "b.example.com"]),
+    s = _shard(httproute("shop", hostnames=["*.a.shop.example.com", "b.shop.example.com"]),
                default_probe="http")
     assert s is not None
-    assert s.probe == HttpProbe(url="http://192.0.2.5/healthz", host="b.example.com")
+    assert s.probe == HttpProbe(url="http://192.0.2.5/healthz", host="b.shop.example.com")
     https_only = httproute("pay", hostnames=["pay.example.com"],
                            parents=[parent_ref("gw", section="https")],
                            annotations={"fedns.io/federate": "true", "fedns.io/probe": "tcp"})
     s = _shard(https_only)
     assert s is not None and s.probe == TcpProbe(host="192.0.2.5", port=443)
-    both = httproute("shop", hostnames=["shop.example.com"],
+    both = httproute("shop", hostnames=["*.example.com"],  # on both listeners: 80 and 443
                      annotations={"fedns.io/federate": "true", "fedns.io/probe": "tcp"})
     s = _shard(both)
-    assert s is not None and s.probe == TcpProbe(host="192.0.2.5", port=80)
+    assert s is not None and s.hosts == ("*.shop.example.com.", "pay.example.com.")
+    assert s.probe == TcpProbe(host="192.0.2.5", port=80)
+
+
+def _wanted(hostnames: list[str], listeners: list[dict[str, Any]],
+            section: str | None = None) -> tuple[str, ...]:
+    gw = gateway_facts(gateway("gw", addresses=["192.0.2.5"], listeners=listeners))
+    route = httproute_facts(httproute("r", hostnames=hostnames,
+                                      parents=[parent_ref("gw", section=section)]), ANNOTATED)
+    return wanted_hosts(route, attachment(route, {("default", "gw"): gw}))
+
+
+TWO_LISTENERS = [listener("http", hostname="*.shop.example.com"),
+                 listener("https", protocol="HTTPS", hostname="pay.example.com")]
+
+
+@pytest.mark.parametrize(("hostnames", "listeners", "section", "wanted"), [
+    pytest.param(["pay.example.com", "shop.example.com"],
+                 [listener(hostname="pay.example.com")], None, ("pay.example.com.",),
+                 id="exact"),
+    pytest.param(["Pay.Example.com."], [listener(hostname="PAY.example.com")], None,
+                 ("pay.example.com.",), id="exact-any-case"),
+    pytest.param(["a.shop.example.com", "x.y.shop.example.com", "shop.example.com",
+                  "ashop.example.com"], [listener(hostname="*.shop.example.com")], None,
+                 ("a.shop.example.com.", "x.y.shop.example.com."), id="wildcard-listener"),
+    pytest.param(["*.example.com"], [listener(hostname="pay.example.com")], None,
+                 ("pay.example.com.",), id="wildcard-route-precise-listener"),
+    pytest.param(["*.pay.example.com"], [listener(hostname="pay.example.com")], None, (),
+                 id="wildcard-route-not-covering-listener"),
+    pytest.param(["*.example.com"], [listener(hostname="*.shop.example.com")], None,
+                 ("*.shop.example.com.",), id="wildcards-narrower-listener"),
+    pytest.param(["*.a.shop.example.com"], [listener(hostname="*.shop.example.com")], None,
+                 ("*.a.shop.example.com.",), id="wildcards-narrower-route"),
+    pytest.param(["pay.example.com", "*.shop.example.com"], [listener()], None,
+                 ("pay.example.com.", "*.shop.example.com."), id="listener-without-hostname"),
+    pytest.param(["other.example.com"], TWO_LISTENERS, None, (), id="no-match"),
+    pytest.param(["*.example.com"], TWO_LISTENERS, None,
+                 ("*.shop.example.com.", "pay.example.com."), id="union-over-listeners"),
+    pytest.param(["pay.example.com", "a.shop.example.com"], TWO_LISTENERS, "https",
+                 ("pay.example.com.",), id="section-name"),
+    pytest.param(["pay.example.com"], TWO_LISTENERS, "gone", (), id="section-not-there"),
+    pytest.param([], TWO_LISTENERS, None, ("*.shop.example.com.", "pay.example.com."),
+                 id="route-without-hostnames"),
+])
+def test_route_hostnames_are_narrowed_to_the_attached_listeners(
+        hostnames: list[str], listeners: list[dict[str, Any]], section: str | None,
+        wanted: tuple[str, ...]) -> None:
+    assert _wanted(hostnames, listeners, section) == wanted
+
+
+def test_hostnames_no_listener_accepts_are_refused_inside_the_zone_only() -> None:
+    route = httproute_facts(httproute("r", hostnames=[
+        "pay.example.com", "other.example.com", "shop.other.org"]), ANNOTATED)
+    att = attachment(route, GATEWAYS)
+    hosts, refused = route_hosts(route, att, ctx())
+    assert hosts == ("pay.example.com.",)
+    assert refused == (Refused("other.example.com.", "no_matching_listener"),)
+
+
+def test_route_whose_hostnames_match_no_listener_is_no_shard() -> None:
+    assert _shard(httproute("shop", hostnames=["shop.example.com"])) is None
+
+
+@pytest.mark.parametrize(("listeners", "section", "port"), [
+    pytest.param([listener("a", port=8080)], None, 8080, id="one-listener"),
+    pytest.param([listener("a", protocol="HTTPS", port=8443),
+                  listener("b", protocol="HTTPS", port=8443, hostname="pay.example.com")],
+                 None, 8443, id="shared-port"),
+    pytest.param([listener("a", protocol="HTTPS", port=443),
+                  listener("b", protocol="HTTPS", port=8443)], None, 443,
+                 id="ports-differ-all-https"),
+    pytest.param([listener("a", port=8080), listener("b", protocol="HTTPS", port=8443)],
+                 None, 80, id="ports-differ-mixed"),
+    pytest.param([listener("a", port=8080), listener("b", protocol="HTTPS", port=8443)],
+                 "b", 8443, id="section-picks-one"),
+    pytest.param([listener("a", port=8080, hostname="*.shop.example.com"),
+                  listener("b", protocol="HTTPS", port=8443, hostname="pay.example.com")],
+                 None, 8443, id="hostname-picks-one"),
+])
+def test_tcp_probe_goes_to_the_port_the_attached_listeners_share(
+        listeners: list[dict[str, Any]], section: str | None, port: int) -> None:
+    gw = gateway_facts(gateway("gw", addresses=["192.0.2.5"], listeners=listeners))
+    route = httproute_facts(httproute(
+        "pay", hostnames=["pay.example.com"], parents=[parent_ref("gw", section=section)],
+        annotations={"fedns.io/federate": "true", "fedns.io/probe": "tcp"}), ANNOTATED)
+    s = httproute_shard(route, attachment(route, {("default", "gw"): gw}), ctx(), ready=1,
+                        log=LOG)
+    assert s is not None and s.probe == TcpProbe(host="192.0.2.5", port=port)
+    by_default = httproute_shard(route, attachment(route, {("default", "gw"): gw}),
+                                 ctx(default_probe="tcp"), ready=1, log=LOG)
+    assert by_default is not None and by_default.probe == s.probe
 
 
 # -- ShardSpec.service and its inverse --------------------------------------------
@@ -209,3 +353,57 @@ def test_state_keeps_an_ingress_and_a_route_of_the_same_name_apart() -> None:
     state.delete("ingresses", ("default", "shop"))
     state.refresh()
     assert set(_kinds(state)) == {("httproute", "shop")}
+
+
+def _route_ready(state: ClusterState, raw: dict[str, Any]) -> int:
+    state.upsert(httproute_facts(raw, ANNOTATED))
+    state.refresh()
+    return _kinds(state)[("httproute", "shop")].ready
+
+
+def test_state_counts_only_the_backends_that_get_traffic() -> None:
+    state = _state()
+    state.upsert(gateway_facts(gateway("gw", addresses=["192.0.2.5"])))
+    state.upsert(slice_facts(endpoint_slice("web", ready=3)))
+    state.upsert(slice_facts(endpoint_slice("api", ready=2)))
+    both = {"hostnames": ["shop.example.com"], "backends": ["web", "api"]}
+    assert _route_ready(state, httproute("shop", **both)) == 5
+    assert _route_ready(state, httproute("shop", **both, weights={"web": 0})) == 2
+    twice = httproute("shop", **both, weights={"web": 0, "api": 0})
+    twice["spec"]["rules"].append({"backendRefs": [{"name": "web", "weight": 5}]})
+    assert _route_ready(state, twice) == 3  # web gets traffic through the second rule
+    assert _route_ready(state, httproute("shop", **both, weights={"web": 0, "api": 0})) == 0
+    # a weight-0 backend's endpoints do not touch the route
+    state.upsert(slice_facts(endpoint_slice("web", ready=7)))
+    state.refresh()
+    assert _kinds(state)[("httproute", "shop")].ready == 0
+    # no backends at all: counts as one, as before
+    assert _route_ready(state, httproute("shop", hostnames=["shop.example.com"])) == 1
+
+
+def test_state_logs_a_hostname_no_listener_accepts_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="test")
+    state = _state()
+    state.upsert(gateway_facts(gateway("gw", addresses=["192.0.2.5"],
+                                       listeners=[listener(hostname="pay.example.com")])))
+    state.upsert(slice_facts(endpoint_slice("web", ready=1)))
+    state.upsert(httproute_facts(httproute("shop", hostnames=[
+        "pay.example.com", "other.example.com"], backends=["web"]), ANNOTATED))
+    state.refresh()
+    state.upsert(slice_facts(endpoint_slice("web", ready=2)))  # re-translated, same hosts
+    state.refresh()
+    route = _kinds(state)[("httproute", "shop")]
+    assert (route.hosts, route.ready) == (("pay.example.com.",), 2)
+    ignored = [r.getMessage() for r in caplog.records
+               if r.getMessage().startswith("ingress_host_ignored")]
+    assert ignored == ["ingress_host_ignored object=httproute/default/shop "
+                       "host='other.example.com.' reason=no_matching_listener"]
+    # the listener widens: both hosts are names, nothing more is logged
+    state.upsert(gateway_facts(gateway("gw", addresses=["192.0.2.5"],
+                                       listeners=[listener(hostname="*.example.com")])))
+    state.refresh()
+    assert _kinds(state)[("httproute", "shop")].hosts == ("pay.example.com.",
+                                                         "other.example.com.")
+    assert len([r for r in caplog.records
+                if r.getMessage().startswith("ingress_host_ignored")]) == 1
