@@ -1,13 +1,27 @@
 """``fedns demo``: a whole federation on loopback, no Kubernetes needed.
 
 Three member clusters in three real regions. Each is a simulated Kubernetes
-API server (``healthwatch.kube.sim``: list+watch of Nodes, Services and
-EndpointSlices, reached through a generated kubeconfig) whose federated
+API server (``healthwatch.kube.sim``: list+watch of Nodes, Services,
+EndpointSlices, Gateways and HTTPRoutes, reached through a generated
+kubeconfig) whose federated
 Service ``default/nginx`` has a load balancer on 127.0.N.1: an HTTP server
 serving ``/`` and ``/healthz`` that the engine probes (``fedns.io/probe``
-annotation). ``--static`` declares the same shards as ``source: static``.
-Clients in 127.0.N.0/24 sit in cluster N's zone, so ``dig -b 127.0.N.10``
-asks as one of them. Failing a backend
+annotation).
+
+Each cluster also shows the Gateway API path (docs/kubernetes.md §4a): a
+Gateway ``default/web`` (listener ``http``, port 80, hostname
+``shop.example.com``; its status address is the cluster's backend IP) that
+accepted the federated HTTPRoute ``default/shop`` (the same hostname,
+backend Service ``nginx``). So ``shop.example.com`` is a geo-aware name like
+the Service's global name, and the walkthrough digs it before and after a
+failure. The route is probed through the same backend HTTP server (its
+``fedns.io/probe`` names the backend's port), so failing a backend fails
+both shards of that cluster.
+
+``--static`` declares the same shards as ``source: static``; static
+clusters have no HTTPRoutes, so there the host is the cluster's static
+ingress ``default/shop``. Clients in 127.0.N.0/24 sit in cluster N's zone,
+so ``dig -b 127.0.N.10`` asks as one of them. Failing a backend
 (``POST /demo/clusters/<name>/fail``) makes its probe fail; its clients move
 to the nearest other region by great-circle distance, and come back after
 ``/restore``. The config is an ordinary YAML file (written to a temporary
@@ -31,7 +45,9 @@ from aiohttp import web
 from config.loader import load
 from dnsserver.app import App
 from dnsserver.http_api import ApiError, Route
-from healthwatch.kube.sim import SimFleet
+from healthwatch.kube.facts import PROBE_ANNOTATION
+from healthwatch.kube.sim import SimFleet, gateway, httproute, listener
+from healthwatch.kube.sim.objects import FEDERATE
 
 log = logging.getLogger("dnsserver.demo")
 
@@ -40,6 +56,11 @@ FEDERATION = "demo"
 SERVICE = "nginx"
 NAMESPACE = "default"
 GLOBAL_NAME = f"{SERVICE}.{NAMESPACE}.{FEDERATION}.svc.{ZONE}"
+# The Gateway API path: Gateway default/web accepts the federated HTTPRoute
+# default/shop, whose hostname (inside the zone) becomes a geo-aware name.
+GATEWAY = "web"
+ROUTE = "shop"
+ROUTE_HOST = f"shop.{ZONE}"  # absolute; Kubernetes spells it without the final dot
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +98,13 @@ CLUSTERS: tuple[DemoCluster, ...] = (
 )
 
 
+def _healthz(c: DemoCluster, backend_port: int) -> str:
+    return f"http://{c.backend_ip}:{backend_port}/healthz"
+
+
 def _static_cluster(c: DemoCluster, backend_port: int) -> dict[str, Any]:
+    """A ``source: static`` cluster with the kube mode's shards: the Service
+    and, since static clusters have no HTTPRoutes, an ingress for its host."""
     return {
         "name": c.name,
         "region": c.region,
@@ -89,7 +116,15 @@ def _static_cluster(c: DemoCluster, backend_port: int) -> dict[str, Any]:
             "namespace": NAMESPACE,
             "addresses": [c.backend_ip],
             "ready": 2,
-            "probe": {"http": f"http://{c.backend_ip}:{backend_port}/healthz"},
+            "probe": {"http": _healthz(c, backend_port)},
+        }],
+        "ingresses": [{
+            "name": ROUTE,
+            "namespace": NAMESPACE,
+            "hosts": [ROUTE_HOST],
+            "addresses": [c.backend_ip],
+            "ready": 2,
+            "probe": {"http": _healthz(c, backend_port), "host": ROUTE_HOST.rstrip(".")},
         }],
     }
 
@@ -210,7 +245,8 @@ class Demo:
         return self.app
 
     async def _start_fleet(self) -> dict[str, dict[str, Any]]:
-        """One simulated API server per cluster, each running default/nginx."""
+        """One simulated API server per cluster, each running default/nginx
+        and the HTTPRoute default/shop on the Gateway default/web."""
         self.fleet = SimFleet(self.workdir)
         await self.fleet.start([c.name for c in CLUSTERS])
         for c in CLUSTERS:
@@ -218,6 +254,7 @@ class Demo:
             port = self.backends[c.name].port
             self.fleet.publish_service(c.name, SERVICE, NAMESPACE, lb_ip=c.backend_ip, ready=2,
                                        port=port, probe=f"http://:{port}/healthz")
+            _publish_route(self.fleet, c, port)
         return {c.name: self.fleet.cluster_config(c.name) for c in CLUSTERS}
 
     async def stop(self) -> None:
@@ -284,6 +321,8 @@ class Demo:
         svc = f"{SERVICE}.{NAMESPACE}.{FEDERATION}.svc"
         return [
             (f"{dig} {GLOBAL_NAME} -b {west.client_ip}", f"a us-west1 client -> {west.backend_ip}"),
+            (f"{dig} {ROUTE_HOST} -b {west.client_ip}",
+             f"{self._route_kind()} {NAMESPACE}/{ROUTE}'s host, too -> {west.backend_ip}"),
             (f"{dig} {GLOBAL_NAME}", "unknown client (127.0.0.1) -> every healthy cluster"),
             (f"{dig} {svc}.us-east1-c.us-east1.{ZONE}", "empty AZ -> CNAME to the region name"),
             (f"{dig} www.{ZONE} -b {eu.client_ip}", "static CNAME, then the geo answer"),
@@ -291,6 +330,8 @@ class Demo:
                  "(us-east1, not europe-west1)"),
             (f"curl -X POST {api}/demo/clusters/us-west/fail", "its /healthz now says 503"),
             (f"{dig} {GLOBAL_NAME} -b {west.client_ip}", f"after ~1.5 s -> {east.backend_ip}"),
+            (f"{dig} {ROUTE_HOST} -b {west.client_ip}",
+             f"its {self._route_kind()} too, after ~1.5 s -> {east.backend_ip}"),
             (f"curl -X POST {api}/demo/clusters/us-west/restore",
              f"and back to {west.backend_ip}"),
             ("", "or drain it like an operator"),
@@ -300,6 +341,10 @@ class Demo:
             (f"curl {api}/metrics", "Prometheus metrics"),
         ]
 
+    def _route_kind(self) -> str:
+        """What serves ``ROUTE_HOST``: an HTTPRoute, or a static ingress with ``--static``."""
+        return "HTTPRoute" if self.kubernetes else "ingress"
+
     def banner(self) -> str:
         api = f"http://127.0.0.1:{self.http_port}"
         kind = ("simulated Kubernetes API servers, kubeconfig "
@@ -308,7 +353,10 @@ class Demo:
             f"fedns demo: zone {ZONE} federation {FEDERATION} ({kind})",
             f"  DNS 127.0.0.1:{self.dns_port} (UDP+TCP)   HTTP {api}   files {self.workdir}",
             "",
-            "member clusters (service default/nginx in each):",
+            f"member clusters (in each: Service {NAMESPACE}/{SERVICE}, "
+            + (f"HTTPRoute {NAMESPACE}/{ROUTE} on Gateway {NAMESPACE}/{GATEWAY}"
+               if self.kubernetes else f"ingress {NAMESPACE}/{ROUTE}")
+            + f" for {ROUTE_HOST.rstrip('.')}):",
         ]
         for b in self.backends.values():
             c = b.cluster
@@ -324,6 +372,32 @@ class Demo:
                 lines.append(f"  {cmd.ljust(width)}  # {note}" if note else f"  {cmd}")
         lines += ["", "Ctrl-C stops the demo."]
         return "\n".join(lines)
+
+
+def _publish_route(fleet: SimFleet, c: DemoCluster, backend_port: int) -> None:
+    """Gateway default/web and the federated HTTPRoute default/shop in ``c``."""
+    api = fleet.apis[c.name]
+    api.apply("gateways", _gateway(c))
+    api.apply("httproutes", _route(backend_port))
+
+
+def _gateway(c: DemoCluster) -> dict[str, Any]:
+    """One HTTP listener on port 80 for the route's host (a route's hostnames
+    must match its listener's); the address is the backend's IP, as a Gateway
+    controller publishes its load balancer's."""
+    return gateway(GATEWAY, NAMESPACE, addresses=[c.backend_ip],
+                   listeners=[listener("http", port=80, hostname=ROUTE_HOST.rstrip("."))])
+
+
+def _route(backend_port: int) -> dict[str, Any]:
+    """The federated HTTPRoute, accepted by the Gateway (its status says so),
+    forwarding to Service nginx with the default weight. Its probe names the
+    backend's real port (the demo's backends do not listen on 80), so the
+    route's shard fails with the backend."""
+    return httproute(
+        ROUTE, NAMESPACE, hostnames=[ROUTE_HOST.rstrip(".")], parents=[GATEWAY],
+        backends=[SERVICE], backend_port=backend_port,
+        annotations={**FEDERATE, PROBE_ANNOTATION: f"http://:{backend_port}/healthz"})
 
 
 def _json(data: Any) -> web.Response:

@@ -1,4 +1,5 @@
-"""``fedns demo``: starts, answers the dig commands it prints, fails over and back."""
+"""``fedns demo``: starts, answers the dig commands it prints, fails over and back,
+for its federated Service and for its federated Gateway API HTTPRoute's host."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.procs import DIG, Fedns, eventually, http, run_fedns, status
+from tests.e2e.procs import DIG, Fedns, dig, eventually, http, run_fedns, status
 
 GLOBAL = "nginx.default.demo.svc.example.com."
 WEST_CLIENT = "127.0.2.10"
+SHOP = "shop.example.com."  # the hostname of the demo's HTTPRoute default/shop
+ROUTE = "httproute:default/shop"
+# a client in each cluster's network -> that cluster's backend (its Gateway's address)
+NEAREST = {"127.0.1.10": "127.0.1.1", "127.0.2.10": "127.0.2.1", "127.0.3.10": "127.0.3.1"}
 
 
 @pytest.fixture
@@ -52,6 +57,7 @@ def test_the_printed_dig_commands_answer_as_documented(demo: Fedns) -> None:
     assert f"-p {demo.dns_port}" in demo.output and str(demo.http_port) in demo.output
     digs = printed_commands(demo.output, "dig ")
     assert len(digs) >= 4
+    assert any(SHOP in argv for argv, note in digs if "-> " in note), "no dig line for the route"
     for argv, note in digs:
         if "after ~" in note:
             continue  # the post-failure command, run below
@@ -91,6 +97,33 @@ def test_fail_moves_clients_to_the_nearest_region_and_restore_brings_them_back(
     assert http(demo.api + "/demo/clusters/mars/fail", "POST")[0] == 404
 
 
+def _route_shards(api: str) -> dict[str, dict[str, object]]:
+    """The demo's HTTPRoute shards in /v1/status, by cluster."""
+    return {s["cluster"]: s for s in status(api)["shards"] if s["service"] == ROUTE}
+
+
+def test_the_httproute_host_answers_with_each_clients_cluster_and_fails_over(
+        demo: Fedns) -> None:
+    assert "api_not_served" not in demo.output  # the simulators serve the Gateway API
+    routes = _route_shards(demo.api)
+    assert sorted(routes) == ["eu", "us-east", "us-west"], routes
+    assert all(r["hosts"] == [SHOP] and r["healthy"] for r in routes.values()), routes
+    for client, backend in NEAREST.items():
+        assert dig(demo.dns_port, SHOP, source=client) == [backend], client
+    assert sorted(dig(demo.dns_port, SHOP)) == sorted(NEAREST.values())  # unknown client
+
+    assert http(demo.api + "/demo/clusters/us-west/fail", "POST")[0] == 200
+    eventually(lambda: dig(demo.dns_port, SHOP, source=WEST_CLIENT),
+               lambda a: a == ["127.0.1.1"], timeout=10, interval=0.05)  # nearest: us-east1
+    west = _route_shards(demo.api)["us-west"]
+    assert west["healthy"] is False and "probe" in str(west["reason"]), west
+    assert dig(demo.dns_port, SHOP, source="127.0.3.10") == ["127.0.3.1"]  # others stay
+
+    assert http(demo.api + "/demo/clusters/us-west/restore", "POST")[0] == 200
+    eventually(lambda: dig(demo.dns_port, SHOP, source=WEST_CLIENT),
+               lambda a: a == ["127.0.2.1"], timeout=10, interval=0.05)
+
+
 def test_drain_through_the_cli_in_the_demo(demo: Fedns) -> None:
     if DIG is None:
         pytest.skip("dig is not installed")
@@ -116,5 +149,9 @@ def test_static_demo_answers_too() -> None:
         assert {c["source"] for c in status(proc.api)["clusters"]} == {"static"}
         base = ["dig", "@127.0.0.1", "-p", str(proc.dns_port), "+short", GLOBAL]
         assert run([*base, "-b", "127.0.3.10"]) == ["127.0.3.1"]
+        # static clusters have no HTTPRoutes; the same host is a static ingress there
+        assert dig(proc.dns_port, SHOP, source="127.0.3.10") == ["127.0.3.1"]
+        assert {s["service"] for s in status(proc.api)["shards"]} == {
+            "default/nginx", "ingress:default/shop"}
     finally:
         assert proc.stop() == 0, proc.output

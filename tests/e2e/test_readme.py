@@ -94,6 +94,7 @@ DEMO_WALKTHROUGH = (
     "dig @127.0.0.1 -p 5353 +short nginx.default.demo.svc.example.com -b 127.0.2.10",
     "curl -X POST http://127.0.0.1:8053/demo/clusters/us-west/fail",
     "dig @127.0.0.1 -p 5353 +short nginx.default.demo.svc.example.com -b 127.0.2.10",
+    "dig @127.0.0.1 -p 5353 +short shop.example.com -b 127.0.2.10",
     "curl -X POST http://127.0.0.1:8053/demo/clusters/us-west/restore",
     "fedns status",
     "fedns drain us-west ; fedns undrain us-west",
