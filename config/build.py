@@ -449,6 +449,7 @@ def _server(root: Node) -> Server:
         workers=_or(node.integer("workers"), d.workers),
         cookies=_or(node.flag("cookies"), d.cookies),
         cookie_secret=_cookie_secret(node),
+        cookie_secret_previous=_cookie_secret_previous(node),
         require_server_cookie=_or(node.flag("require_server_cookie"), d.require_server_cookie),
     )
 
@@ -488,16 +489,21 @@ def notify_target(text: str) -> tuple[str, int]:
     return names.hostport(stripped, need_ip=True)
 
 
-def _from_env(node: Node, key: str, text: str) -> str | None:
+def _from_env(node: Node, key: str, text: str, *, at: Path | None = None,
+              optional: bool = False) -> str | None:
     """``text``, the value of ``key``; when it is ``${VAR}``, the variable's
     value instead, so secrets stay out of the file. None, reported at the
-    key's line, when the variable is not set or empty."""
+    key's line (or at ``at``, e.g. a list item), when the variable is not set
+    or empty; None unreported when ``optional``: a value a deployment may
+    leave unset."""
     m = _ENV.match(text.strip())
     if m is None:
         return text
     value = os.environ.get(m[1], "")
     if not value:
-        node.ctx.error(node.at(key), f"environment variable {m[1]} is not set or empty")
+        if not optional:
+            node.ctx.error(node.at(key) if at is None else at,
+                           f"environment variable {m[1]} is not set or empty")
         return None
     return value
 
@@ -529,13 +535,44 @@ def _cookie_secret(server: Node) -> bytes | None:
     text = _from_env(server, "cookie_secret", text)
     if text is None:
         return None
+    return _secret16(server, server.at("cookie_secret"), text)
+
+
+def _cookie_secret_previous(server: Node) -> tuple[bytes, ...]:
+    """``server.cookie_secret_previous``: one secret or a list, each written
+    as ``cookie_secret`` is, whose cookies still validate after a rotation.
+    Empty, or an unset or empty ``${ENV_VAR}``, means none: the Deployment
+    passes it from an optional Secret key that is absent between rotations.
+    Only with ``cookie_secret`` (nothing to rotate from otherwise)."""
+    key = "cookie_secret_previous"
+    if not server.has(key):
+        return ()
+    if not server.has("cookie_secret"):
+        server.ctx.error(server.at(key),
+                         "needs server.cookie_secret (the secret cookies are issued with)")
+        return ()
+    items = list(server.texts(key))
+    text = server.text(key)
+    if text is not None:
+        items = [(server.at(key), text)]
+    out: list[bytes] = []
+    for path, item in items:
+        value = _from_env(server, key, item, at=path, optional=True)
+        secret = _secret16(server, path, value) if value and value.strip() else None
+        if secret is not None and secret not in out:
+            out.append(secret)
+    return tuple(out)
+
+
+def _secret16(node: Node, path: Path, text: str) -> bytes | None:
+    """The 16 bytes of a cookie secret written as 32 hex digits; else None,
+    reported at ``path`` without the value."""
     try:
         secret = bytes.fromhex(text.strip())
     except ValueError:
         secret = b""
     if len(secret) != 16:
-        server.ctx.error(server.at("cookie_secret"),
-                         "must be 32 hex digits (16 bytes; the value is hidden)")
+        node.ctx.error(path, "must be 32 hex digits (16 bytes; the value is hidden)")
         return None
     return secret
 

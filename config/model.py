@@ -193,6 +193,9 @@ class Server:
     # per process start, which replicas behind one address must not rely on)
     cookies: bool = True
     cookie_secret: bytes | None = field(default=None, repr=False)
+    # secrets whose server cookies still validate but are replaced (RFC 9018
+    # section 5 rollover); only with ``cookie_secret``, each 16 bytes, each once
+    cookie_secret_previous: tuple[bytes, ...] = field(default=(), repr=False)
     # BADCOOKIE (UDP only) for a cookie without a valid server cookie
     require_server_cookie: bool = False
 

@@ -338,6 +338,7 @@ class App:
             return ReloadResult(False, (f"server: {exc}",))
         for key in restart:
             log.warning("reload_needs_restart key=server.%s", key)
+        self._share_cookie_keys()
         self.config = new  # the answers' knobs take effect with the next table build
         before = self.engine.snapshot.serial
         try:
@@ -347,6 +348,7 @@ class App:
             self.config = old
             with contextlib.suppress(Exception):
                 self.dns.reconfigure(old)
+                self._share_cookie_keys()
                 self.locator.reload(old, discovered=self._discovered)
                 await self.engine.reload(old)
             self.last_reload = {"at": time.time(), "ok": False, "problems": [repr(exc)]}
@@ -363,6 +365,12 @@ class App:
         if self.config_path is not None:
             log_config_warnings(new, self.config_path)
         return ReloadResult(True, (), serial)
+
+    def _share_cookie_keys(self) -> None:
+        """The workers validate and issue cookies with this process's keys,
+        which a reload may have rotated (dnsserver/workers.py)."""
+        if self.workers is not None and self.dns.cookies is not None:
+            self.workers.cookie_keys(self.dns.cookies.keys)
 
     async def _restart_publishers(self) -> None:
         for pub in self.publishers:

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from config.model import Server
 from dnsserver import wire
 from dnsserver.answers import CHASE, NODATA, REFER, AnswerTable, Chain, Entry, encode_entry
+from dnsserver.cookies import ACCEPTED, ServerCookies
 from dnsserver.cookies import REPLY_LEN as COOKIE_REPLY_LEN
-from dnsserver.cookies import VALID, ServerCookies
 from dnsserver.errors import DropPacket, MalformedQuery
 from dnsserver.locality import Locator
 from dnsserver.metrics import LOCALITY_KINDS, DnsMetrics, locality_kind
@@ -619,7 +619,7 @@ class QueryHandler:
         the full path answers it (BADCOOKIE: it counts it then)."""
         assert self.cookies is not None  # a CookieContext exists only with cookies on
         option, result = self.cookies.reply(key[cookie.start:cookie.end], client)
-        if result != VALID and self.require_cookie and not tcp:
+        if result not in ACCEPTED and self.require_cookie and not tcp:
             return False
         self.metrics.cookies.count(result)
         flags, limit, opt, geo_opt, loc, kind = cookie.context
@@ -735,7 +735,7 @@ class QueryHandler:
         if not counted:
             self.metrics.cookies.count(result)
         edns = dataclasses.replace(q.edns, reply_options=option)
-        return dataclasses.replace(q, edns=edns), result == VALID
+        return dataclasses.replace(q, edns=edns), result in ACCEPTED
 
     def _malformed_cookie(self, q: wire.Query, proto: str) -> bytes:
         """FORMERR, without an OPT record, for a COOKIE option of a length

@@ -58,10 +58,12 @@ XFR_RESULTS = ("ok", "refused", "unsigned", "notauth", "formerr", "servfail")
 # (BADKEY, BADSIG, BADTIME: tsig_error)
 NOTIFY_RESULTS = ("acknowledged", "refused", "notimp", "other_rcode", "timeout", "send_failed",
                   "bad_tsig", "tsig_error")
-# a COOKIE option with: a client cookie alone; a valid server cookie; an
-# invalid one (forged, expired, another secret or address); a length RFC 7873
-# refuses (FORMERR)
-COOKIE_RESULTS = ("new", "valid", "invalid", "malformed")
+# a COOKIE option with: a client cookie alone; a valid server cookie; one
+# valid under a previous secret (server.cookie_secret_previous, or the secret
+# a reload replaced: proven, and replaced by a cookie of the current secret);
+# an invalid one (forged, expired, an unknown secret, another address); a
+# length RFC 7873 refuses (FORMERR)
+COOKIE_RESULTS = ("new", "valid", "rollover", "invalid", "malformed")
 DROP_REASONS = ("short_header", "qr_set", "malformed", "tcp_limit", "tcp_idle", "send_failed")
 DURATION_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                     0.005, 0.01, 0.025, 0.05, 0.1)

@@ -18,9 +18,13 @@ new serial served, and the one served at ``start``, is announced to
 DNS Cookies (``server.cookies``): the handler gets the process's
 ``ServerCookies`` for ``server.cookie_secret`` (``cookies.make_cookies``), and
 UDP response-rate limiting exempts the queries whose cookie it validates.
-``server.cookies`` and ``server.cookie_secret`` change at restart (a running
-server keeps its secret, so the cookies it handed out stay valid);
-``require_server_cookie`` at reload.
+``server.cookies`` changes at restart. A reload that changes
+``cookie_secret`` or ``cookie_secret_previous`` rotates the keys
+(``cookies.Keys.rotated``): new cookies come from the new secret at once,
+and the old one still validates for ``cookies.LIFETIME``, so no client
+loses its cookie; a new keeper replaces the old one in the handler and for
+RRL (``use_cookie_keys``, which the worker processes get too).
+``require_server_cookie`` applies at reload.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from config.model import Config
-from dnsserver.cookies import ServerCookies, make_cookies
+from config.model import Config, Server
+from dnsserver.cookies import Keys, ServerCookies, make_cookies, process_secret
 from dnsserver.errors import BindError, DnsServerError
 from dnsserver.handler import QueryHandler, ServingState
 from dnsserver.locality import Locator
@@ -97,13 +101,14 @@ class DnsServer:
     def reconfigure(self, config: Config) -> list[str]:
         """Take a reloaded ``config``: its protocol knobs apply to the running
         server (transfer and NOTIFY policy, TCP connection limits, RRL
-        limits; the answers' knobs with the next table build, which the
-        caller asks for). Returns the ``server.*`` keys that change only on
-        restart (listeners, workers, RRL switched on or off). Raises
-        ValueError, changing nothing, for a TSIG secret that is not usable."""
+        limits, ``require_server_cookie``, the cookie secrets: rotated; the
+        answers' knobs with the next table build, which the caller asks for).
+        Returns the ``server.*`` keys that change only on restart (listeners,
+        workers, RRL or cookies switched on or off). Raises ValueError,
+        changing nothing, for a TSIG secret that is not usable."""
         old, new = self.config.server, config.server
         policy = transfer_policy(new)  # the one step that can fail: before any change
-        restart = [key for key in ("tcp_idle_timeout", "workers", "cookies", "cookie_secret")
+        restart = [key for key in ("tcp_idle_timeout", "workers", "cookies")
                    if getattr(old, key) != getattr(new, key)]
         if (self.rrl is None) != (new.rrl_responses_per_second <= 0):
             restart.append("rrl_responses_per_second")
@@ -112,9 +117,36 @@ class DnsServer:
         self.config = config
         self.handler.transfers = self.xfr.policy = policy
         self.handler.require_cookie = new.require_server_cookie
+        if (old.cookie_secret, old.cookie_secret_previous) != (new.cookie_secret,
+                                                               new.cookie_secret_previous):
+            self._rotate_cookies(new)
         self._limits.total = new.tcp_max_connections
         self._limits.per_client = new.tcp_max_per_client
         return restart
+
+    def _rotate_cookies(self, new: Server) -> None:
+        """Issue with ``new``'s cookie secret from now on; the one it replaces
+        still validates for ``cookies.LIFETIME`` (RFC 9018 section 5)."""
+        if self.cookies is None:
+            return
+        keys = self.cookies.keys.rotated(new.cookie_secret or process_secret(),
+                                         new.cookie_secret_previous, self.cookies.clock())
+        self.use_cookie_keys(keys)
+        self.log.info("cookie_secret_rotated previous=%d", len(keys.previous))  # no secret
+
+    def use_cookie_keys(self, keys: Keys) -> None:
+        """Validate and issue server cookies with ``keys`` from now on (a
+        reload here, or the parent's keys in a worker process): a new keeper,
+        one reference assignment each for the handler and RRL."""
+        cookies = self.cookies
+        if cookies is None or cookies.keys == keys:
+            return
+        self.cookies = self.handler.cookies = cookies.rekeyed(keys)
+
+    def _proven(self, query: bytes, client: str) -> bool:
+        """RRL's exemption: a valid server cookie for the current keeper."""
+        cookies = self.cookies
+        return cookies is not None and cookies.proven(query, client)
 
     # -- answers ------------------------------------------------------------
 
@@ -169,7 +201,7 @@ class DnsServer:
 
     async def start(self) -> None:
         handle = self.handler.handle
-        exempt = self.cookies.proven if self.cookies is not None else None
+        exempt = self._proven if self.cookies is not None else None
         udp_handle = self.rrl.wrap(handle, exempt) if self.rrl is not None else handle
         server = self.config.server
         try:

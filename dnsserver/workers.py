@@ -9,16 +9,23 @@ rebuilds incrementally like the parent); a worker that dies is restarted
 (with backoff) and given the current Snapshot.
 
 Pipe messages (parent -> worker): ``("snapshot", json, base_serial, changed)``,
-``("stats",)``, ``("stop",)``; a worker answers ``("stats", serial, queries)``.
-A worker exits when the pipe closes (the parent went away).
+``("cookies", keys)``, ``("stats",)``, ``("stop",)``; a worker answers
+``("stats", serial, queries)``. A worker reads them in order, so a ``stats``
+answer means every earlier message was taken. A worker exits when the pipe
+closes (the parent went away).
 
 Not shared with workers: metrics (the parent's ``/metrics`` counts its own
 queries; ``stats`` gives the workers' totals), locator reloads, and config
-reloads (workers keep the config they started with until restarted).
+reloads (workers keep the config they started with until restarted), except
+the DNS Cookie keys.
 
-Shared: the DNS Cookie secret. Without ``server.cookie_secret`` the parent
+Shared: the DNS Cookie keys. Without ``server.cookie_secret`` the parent
 makes a random one at start; the pool's config carries it to every worker
 (``cookies.pinned``), so a server cookie from any process validates in all.
+When a reload rotates the parent's secret, ``cookie_keys`` ships the
+parent's keys (the new secret, and the old one with its retirement time) to
+every worker, and a worker started later gets them at spawn: every process
+issues with the same secret and validates the same previous ones.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from config.model import Config
-from dnsserver.cookies import pinned
+from dnsserver.cookies import Keys, ServerCookies, pinned
 from healthwatch.snapshot import Snapshot
 from healthwatch.tasks import cancel
 
@@ -76,6 +83,7 @@ class WorkerPool:
         self._workers = [_Worker(i) for i in range(count)]
         self._addresses: list[tuple[str, int]] = []
         self._snapshot: Snapshot | None = None
+        self._keys: Keys | None = None  # the parent's cookie keys once a reload rotated them
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, addresses: list[tuple[str, int]]) -> None:
@@ -93,6 +101,15 @@ class WorkerPool:
         changed = sorted(snap.changed) if base is not None and snap.changed is not None else None
         for w in self._workers:
             self._send(w, ("snapshot", text, base, changed))
+
+    def cookie_keys(self, keys: Keys) -> None:
+        """Have every worker validate and issue server cookies with ``keys``
+        (the parent's after a reload), now and after any restart."""
+        if keys == self._keys:
+            return
+        self._keys = keys
+        for w in self._workers:
+            self._send(w, ("cookies", keys))
 
     def pids(self) -> list[int | None]:
         return [w.proc.pid if w.proc is not None else None for w in self._workers]
@@ -138,7 +155,8 @@ class WorkerPool:
     def _spawn(self, w: _Worker) -> None:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=worker_main, name=f"fedns-worker-{w.index}",
-                                 args=(self.config, self._addresses, child, w.index),
+                                 args=(self.config, self._addresses, child, w.index,
+                                       self._keys),
                                  daemon=True)
         proc.start()
         child.close()
@@ -183,15 +201,18 @@ class WorkerPool:
 
 
 def worker_main(config: Config, addresses: list[tuple[str, int]],
-                conn: multiprocessing.connection.Connection, index: int) -> None:
-    """Entry point of a worker process (spawned: imports happen here)."""
+                conn: multiprocessing.connection.Connection, index: int,
+                keys: Keys | None = None) -> None:
+    """Entry point of a worker process (spawned: imports happen here).
+    ``keys``: the parent's cookie keys when a reload rotated them (else the
+    config's)."""
     logging.basicConfig(level=logging.WARNING,
                         format=f"%(asctime)s worker{index} %(name)s %(message)s")
-    asyncio.run(_serve(config, addresses, conn))
+    asyncio.run(_serve(config, addresses, conn, keys))
 
 
 async def _serve(config: Config, addresses: list[tuple[str, int]],
-                 conn: multiprocessing.connection.Connection) -> None:
+                 conn: multiprocessing.connection.Connection, keys: Keys | None) -> None:
     from dnsserver.locality import build_locator
     from dnsserver.server import DnsServer
     from healthwatch.heap import HeapKeeper
@@ -199,7 +220,8 @@ async def _serve(config: Config, addresses: list[tuple[str, int]],
     cfg = replace(config, listen=replace(config.listen, dns=tuple(addresses)))
     heap = HeapKeeper()
     heap.start()
-    server = DnsServer(cfg, build_locator(cfg), registry=None, reuse_port=True, heap=heap)
+    server = DnsServer(cfg, build_locator(cfg), registry=None, reuse_port=True, heap=heap,
+                       cookies=ServerCookies(keys) if keys is not None else None)
     await server.start()
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
@@ -220,6 +242,8 @@ async def _serve(config: Config, addresses: list[tuple[str, int]],
                     if msg[2] is not None and msg[3] is not None:
                         snap = replace(snap, base_serial=msg[2], changed=frozenset(msg[3]))
                     loop.call_soon_threadsafe(install, snap)
+                elif msg[0] == "cookies":  # before the next message is read
+                    server.use_cookie_keys(msg[1])
                 elif msg[0] == "stats":
                     total = sum(server.metrics.totals().values())
                     conn.send(("stats", server.serial, total))

@@ -6,17 +6,26 @@ an injected clock, the parser, the config keys. Over real sockets on
 127.0.0.1: a client cookie gets a server cookie, which validates when sent
 back, expires, is refreshed; malformed cookies get FORMERR; BADCOOKIE only
 when asked for and never over TCP; RRL exempts a proven source; worker
-processes share the parent's secret. And a focused differential test: the
-fast path and the full path give the same bytes for cookie queries.
+processes share the parent's secret. Rollover (RFC 9018 section 5): a
+previous secret validates (counted "rollover") and its cookie is replaced,
+a secret retired by a reload validates for ``LIFETIME`` more, over a socket,
+in the worker processes and through ``App.reload``. And a focused
+differential test: the fast path and the full path give the same bytes for
+cookie queries, also while a previous secret validates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
+import os
 import random
+import signal
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import dns.asyncquery
 import dns.edns
@@ -28,13 +37,15 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from config.errors import ConfigError
-from config.loader import load_text
+from config.loader import load, load_text
 from config.model import Server
 from dnsserver import cookies, wire
+from dnsserver.app import App
 from dnsserver.cookies import ServerCookies, server_cookie, siphash24
 from dnsserver.handler import QueryHandler
+from dnsserver.metrics import COOKIE_RESULTS
 from dnsserver.server import DnsServer
-from tests.dnsserver import test_workers
+from tests.dnsserver import test_app, test_workers
 from tests.dnsserver import zonefixture as zf
 from tests.dnsserver.test_rrl import FakeClock
 from tests.dnsserver.test_server import Running, raw_udp, udp
@@ -233,6 +244,122 @@ def test_proven_reads_the_query() -> None:
     assert not keeper.proven(dns.message.make_query(WWW, "A").to_wire(), "192.0.2.1")
     assert not keeper.proven(query(cookie)[:-3], "192.0.2.1")
     assert not keeper.proven(b"\x00" * 5, "192.0.2.1")
+
+
+# -- rollover: previous secrets (RFC 9018 section 5) ----------------------------------------
+
+OTHER_SECRET = bytes(range(16, 32))  # a secret this server never had
+LOOPBACK = b"\x7f\x00\x00\x01"
+
+
+def made_with(secret: bytes, at: float, client: str = "192.0.2.1") -> bytes:
+    """The COOKIE option data a server with ``secret`` issued ``client`` at ``at``."""
+    return CLIENT + server_cookie(secret, CLIENT, wire.packed_address(client), int(at))
+
+
+def rolling(clock: FakeClock, *previous: bytes) -> ServerCookies:
+    """A keeper issuing with ``SECRET`` that still validates ``previous``."""
+    return ServerCookies(cookies.Keys.configured(SECRET, previous), clock=clock)
+
+
+@pytest.mark.parametrize(("later", "result"), [
+    (0, "rollover"),  # fresh: replaced all the same, never sent back
+    (1799, "rollover"),
+    (3600, "rollover"),  # the window of the previous secret's cookies is the same
+    (3601, "invalid"),
+    (-300, "rollover"),
+    (-301, "invalid"),
+])
+def test_previous_secret_validates_and_is_replaced(later: int, result: str) -> None:
+    old = made_with(OLD_SECRET, START)
+    clock = clock_at(START + later)
+    option, got = rolling(clock, OLD_SECRET).reply(old, "192.0.2.1")
+    assert got == result
+    assert option == HEAD + made_with(SECRET, START + later)  # a new one, current secret
+    again, fresh = rolling(clock, OLD_SECRET).reply(option[4:], "192.0.2.1")
+    assert (again, fresh) == (option, cookies.VALID)  # the replacement validates
+
+
+def test_unknown_secret_forged_or_moved_cookie_is_invalid_despite_previous() -> None:
+    clock = clock_at(START + 60)
+    keeper = rolling(clock, OLD_SECRET, NEW_SECRET)
+    old = made_with(OLD_SECRET, START)
+    forged = old[:-1] + bytes((old[-1] ^ 1,))
+    for bad, client in ((made_with(OTHER_SECRET, START), "192.0.2.1"), (forged, "192.0.2.1"),
+                        (old, "192.0.2.2")):
+        option, result = keeper.reply(bad, client)
+        assert result == cookies.INVALID, bad.hex()
+        assert option == HEAD + made_with(SECRET, clock.now, client)
+    assert keeper.reply(made_with(NEW_SECRET, START), "192.0.2.1")[1] == cookies.ROLLOVER
+    assert ServerCookies(SECRET, clock=clock).reply(old, "192.0.2.1")[1] == cookies.INVALID
+
+
+def test_rollover_is_proven_for_rrl() -> None:
+    clock = clock_at(START + 60)
+    data = query(made_with(OLD_SECRET, START, "127.0.0.1")).to_wire()
+    assert rolling(clock, OLD_SECRET).proven(data, "127.0.0.1")
+    assert not ServerCookies(SECRET, clock=clock).proven(data, "127.0.0.1")
+    assert not rolling(clock, OTHER_SECRET).proven(data, "127.0.0.1")
+
+
+def test_rotated_keys_keep_the_old_secret_for_a_lifetime() -> None:
+    """A reload that changes the secret: the old one validates until LIFETIME
+    after the change (a replica not yet reloaded may still issue with it),
+    then not at all; the decision kept never outlives that."""
+    clock = clock_at()
+    before = ServerCookies(OLD_SECRET, clock=clock)
+    issued_before = issued(before)
+    clock.now = START + 100  # the reload
+    keys = before.keys.rotated(SECRET, (), clock.now)
+    assert keys.current == SECRET and keys.previous == ((OLD_SECRET, START + 100 + 3600),)
+    after = before.rekeyed(keys)
+    assert after.clock is clock and after.keys == keys and before.keys.current == OLD_SECRET
+    option, result = after.reply(issued_before, "192.0.2.1")
+    assert result == cookies.ROLLOVER and option == HEAD + made_with(SECRET, clock.now)
+    late = made_with(OLD_SECRET, START + 3650)  # another replica, still on the old secret
+    clock.now = START + 3690  # 10 s before the old secret retires
+    assert after.reply(late, "192.0.2.1")[1] == cookies.ROLLOVER
+    clock.now = START + 3700  # the last second it validates
+    assert after.reply(late, "192.0.2.1")[1] == cookies.ROLLOVER
+    clock.now = START + 3701
+    assert after.reply(late, "192.0.2.1")[1] == cookies.INVALID  # no longer, though 51 s old
+    later = keys.rotated(SECRET, (), clock.now)
+    assert later.previous == ()  # gone for good at the next rotation
+
+
+def test_rotation_rules() -> None:
+    now = START
+    configured = cookies.Keys.configured(SECRET, (OLD_SECRET, OLD_SECRET, SECRET))
+    assert configured.previous == ((OLD_SECRET, math.inf),)  # once, never the current one
+    same = configured.rotated(SECRET, (OLD_SECRET,), now)
+    assert same == configured  # nothing changed: nothing retired
+    new = configured.rotated(NEW_SECRET, (), now)  # the old current retires; the
+    assert new.previous == ((SECRET, now + 3600),)  # previous the config dropped goes now
+    back = new.rotated(SECRET, (NEW_SECRET,), now + 10)  # rolled back: configured ones last
+    assert back.previous == ((NEW_SECRET, math.inf),)
+    again = new.rotated(OTHER_SECRET, (), now + 10)  # retired ones keep their time
+    assert again.previous == ((NEW_SECRET, now + 3610), (SECRET, now + 3600))
+    with pytest.raises(ValueError, match="16 bytes"):
+        cookies.Keys.configured(SECRET, (b"short",))
+    with pytest.raises(ValueError, match="16 bytes"):
+        cookies.Keys.configured(b"short")
+    for text in (repr(new), str(new), repr(ServerCookies(new))):
+        assert SECRET.hex() not in text and repr(SECRET) not in text
+
+
+def test_keeper_of_a_server_with_previous_secrets() -> None:
+    server = Server(cookie_secret=SECRET, cookie_secret_previous=(OLD_SECRET,))
+    keeper = cookies.make_cookies(server)
+    assert keeper is not None and keeper is cookies.make_cookies(server)
+    assert keeper is not cookies.make_cookies(Server(cookie_secret=SECRET))
+    assert keeper.keys == cookies.Keys.configured(SECRET, (OLD_SECRET,))
+    assert cookies.pinned(server) is server
+    assert cookies.make_cookies(replace(server, cookies=False)) is None
+
+
+def test_rollover_is_a_documented_metric_result() -> None:
+    assert cookies.ROLLOVER == "rollover" and "rollover" in COOKIE_RESULTS
+    assert {cookies.VALID, cookies.ROLLOVER} == cookies.ACCEPTED
 
 
 # -- the parser ---------------------------------------------------------------------
@@ -468,35 +595,101 @@ async def test_badcookie_only_when_required_and_never_over_tcp() -> None:
         assert 'rcode="BADCOOKIE"' in text
 
 
+async def flood(live: Running, option: bytes | None, wait: float = 0.3
+                ) -> tuple[int, int, int]:
+    """(answered, slipped, dropped) of 20 UDP queries with ``option``."""
+    answered = slipped = dropped = 0
+    for i in range(20):
+        data = await raw_udp(live, query(option, qid=i).to_wire(), wait=wait)
+        if data is None:
+            dropped += 1
+        elif dns.message.from_wire(data).flags & dns.flags.TC:
+            slipped += 1
+        else:
+            answered += 1
+    return answered, slipped, dropped
+
+
+def frozen_rrl(live: Running) -> None:
+    """No refill of the RRL's accounts: a flood's outcome is exact."""
+    assert live.server.rrl is not None
+    live.server.rrl.clock = FakeClock()
+
+
 async def test_rrl_exempts_a_source_with_a_valid_cookie() -> None:
     async with serving(rrl_responses_per_second=5, rrl_slip=2) as live:
-        assert live.server.rrl is not None
-        rrl_clock = FakeClock()
-        live.server.rrl.clock = rrl_clock  # no refill: the flood's outcome is exact
+        frozen_rrl(live)
         c = full(cookie_of(await udp(live, query())))
-
-        async def flood(option: bytes | None, wait: float = 0.3) -> tuple[int, int, int]:
-            answered = slipped = dropped = 0
-            for i in range(20):
-                data = await raw_udp(live, query(option, qid=i).to_wire(), wait=wait)
-                if data is None:
-                    dropped += 1
-                elif dns.message.from_wire(data).flags & dns.flags.TC:
-                    slipped += 1
-                else:
-                    answered += 1
-            return answered, slipped, dropped
-
-        assert await flood(c, wait=2.0) == (20, 0, 0)
-        answered, slipped, dropped = await flood(CLIENT)  # a client cookie proves nothing
+        assert await flood(live, c, wait=2.0) == (20, 0, 0)
+        answered, slipped, dropped = await flood(live, CLIENT)  # a client cookie proves nothing
         assert answered == 0 and slipped and dropped
-        answered, slipped, dropped = await flood(None)
+        answered, slipped, dropped = await flood(live, None)
         assert answered == 0 and slipped and dropped
-        assert await flood(c, wait=2.0) == (20, 0, 0)
+        assert await flood(live, c, wait=2.0) == (20, 0, 0)
         text = generate_latest(live.registry).decode()
         exempted = [line for line in text.splitlines()
                     if line.startswith('fedns_dns_rrl_total{action="exempted"}')]
         assert exempted and float(exempted[0].rsplit(" ", 1)[1]) >= 30
+
+
+# -- rollover over real sockets: a reload changes the secret -------------------------------
+
+
+def rotate(server: DnsServer, secret: bytes, *previous: bytes) -> list[str]:
+    """Reconfigure ``server`` as a reload of its config with ``secret`` (and
+    ``previous``) would; the keys that need a restart."""
+    cfg = server.config
+    return server.reconfigure(replace(cfg, server=replace(
+        cfg.server, cookie_secret=secret, cookie_secret_previous=previous)))
+
+
+async def test_reload_rotates_the_secret_without_losing_a_client() -> None:
+    async with serving(cookie_secret=SECRET) as live:
+        c = full(cookie_of(await udp(live, query())))
+        live.clock.now += 100
+        assert rotate(live.server, NEW_SECRET) == []  # no restart needed
+        reply = await udp(live, query(c))  # issued before the reload
+        assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+        fresh = full(cookie_of(reply))
+        assert fresh == CLIENT + server_cookie(NEW_SECRET, CLIENT, LOOPBACK, int(live.clock.now))
+        assert counted(live, "rollover") == 1 and counted(live, "valid") == 0
+        assert full(cookie_of(await tcp(live, query(c)))) == fresh  # the same decision
+        again = await udp(live, query(fresh))
+        assert full(cookie_of(again)) == fresh and counted(live, "valid") == 1
+        live.clock.now += cookies.LIFETIME + 1  # the old secret retired a LIFETIME ago
+        late = CLIENT + server_cookie(SECRET, CLIENT, LOOPBACK, int(live.clock.now) - 10)
+        reply = await udp(live, query(late))
+        assert full(cookie_of(reply)) != late and counted(live, "invalid") == 1
+
+
+async def test_reload_that_keeps_the_secret_keeps_the_keeper() -> None:
+    async with serving(cookie_secret=SECRET) as live:
+        keeper = live.server.cookies
+        assert rotate(live.server, SECRET) == []
+        assert live.server.cookies is keeper and live.server.handler.cookies is keeper
+        cfg = live.server.config
+        assert live.server.reconfigure(replace(cfg, server=replace(cfg.server,
+                                                                   cookies=False))) == ["cookies"]
+
+
+async def test_rrl_exempts_cookies_of_the_reloaded_secret() -> None:
+    async with serving(rrl_responses_per_second=5, rrl_slip=2, cookie_secret=SECRET) as live:
+        frozen_rrl(live)
+        c = full(cookie_of(await udp(live, query())))
+        assert rotate(live.server, NEW_SECRET) == []
+        assert await flood(live, c, wait=2.0) == (20, 0, 0)  # the previous secret's
+        fresh = full(cookie_of(await udp(live, query(c))))
+        assert fresh != c
+        assert await flood(live, fresh, wait=2.0) == (20, 0, 0)  # the new secret's
+
+
+async def test_required_cookie_of_a_previous_secret_is_answered() -> None:
+    async with serving(cookie_secret=SECRET, require_server_cookie=True) as live:
+        c = full(cookie_of(await udp(live, query())))  # BADCOOKIE, with a cookie
+        assert rotate(live.server, NEW_SECRET) == []
+        reply = await udp(live, query(c))
+        assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+        assert full(cookie_of(reply)) != c
 
 
 # -- fast path and full path ------------------------------------------------------------
@@ -516,10 +709,11 @@ NAMES = [WWW, zf.GLOBAL, zf.EU_AZ, f"nope.{Z}", f"big.{Z}", f"alias.{Z}", "www.e
          *zf.WILD_NAMES]
 
 
+@pytest.mark.parametrize("rollover", [False, True])
 @pytest.mark.parametrize("require", [False, True])
-def test_fast_and_full_paths_agree_on_cookie_queries(require: bool) -> None:
+def test_fast_and_full_paths_agree_on_cookie_queries(require: bool, rollover: bool) -> None:
     clock = clock_at()
-    keeper = ServerCookies(SECRET, clock=clock)
+    keeper = rolling(clock, OLD_SECRET) if rollover else ServerCookies(SECRET, clock=clock)
     fast, full_path = _pair(keeper, require_server_cookie=require)
     rng = random.Random(9018)
     learned: dict[str, bytes] = {}
@@ -531,8 +725,10 @@ def test_fast_and_full_paths_agree_on_cookie_queries(require: bool) -> None:
             option = rng.choice([CLIENT, bytes(8), bytes(range(8))])
         elif roll < 0.8:
             option = learned[client]
-        elif roll < 0.9:
+        elif roll < 0.85:
             option = learned[client][:-1] + b"\x00"  # forged
+        elif roll < 0.9:  # made with the previous secret, in or out of its window
+            option = made_with(OLD_SECRET, clock.now - rng.randrange(-400, 4000), client)
         else:
             option = bytes(rng.choice([3, 12, 41]))  # malformed
         opts: list[dns.edns.Option] = [dns.edns.GenericOption(COOKIE, option)]
@@ -556,6 +752,7 @@ def test_fast_and_full_paths_agree_on_cookie_queries(require: bool) -> None:
             clock.now += 1000  # cookies wear out, expire, get reissued
     assert fast_answers > 1000  # the fast path answered many of them
     assert fast.metrics.errors == 0 and full_path.metrics.errors == 0
+    assert (fast.metrics.cookies.counts["rollover"] > 0) == rollover
 
 
 def test_cookie_queries_do_not_fill_the_context_cache() -> None:
@@ -597,3 +794,67 @@ async def test_workers_validate_the_parents_cookies() -> None:
         got = [await asyncio.to_thread(ask, port, c) for _ in range(40)]
         assert sum(s.queries for s in pool.stats()) > before  # workers answered some
         assert set(got) == {c}  # valid everywhere: each process kept it
+
+
+
+def made_with_new(got: set[bytes]) -> bool:
+    """Was every cookie in ``got`` made for 127.0.0.1 with ``NEW_SECRET``?"""
+    keeper = ServerCookies(NEW_SECRET)
+    return all(keeper.reply(g, "127.0.0.1")[1] == cookies.VALID for g in got)
+
+
+async def asked(port: int, option: bytes, count: int = 40) -> set[bytes]:
+    return {await asyncio.to_thread(ask, port, option) for _ in range(count)}
+
+
+async def test_workers_follow_a_rotated_secret() -> None:
+    """The parent rotates its secret at a reload and hands its keys to the
+    workers: every process replaces a cookie of the old secret by one of the
+    new, and a worker restarted later starts with the same keys."""
+    async with test_workers.parent_and_workers() as (parent, pool):
+        port = parent.addresses[0][1]
+        await until("workers serving", test_workers.serving(pool, 7))
+        c = await asyncio.to_thread(ask, port, CLIENT)  # the parent's per-process secret
+        assert rotate(parent, NEW_SECRET) == []
+        assert parent.cookies is not None
+        pool.cookie_keys(parent.cookies.keys)
+        before = sum(s.queries for s in await asyncio.to_thread(pool.stats))  # keys read
+        got = await asked(port, c)
+        assert sum(s.queries for s in await asyncio.to_thread(pool.stats)) > before
+        assert c not in got and made_with_new(got)
+        old = pool.pids()
+        assert old[0] is not None
+        os.kill(old[0], signal.SIGKILL)
+        await until("worker 0 restarted", lambda: pool.pids()[0] not in (None, old[0]))
+        await until("restarted worker serving", test_workers.serving(pool, 7))
+        got = await asked(port, c)
+        assert c not in got and made_with_new(got)
+
+
+async def test_app_reload_rotates_the_secret_in_every_process(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = tmp_path / "f.yaml"
+    base = test_app.BASE.format(us="192.0.2.10", more="")
+    cfg.write_text(base + f"server: {{cookie_secret: {SECRET.hex()}, workers: 2}}\n")
+    app = App(load(str(cfg)), config_path=str(cfg), publishers=False)
+    await app.start()
+    try:
+        pool = app.workers
+        assert pool is not None
+        port = app.dns.addresses[0][1]
+        await until("all serving", lambda: app.ready and test_workers.serving(
+            pool, app.engine.snapshot.serial)())
+        c = await asyncio.to_thread(ask, port, CLIENT)
+        cfg.write_text(base + f"server: {{cookie_secret: {NEW_SECRET.hex()}, workers: 2}}\n")
+        with caplog.at_level(logging.INFO):
+            res = await app.reload()
+        assert res.ok, res.problems
+        assert "key=server.cookie_secret" not in caplog.text  # no restart needed
+        assert "cookie_secret_rotated previous=1" in caplog.text
+        await asyncio.to_thread(pool.stats)  # the worker has read its keys
+        got = await asked(port, c)
+        assert c not in got and made_with_new(got)
+        assert not any(SECRET.hex() in r.getMessage() or NEW_SECRET.hex() in r.getMessage()
+                       for r in caplog.records)
+    finally:
+        await app.stop()

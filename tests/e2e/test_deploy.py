@@ -389,6 +389,11 @@ def test_secrets_come_from_secret_objects_not_the_repo(container: dict[str, Any]
     assert env["FEDNS_COOKIE_SECRET"]["valueFrom"]["secretKeyRef"] == {
         "name": "fedns-cookie-secret", "key": "secret"}
     assert "value" not in env["FEDNS_COOKIE_SECRET"]
+    # the secret before the last rotation (docs/operations.md): an optional key of the
+    # same Secret, so the pods start without it
+    assert env["FEDNS_COOKIE_SECRET_PREVIOUS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "fedns-cookie-secret", "key": "previous", "optional": True}
+    assert "value" not in env["FEDNS_COOKIE_SECRET_PREVIOUS"]
 
 
 def test_configmap_config_is_a_valid_fedns_config(
@@ -396,12 +401,17 @@ def test_configmap_config_is_a_valid_fedns_config(
 ) -> None:
     monkeypatch.setenv("FEDNS_API_TOKEN", "test-token")
     monkeypatch.setenv("FEDNS_COOKIE_SECRET", "0f" * 16)
+    monkeypatch.delenv("FEDNS_COOKIE_SECRET_PREVIOUS", raising=False)  # the optional key absent
     text = (DEPLOY / "fedns.yaml").read_text()
     cfg = load_text(text, "config/deploy/fedns.yaml")
     assert cfg.api_token == "test-token"  # from the environment, not the file
     assert "test-token" not in text
     # the replicas share the Secret's cookie secret (docs/security.md, DNS Cookies)
     assert cfg.server.cookie_secret == bytes.fromhex("0f" * 16)
+    assert cfg.server.cookie_secret_previous == ()
+    monkeypatch.setenv("FEDNS_COOKIE_SECRET_PREVIOUS", "e1" * 16)  # during a rotation
+    rotating = load_text(text, "config/deploy/fedns.yaml").server
+    assert rotating.cookie_secret_previous == (bytes.fromhex("e1" * 16),)
     ports = {(p["containerPort"], p["protocol"]) for p in container["ports"]}
     for _host, port in cfg.listen.dns:
         assert (port, "UDP") in ports and (port, "TCP") in ports
