@@ -14,12 +14,14 @@ on them and ``fedns serve`` can log them.
 
 Pure: no I/O and nothing from healthwatch, dnsserver or providers. The
 config text is optional and used only to find line numbers (the model keeps
-none); without it, warnings carry no line.
+none); without it, warnings carry no line. The one check that depends on the
+time (``expired-config-drain``) takes it as ``now``, the clock by default.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +47,7 @@ CODES = (
     "change-limit-disabled",
     "unprobed-static-shard",
     "cookie-secret-per-process",
+    "expired-config-drain",
 )
 
 
@@ -235,11 +238,15 @@ class _Finding:
     paths: tuple[Path, ...]
 
 
-def warnings(config: Config, text: str | None = None) -> list[ConfigWarning]:
+def warnings(config: Config, text: str | None = None, *,
+             now: float | None = None) -> list[ConfigWarning]:
     """Every warning for ``config``, in ``CODES`` order. ``text`` is the config
-    file's text (as loaded), only to give each warning its line."""
+    file's text (as loaded), only to give each warning its line; ``now`` (Unix
+    time, default: the clock) is the time of the check, for the checks that
+    depend on it."""
     tree = parse(text, config.source_path) if text is not None else None
     findings = [f for check in _CHECKS for f in check(config)]
+    findings += _expired_config_drain(config, time.time() if now is None else now)
     return [ConfigWarning(f.code, f.message, _line(tree, f.paths)) for f in findings]
 
 
@@ -426,6 +433,27 @@ def _cookie_secret_per_process(config: Config) -> list[_Finding]:
         "a restart) gets BADCOOKIE and must retry; set the same cookie_secret on every "
         "replica (e.g. ${FEDNS_COOKIE_SECRET} from one Kubernetes Secret)",
         (("server", "require_server_cookie"), ("server",)))]
+
+
+def _expired_config_drain(config: Config, now: float) -> list[_Finding]:
+    """A config drain whose ``until`` has passed drains nothing, yet whoever
+    reads the config (or reverts to it) takes the target for drained."""
+    out = []
+    for i, d in enumerate(config.drains):
+        if d.until is None or d.until > now:
+            continue
+        target = d.cluster if d.service is None else f"{d.cluster}/{d.service}"
+        out.append(_Finding(
+            "expired-config-drain",
+            f"drains[{i}]: the drain of {target} ended at {_utc(d.until)} (its until) and "
+            "drains nothing now, though the config still lists it; remove it (or move its "
+            "until if the work is not done)",
+            (("drains", i, "until"), ("drains", i))))
+    return out
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _shard_paths(ci: int, cluster: Cluster, names: Iterable[str]) -> tuple[Path, ...]:

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from config import names
 from config.build_clusters import addresses, checked, cluster, networks
+from config.build_drains import drains
 from config.build_kubernetes import kubernetes
 from config.build_providers import provider
 from config.model import (
@@ -77,6 +78,7 @@ def build(ctx: Ctx) -> Config:
         admin_email=_admin_email(root),
         api_token=api_token,
         source_path=ctx.tree.file,
+        drains=drains(root),
     )
 
 

@@ -2,6 +2,11 @@
 
 Only ``config.loader`` builds these; everything else reads them. Names are
 absolute, lower-case and end with a dot; durations are seconds (float).
+
+It also holds the syntax of a drain's target and reason (``split_service``,
+``check_drain_reason``): the config's ``drains`` and healthwatch's drain API
+read them alike, and config comes first (healthwatch imports config, never
+the other way round).
 """
 
 from __future__ import annotations
@@ -13,6 +18,53 @@ from typing import Literal
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 WhenAllUnhealthy = Literal["serve_all", "nxdomain"]
 FederateMode = Literal["annotation", "label", "serviceexport"]
+
+ShardKind = Literal["service", "ingress", "httproute"]
+SHARD_KINDS: tuple[ShardKind, ...] = ("service", "ingress", "httproute")
+# The kinds whose names are their hosts (SPEC §2, "Ingress hosts"): L7 entry
+# points (an Ingress, a Gateway API HTTPRoute). A Service's names come from its
+# namespace and name instead. The kind keeps an HTTPRoute and an Ingress of the
+# same namespace/name two shards, and is the prefix of their ``service`` text.
+HOST_KINDS: frozenset[ShardKind] = frozenset({"ingress", "httproute"})
+_BY_PREFIX: dict[str, ShardKind] = {k: k for k in HOST_KINDS}
+MAX_REASON = 200  # characters of a drain's reason
+
+
+def kind_of(service: str) -> ShardKind:
+    """The kind a shard's ``service`` text names; text without a known kind
+    prefix is a Service's (lenient: for persisted or foreign text)."""
+    prefix, sep, _ = service.partition(":")
+    return _BY_PREFIX.get(prefix, "service") if sep else "service"
+
+
+def split_service(service: str) -> tuple[ShardKind, str, str]:
+    """(kind, namespace, name) of ``NAMESPACE/NAME`` or ``KIND:NAMESPACE/NAME``
+    (KIND one of ``HOST_KINDS``), the inverse of ``ShardSpec.service``; raises
+    ValueError for anything else, so that a drain of a mistyped target is an
+    error rather than a drain of nothing."""
+    kind = kind_of(service)
+    base = service if kind == "service" else service.split(":", 1)[1]
+    ns, sep, name = base.partition("/")
+    if not sep or not ns or not name or "/" in name or ":" in ns:
+        kinds = ", ".join(sorted(HOST_KINDS))
+        raise ValueError(f"expected NAMESPACE/NAME or KIND:NAMESPACE/NAME (KIND: {kinds}), "
+                         f"got {service!r}")
+    return kind, ns, name
+
+
+def check_drain_reason(reason: object) -> str:
+    """A drain's ``reason`` without surrounding blanks; ValueError if it is not
+    a string, too long, or not printable on one line (it ends up in logs and
+    in ``fedns status``)."""
+    if not isinstance(reason, str):
+        raise ValueError(f"reason must be a string, got {type(reason).__name__}")
+    text = reason.strip()
+    if len(text) > MAX_REASON:
+        raise ValueError(f"reason is {len(text)} characters long; at most {MAX_REASON}")
+    if not text.isprintable():
+        raise ValueError("reason must be printable text (no control characters, "
+                         "no line breaks)")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +276,18 @@ class Kubernetes:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigDrain:
+    """A drain declared in the config (top-level ``drains``): every replica
+    that loads the config drains the same target, and a reload without it
+    ends it. Never written to the state dir."""
+
+    cluster: str
+    service: str | None = None  # None: the whole cluster; else as ``split_service`` reads it
+    reason: str = ""
+    until: float | None = None  # Unix time it stops draining; None: while it is in the config
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     zone: str
     federation: str
@@ -238,10 +302,11 @@ class Config:
     providers: tuple[Provider, ...] = ()
     server: Server = field(default_factory=Server)
     kubernetes: Kubernetes = field(default_factory=Kubernetes)
-    state_dir: str | None = None  # drains + last-known-good snapshot
+    state_dir: str | None = None  # API drains + last-known-good snapshot
     admin_email: str = "hostmaster"  # SOA RNAME, relative to zone unless absolute
     api_token: str | None = None  # required by mutating HTTP endpoints when set
     source_path: str = "<memory>"
+    drains: tuple[ConfigDrain, ...] = ()  # top-level ``drains``
 
     def region(self, name: str) -> Region | None:
         for r in self.regions:

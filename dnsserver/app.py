@@ -35,7 +35,7 @@ from dnsserver.http_api import ApiError, HttpApi, ReloadResult, Route
 from dnsserver.locality import GeoLocator, LocatorMetrics, build_locator
 from dnsserver.server import DnsServer
 from dnsserver.workers import WorkerPool
-from healthwatch.drains import DrainSet, parse_drain_duration
+from healthwatch.drains import DeclaredDrainError, DrainSet, parse_drain_duration
 from healthwatch.engine import Engine
 from healthwatch.errors import HealthwatchError, UnknownClusterError
 from healthwatch.heap import HeapKeeper
@@ -290,6 +290,8 @@ class App:
             op()
         except UnknownClusterError as exc:
             raise ApiError(str(exc), status=404) from exc
+        except DeclaredDrainError as exc:  # only the config or an annotation can end it
+            raise ApiError(str(exc), status=409) from exc
         except HealthwatchError as exc:
             raise ApiError(str(exc), status=400) from exc
 

@@ -178,10 +178,10 @@ async def snapshot_for(config: Config, *, wait: float | None = None) -> Snapshot
     """The Snapshot a fresh server would publish for ``config`` right now.
 
     Runs the engine (sources and probes) until every source has reported and
-    every probe has a first result, or ``wait`` seconds. Drains in
-    ``state_dir`` are honoured (not those that have expired, nor those of
-    clusters no longer configured: a server ignores them too); nothing is
-    written there.
+    every probe has a first result, or ``wait`` seconds. The config's
+    ``drains`` and the API's drains in ``state_dir`` are honoured (not those
+    that have expired, nor API drains of clusters no longer configured: a
+    server ignores them too); nothing is written there.
     """
     from healthwatch.drains import Drains
     from healthwatch.engine import Engine
@@ -320,17 +320,41 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# how a drain that the API cannot end is ended, by its source (the label that
+# ``still_drained`` gives it: ``us (config)``)
+_DECLARED_ENDS = {
+    "config": "a config drain ends when it is removed from the config's drains and the "
+              "config reloaded",
+    "annotation": 'an annotation drain ends when its object\'s fedns.io/drain annotation '
+                  'is removed or set to "false"',
+}
+
+
 def _undrain_note(what: str, doc: Any) -> str:
     """What an undrain did: ``undrained us``, or ``us was not drained``, and
-    the drains that still keep it (or part of it) out."""
+    the drains that still keep it (or part of it) out: a command to end each
+    of the API's, and how the config's and the annotations' end."""
     doc = doc if isinstance(doc, dict) else {}
     out = (f"{what} was not drained (nothing changed)" if doc.get("was_drained") is False
            else f"undrained {what}")
     still = [t for t in doc.get("still_drained") or [] if isinstance(t, str)]
-    if still:
-        cmds = "; ".join("fedns undrain " + t.replace("/", " ", 1) for t in still)
-        out += f"\nstill drained: {', '.join(still)} (to end: {cmds})"
-    return out
+    if not still:
+        return out
+    api = [t for t in still if _label_source(t) == "api"]
+    hints = ["to end: " + "; ".join("fedns undrain " + t.replace("/", " ", 1) for t in api)
+             ] if api else []
+    hints += [end for source, end in _DECLARED_ENDS.items()
+              if any(_label_source(t) == source for t in still)]
+    return out + f"\nstill drained: {', '.join(still)} ({'; '.join(hints)})"
+
+
+def _label_source(label: str) -> str:
+    """The source a ``still_drained`` label names: ``us (config)`` -> config;
+    a bare target is the API's."""
+    for source in _DECLARED_ENDS:
+        if label.endswith(f" ({source})"):
+            return source
+    return "api"
 
 
 def _drain_note(d: dict[str, Any], now: float) -> str:
@@ -495,9 +519,10 @@ def format_status(doc: dict[str, Any], now: float | None = None) -> str:
     details = doc.get("drain_details") or []
     if details:
         parts.append(_indent(table(
-            ["TARGET", "SINCE", "EXPIRES", "BY", "REASON"],
-            [[d.get("target"), _since(d, now), _expires(d, now), d.get("by"), d.get("reason")]
-             for d in details])))
+            ["TARGET", "SOURCE", "SINCE", "EXPIRES", "BY", "REASON"],
+            # one row per target and source; a server from before sources: the API's
+            [[d.get("target"), d.get("source") or "api", _since(d, now), _expires(d, now),
+              d.get("by"), d.get("reason")] for d in details])))
     providers = doc.get("providers") or []
     parts.append("\nPROVIDERS\n")
     if providers:

@@ -61,15 +61,19 @@ class Control(Protocol):
                     duration: str | float | None = None, client: str = "") -> dict[str, Any]:
         """Drain (again: replace its expiry, and its reason if given); ``duration``
         as the client sent it (``"30m"`` or seconds). Returns the drain as JSON
-        (reason, since, until, by); raises ApiError (400) for a bad reason or
-        duration, (404) for an unknown cluster."""
+        (reason, since, until, by, source: ``"api"``); raises ApiError (400) for
+        a bad reason or duration, (404) for an unknown cluster. A target the
+        config or an annotation drains gets an API drain too (harmless)."""
         ...
 
     async def undrain(self, cluster: str, service: str | None, *,
                       client: str = "") -> dict[str, Any]:
-        """End a drain (idempotent). Returns whether the target was drained
-        (``was_drained``) and the other drains that still keep it, or part of
-        it, out (``still_drained``)."""
+        """End the API's drain of the target (idempotent). Returns whether the
+        target was drained (``was_drained``) and the other drains that still
+        keep it, or part of it, out (``still_drained``: ``us``, or ``us
+        (config)``, ``eu/ns/name (annotation)`` for drains the API cannot
+        end). Raises ApiError (409) when only the config or an annotation
+        drains the target, saying where to end it."""
         ...
 
     async def reload(self) -> ReloadResult: ...
@@ -221,7 +225,11 @@ class HttpApi:
         (both optional; no body at all is a drain without either). A DELETE is
         idempotent: its answer says whether the target was drained
         (``was_drained``) and which other drains still keep it, or part of it, out
-        (``still_drained``: its cluster's drain, or the cluster's shard drains).
+        (``still_drained``: its own config or annotation drains, its cluster's
+        drain, or the cluster's shard drains; the source in parentheses unless
+        it is the API's). A DELETE of a target that only the config or an
+        annotation drains is a 409 saying where that drain comes from: every
+        replica reads those alike, and only their origin ends them.
         """
         cluster = request.match_info["cluster"]
         ns = request.match_info.get("namespace")

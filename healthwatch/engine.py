@@ -34,7 +34,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from config.model import Cluster, Config, Probe
-from healthwatch.drains import Drains, DrainSet, check_duration, check_reason
+from healthwatch.drains import (
+    DeclaredDrainError,
+    DeclaredDrains,
+    Drains,
+    DrainSet,
+    check_duration,
+    check_reason,
+)
 from healthwatch.errors import HealthwatchError, InvalidDrainError, UnknownClusterError
 from healthwatch.hostnames import ResolvingSource
 from healthwatch.hysteresis import ProbeState
@@ -101,9 +108,13 @@ class Engine:
         self._source_factory: SourceFactory = source_factory or functools.partial(
             make_source, registry=registry)
         self._store = StateStore(state_dir if state_dir is not None else config.state_dir)
-        self._drains = Drains(self._store)
+        self._drains = Drains(self._store)  # the API's: this process, persisted
         self._drains.load()
         self._drains.expire(clock(), at_start=True)
+        # the config's and the annotations': every replica reads them alike
+        self._declared_drains = DeclaredDrains()
+        self._declared_drains.configure(config, clock())
+        self._merged: tuple[DrainSet, DrainSet, DrainSet] | None = None  # (api, declared, union)
         self._drain_timer: asyncio.TimerHandle | None = None
         self._metrics = HealthMetrics(registry) if registry is not None else None
         self._sources: dict[str, _SourceRun] = {}
@@ -137,7 +148,7 @@ class Engine:
             log.info("state_loaded serial=%d shards=%d", stale.serial, len(stale.shards))
             self._snapshot = stale
         else:
-            self._snapshot = plan(config, {}, {}, self._drains.current, int(now), now)
+            self._snapshot = plan(config, {}, {}, self.drains, int(now), now)
         if self._metrics is not None:  # served from now on, before any publish
             self._metrics.snapshot_serial.set(self._snapshot.serial)
             self._metrics.snapshot_timestamp.set(self._snapshot.generated_at)
@@ -203,8 +214,15 @@ class Engine:
 
     @property
     def drains(self) -> DrainSet:
-        """The current drains, with their reasons, start times and expiries."""
-        return self._drains.current
+        """Every drain in force, with its source, reason, start and expiry: the
+        API's (this process's, persisted) with the config's and the
+        annotations' (every replica's alike). The same object while none of
+        them changes, so the planner's diff of drains stays cheap."""
+        api, declared = self._drains.current, self._declared_drains.current
+        merged = self._merged
+        if merged is None or merged[0] is not api or merged[1] is not declared:
+            merged = self._merged = (api, declared, api.union(declared))
+        return merged[2]
 
     def drain(self, cluster: str, service: str | None = None, *, reason: str = "",
               duration: float | None = None, by: str = "") -> Snapshot:
@@ -224,10 +242,18 @@ class Engine:
         return self._snapshot
 
     def undrain(self, cluster: str, service: str | None = None, *, by: str = "") -> Snapshot:
-        """End a drain. A drained name is always accepted, so the drain of a
-        cluster since removed from the config can be ended; an unknown, undrained
-        cluster is an UnknownClusterError like a drain's."""
+        """End the API's drain of a cluster or shard. A drained name is always
+        accepted, so the drain of a cluster since removed from the config can be
+        ended; an unknown, undrained cluster is an UnknownClusterError like a
+        drain's. A target that only the config or an annotation drains is a
+        DeclaredDrainError saying where to end it: the API cannot (the config's
+        and annotation drains of a target the API drains too stay)."""
         if self._drains.current.get(cluster, service) is None:
+            declared = self._declared_drains.current.drains_of(cluster, service)
+            if declared:
+                raise DeclaredDrainError(
+                    target=declared[0].target,
+                    origins=tuple(self._declared_drains.origin(d) for d in declared))
             self._check_drain(cluster, service)
         if self._drains.undrain(cluster, service, now=self._clock(), by=by):
             self._replan()
@@ -235,9 +261,12 @@ class Engine:
         return self._snapshot
 
     def expire_drains(self) -> Snapshot:
-        """End every drain whose expiry has passed, publish, and re-arm the timer
-        for the next one (the timer calls this; so may a test with its own clock)."""
-        if self._drains.expire(self._clock()):
+        """End every drain whose expiry has passed (the API's ``for``, the
+        config's ``until``), publish, and re-arm the timer for the next one (the
+        timer calls this; so may a test with its own clock)."""
+        now = self._clock()
+        api = self._drains.expire(now)
+        if self._declared_drains.expire(now) or api:
             self._replan()
         self._arm_drain_timer()
         return self._snapshot
@@ -248,7 +277,9 @@ class Engine:
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
-        at = self._drains.current.next_expiry()
+        times = [t for t in (self._drains.current.next_expiry(),
+                             self._declared_drains.next_expiry()) if t is not None]
+        at = min(times) if times else None
         if not self._running or at is None:
             return
         delay = min(max(0.0, at - self._clock()) + 0.001, DRAIN_TIMER_MAX)
@@ -273,12 +304,14 @@ class Engine:
         for name in list(self._reports):
             if name not in {c.name for c in new_config.clusters}:
                 self._forget(name)
+        self._declared_drains.configure(new_config, self._clock())
         if old.health != new_config.health:
             for prun in self._probes.values():
                 prun.state.rise = max(1, new_config.health.rise)
                 prun.state.fall = max(1, new_config.health.fall)
         self._sync_probes()
         self._replan()
+        self._arm_drain_timer()  # the config's drains may expire at other times now
         log.info("engine_reloaded clusters=%d serial=%d", len(new_config.clusters),
                  self._snapshot.serial)
         return self._snapshot
@@ -400,6 +433,7 @@ class Engine:
         self._reports.pop(name, None)
         self._synced.discard(name)
         self._declared.discard(name)
+        self._declared_drains.forget(name, self._clock())
 
     def _on_report(self, report: ClusterReport) -> None:
         name = report.cluster
@@ -414,6 +448,8 @@ class Engine:
                      report.reachable, report.last_error)
         if prev is None or prev.shards != report.shards:
             self._sync_probes()
+            # this cluster's annotation drains, from its own shards only
+            self._declared_drains.observe(name, report.shards, self._clock())
         self._mark_dirty()
 
     # -- probes ------------------------------------------------------------------
@@ -543,7 +579,7 @@ class Engine:
             # least one really synced: all declared unreachable is no reason
             # to replace the persisted zone with an empty one
             return None
-        return (self._config, dict(self._reports), dict(self._health), self._drains.current,
+        return (self._config, dict(self._reports), dict(self._health), self.drains,
                 next_serial(prev.serial, now), now, prev)
 
     def _plan(self, inputs: tuple[Any, ...]) -> Snapshot | None:

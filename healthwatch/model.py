@@ -8,18 +8,20 @@ all of it into a ``Snapshot`` (see ``snapshot.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from config.model import Probe
+from config.model import (
+    HOST_KINDS,
+    SHARD_KINDS,
+    Probe,
+    ShardKind,
+    kind_of,
+    split_service,
+)
 
-ShardKind = Literal["service", "ingress", "httproute"]
-SHARD_KINDS: tuple[ShardKind, ...] = ("service", "ingress", "httproute")
-# The kinds whose names are their hosts (SPEC §2, "Ingress hosts"): L7 entry
-# points (an Ingress, a Gateway API HTTPRoute). A Service's names come from its
-# namespace and name instead. The kind keeps an HTTPRoute and an Ingress of the
-# same namespace/name two shards, and is the prefix of their ``service`` text.
-HOST_KINDS: frozenset[ShardKind] = frozenset({"ingress", "httproute"})
-_BY_PREFIX: dict[str, ShardKind] = {k: k for k in HOST_KINDS}
+# The annotation that drains a federated object's shard (``ShardSpec.drain``);
+# Kubernetes sources read it (healthwatch/kube/facts.py), the drain API's
+# answers name it.
+DRAIN_ANNOTATION = "fedns.io/drain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,9 @@ class ShardSpec:
     weight: int | None = None
     region: str | None = None  # overrides the cluster's region/zone (from Node labels)
     zone: str | None = None
+    # drained by its object's DRAIN_ANNOTATION: the reason ("" when it gives
+    # none); None: not drained that way. The engine turns it into a drain.
+    drain: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -51,28 +56,6 @@ class ShardSpec:
         metrics name the shard. ``split_service`` reads it back."""
         base = f"{self.namespace}/{self.name}"
         return base if self.kind == "service" else f"{self.kind}:{base}"
-
-
-def kind_of(service: str) -> ShardKind:
-    """The kind a ``ShardSpec.service`` text names; text without a known kind
-    prefix is a Service's (lenient: for persisted or foreign text)."""
-    prefix, sep, _ = service.partition(":")
-    return _BY_PREFIX.get(prefix, "service") if sep else "service"
-
-
-def split_service(service: str) -> tuple[ShardKind, str, str]:
-    """(kind, namespace, name) of ``NAMESPACE/NAME`` or ``KIND:NAMESPACE/NAME``
-    (KIND one of ``HOST_KINDS``), the inverse of ``ShardSpec.service``; raises
-    ValueError for anything else, so that a drain of a mistyped target is an
-    error rather than a drain of nothing."""
-    kind = kind_of(service)
-    base = service if kind == "service" else service.split(":", 1)[1]
-    ns, sep, name = base.partition("/")
-    if not sep or not ns or not name or "/" in name or ":" in ns:
-        kinds = ", ".join(sorted(HOST_KINDS))
-        raise ValueError(f"expected NAMESPACE/NAME or KIND:NAMESPACE/NAME (KIND: {kinds}), "
-                         f"got {service!r}")
-    return kind, ns, name
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +103,19 @@ class ShardHealth:
     reason: str  # e.g. "ok", "probe failed: connection refused x2", "drained"
     probe_up: bool | None = None  # None: no probe configured
     changed_at: float = 0.0
+
+
+# The shard kinds and the target syntax live in config (its ``drains`` reads
+# targets too); they are healthwatch's vocabulary as well, so they stay
+# importable from here.
+__all__ = [
+    "DRAIN_ANNOTATION",
+    "HOST_KINDS",
+    "SHARD_KINDS",
+    "ClusterReport",
+    "ShardHealth",
+    "ShardKind",
+    "ShardSpec",
+    "kind_of",
+    "split_service",
+]

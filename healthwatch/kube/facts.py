@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from config.model import MAX_REASON
 from healthwatch.kube.errors import ObjectError
+from healthwatch.model import DRAIN_ANNOTATION as DRAIN_ANNOTATION  # beside the others
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 REGION_LABELS = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
@@ -23,6 +25,12 @@ ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 PROBE_ANNOTATION = "fedns.io/probe"
 WEIGHT_ANNOTATION = "fedns.io/weight"
+# DRAIN_ANNOTATION ("fedns.io/drain"; defined in healthwatch.model, where the
+# drain API's answers name it too): its value is the reason; these values (any
+# case) mean "not drained", so GitOps can toggle it, and these mean "drained"
+# without saying why
+NOT_DRAINED = frozenset({"false", "off", "no"})
+DRAINED = frozenset({"true", "on", "yes"})
 MAX_BACKEND_WEIGHT = 1_000_000  # HTTPRoute backendRefs[].weight: 0..1000000 (API schema)
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
@@ -43,6 +51,7 @@ class ServiceFacts:
     port: int | None = None  # first service port
     probe: str | None = None  # raw fedns.io/probe annotation
     weight: str | None = None  # raw fedns.io/weight annotation
+    drain: str | None = None  # fedns.io/drain: the reason; None: not drained (drain_reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,7 @@ class IngressFacts:
     tls: bool = False
     probe: str | None = None
     weight: str | None = None
+    drain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +138,7 @@ class RouteFacts:
     all_weights_zero: bool = False
     probe: str | None = None
     weight: str | None = None
+    drain: str | None = None
 
 
 Facts = (ServiceFacts | SliceFacts | IngressFacts | NodeFacts | ExportFacts | GatewayFacts
@@ -185,6 +196,29 @@ def metadata(obj: Any, kind: str, *, namespaced: bool = True) -> Meta:
         annotations=_strmap(meta.get("annotations"), "metadata.annotations", kind, full),
         resource_version=rv if isinstance(rv, str) else None,
     )
+
+
+def drain_reason(annotations: Labels) -> str | None:
+    """The reason a ``fedns.io/drain`` annotation gives, or None when the
+    object is not drained that way (no annotation, or ``false``/``off``/``no``).
+    ``true``/``on``/``yes`` and an empty value drain without a reason.
+
+    An annotation is free text, so the reason is made fit for logs and
+    ``fedns status`` rather than refused (a bad reason must not undo a drain):
+    one line, printable characters only, at most MAX_REASON characters.
+    """
+    raw = annotations.get(DRAIN_ANNOTATION)
+    if raw is None:
+        return None
+    word = raw.strip().lower()
+    if word in NOT_DRAINED:
+        return None
+    if word in DRAINED:
+        return ""
+    text = " ".join("".join(c for c in raw if c.isprintable() or c.isspace()).split())
+    if len(text) > MAX_REASON:
+        text = text[:MAX_REASON - 1] + "\u2026"
+    return text
 
 
 def _absolute(host: str) -> str:
@@ -245,6 +279,7 @@ def service_facts(obj: Any, marker: Marker) -> ServiceFacts:
         port=port,
         probe=meta.annotations.get(PROBE_ANNOTATION),
         weight=meta.annotations.get(WEIGHT_ANNOTATION),
+        drain=drain_reason(meta.annotations),
     )
 
 
@@ -312,6 +347,7 @@ def ingress_facts(obj: Any, marker: Marker) -> IngressFacts:
         tls=bool(_list(spec.get("tls"), "spec.tls", "Ingress", full)),
         probe=meta.annotations.get(PROBE_ANNOTATION),
         weight=meta.annotations.get(WEIGHT_ANNOTATION),
+        drain=drain_reason(meta.annotations),
     )
 
 
@@ -511,4 +547,5 @@ def httproute_facts(obj: Any, marker: Marker) -> RouteFacts:
         all_weights_zero=all_weights_zero,
         probe=meta.annotations.get(PROBE_ANNOTATION),
         weight=meta.annotations.get(WEIGHT_ANNOTATION),
+        drain=drain_reason(meta.annotations),
     )

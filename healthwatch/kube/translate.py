@@ -170,6 +170,7 @@ def service_shard(
         weight=_weight(svc.weight),
         region=ctx.placement.region,
         zone=ctx.placement.zone,
+        drain=svc.drain,
     )
 
 
@@ -212,6 +213,7 @@ def ingress_shard(
         weight=_weight(ing.weight),
         region=ctx.placement.region,
         zone=ctx.placement.zone,
+        drain=ing.drain,
     )
 
 
@@ -399,4 +401,5 @@ def httproute_shard(
         weight=_weight(route.weight),
         region=ctx.placement.region,
         zone=ctx.placement.zone,
+        drain=route.drain,
     )

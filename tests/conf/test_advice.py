@@ -237,6 +237,29 @@ def test_required_cookies_without_a_shared_secret() -> None:
     assert "cookie-secret-per-process" not in codes(BASE + PROBED)  # not required: no warning
 
 
+def test_config_drain_whose_until_has_passed() -> None:
+    """A config drain past its ``until`` drains nothing; left in the config it
+    reads as if it did. The check runs at ``now`` (the time of the check)."""
+    text = BASE + PROBED + (
+        "drains:\n"
+        "  - {cluster: us, reason: open-ended}\n"
+        "  - cluster: us\n"
+        "    service: default/web\n"
+        "    reason: canary\n"
+        "    until: 2020-01-31T06:00:00Z\n")
+    config = load_text(text, "t.yaml")
+    ends = config.drains[1].until
+    assert ends is not None
+    assert "expired-config-drain" not in [w.code for w in warnings(config, text, now=ends - 1)]
+    [w] = [w for w in warnings(config, text, now=ends + 90) if w.code == "expired-config-drain"]
+    assert w.line == line_of(text, "until:")
+    assert "us/default/web" in w.message and "2020-01-31T06:00:00Z" in w.message
+    assert "remove" in w.message
+    # without ``now``: the clock at the check (2020 is long past)
+    assert "expired-config-drain" in codes(text)
+    assert "expired-config-drain" in CODES
+
+
 def test_static_shards_that_nothing_probes() -> None:
     text = BASE + """\
 clusters:

@@ -17,7 +17,9 @@ from config.loader import load
 from dnsserver.app import App
 from dnsserver.cli import format_status
 from dnsserver.logs import parse_fields
+from healthwatch.kube.sim import SimFleet
 from tests.dnsserver.test_app import BASE, _until
+from tests.fakekube import service
 
 EU = ("  - {name: eu, region: europe-west1, zone: europe-west1-b, networks: [127.0.2.0/24],"
       " services: [{name: nginx, namespace: default, addresses: [192.0.2.20], ready: 1}]}")
@@ -193,3 +195,123 @@ async def test_undrain_says_whether_anything_was_drained(app: tuple[App, str]) -
     assert doc["was_drained"] is True and doc["still_drained"] == ["us/default/nginx"], doc
     code, doc = await _req("DELETE", base + "/v1/drains/us")
     assert (doc["was_drained"], doc["still_drained"]) == (False, ["us/default/nginx"]), doc
+
+
+# -- drains of the config and of annotations (every replica alike) ---------------------
+
+CONFIG_DRAINS = ("drains:\n  - {cluster: us, reason: planned maintenance}\n"
+                 "  - {cluster: eu, service: default/nginx}\n")
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(BASE.format(us="192.0.2.10", more=EU) + text)
+    return path
+
+
+async def _started(path: Path) -> App:
+    running = App(load(str(path)), config_path=str(path), publishers=False)
+    await running.start()
+    await _until(lambda: running.ready)
+    return running
+
+
+async def test_undrain_of_what_only_the_config_drains_is_a_409_saying_where(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path, "f.yaml", CONFIG_DRAINS + f"state_dir: {tmp_path / 's'}\n")
+    running = await _started(path)
+    base = f"http://127.0.0.1:{running.http.port}"
+    try:
+        serial = running.engine.snapshot.serial
+        code, doc = await _req("DELETE", base + "/v1/drains/us")
+        assert code == 409, doc
+        assert doc["error"] == (f"us is drained by the config (drains: {{cluster: us}} in {path}); "
+                                "remove it there and reload")
+        code, doc = await _req("DELETE", base + "/v1/drains/eu/default/nginx")
+        assert code == 409 and "{cluster: eu, service: default/nginx}" in doc["error"], doc
+        assert running.engine.snapshot.serial == serial  # nothing changed
+
+        # an API drain on top: harmless, and then it is the API's to end
+        code, doc = await _req("POST", base + "/v1/drains/us", _body({"reason": "now"}))
+        assert code == 200 and (doc["drain"]["source"], doc["drain"]["reason"]) == ("api", "now")
+        status = running.status()
+        assert status["drains"] == {"clusters": ["us"], "shards": ["eu/default/nginx"]}
+        rows = [(d["target"], d["source"], d["reason"]) for d in status["drain_details"]]
+        assert rows == [("us", "api", "now"), ("us", "config", "planned maintenance"),
+                        ("eu/default/nginx", "config", "")]
+        code, doc = await _req("DELETE", base + "/v1/drains/us")
+        assert code == 200 and doc["was_drained"] is True, doc
+        assert doc["still_drained"] == ["us (config)"]
+        assert [d["source"] for d in running.status()["drain_details"]] == ["config", "config"]
+        assert not any(s["healthy"] for s in running.status()["shards"] if s["cluster"] == "us")
+
+        # the API's drains file never holds the config's
+        saved = json.loads((tmp_path / "s" / "drains.json").read_text())
+        assert (saved["clusters"], saved["shards"], saved["details"]) == ([], [], [])
+
+        # `fedns status` names each drain's source
+        text = format_status(running.status(), now=time.time())
+        drains = text.split("DRAINS", 1)[1].split("PROVIDERS", 1)[0].splitlines()
+        assert "SOURCE" in drains[1]
+        row = next(ln for ln in drains if ln.strip().startswith("us "))
+        assert row.split()[1] == "config" and row.endswith("planned maintenance")
+    finally:
+        await running.stop()
+
+
+async def test_two_replicas_loading_one_config_drain_alike_and_undrain_alike(
+        tmp_path: Path) -> None:
+    """The point of config drains: both replicas of the Deployment load the
+    same file (the ConfigMap) and drain the same targets; a reload of the file
+    without the drain ends it in both. An API drain stays in its process."""
+    path = _write(tmp_path, "f.yaml", CONFIG_DRAINS)  # no state_dir: nothing kept per pod
+    replicas = [await _started(path) for _ in (1, 2)]
+    bases = [f"http://127.0.0.1:{r.http.port}" for r in replicas]
+    try:
+        for r in replicas:
+            assert r.status()["drains"] == {"clusters": ["us"], "shards": ["eu/default/nginx"]}
+        assert (await _req("POST", bases[0] + "/v1/drains/eu"))[0] == 200  # one pod only
+        assert [r.status()["drains"]["clusters"] for r in replicas] == [["eu", "us"], ["us"]]
+
+        path.write_text(BASE.format(us="192.0.2.10", more=EU))  # the drains removed
+        for base in bases:
+            code, doc = await _req("POST", base + "/v1/reload")
+            assert code == 200 and doc["ok"], doc
+        assert [r.status()["drains"]["clusters"] for r in replicas] == [["eu"], []]
+        assert replicas[1].status()["drain_details"] == []
+    finally:
+        for r in replicas:
+            await r.stop()
+
+
+async def test_undrain_of_what_only_an_annotation_drains_is_a_409(tmp_path: Path) -> None:
+    fleet = SimFleet(str(tmp_path))
+    await fleet.start(["eu"])
+    fleet.publish_service("eu", "nginx", lb_ip="192.0.2.20", ready=1)
+    fleet.apis["eu"].apply("services", service("nginx", lb_ips=["192.0.2.20"], annotations={
+        "fedns.io/federate": "true", "fedns.io/drain": "bad canary"}))
+    eu = fleet.cluster_config("eu")
+    more = (f"  - {{name: eu, region: europe-west1, zone: europe-west1-b, source: kubernetes,"
+            f" kubeconfig: {eu['kubeconfig']}, context: {eu['context']}}}")
+    path = tmp_path / "f.yaml"
+    path.write_text(BASE.format(us="192.0.2.10", more=more))
+    running = App(load(str(path)), config_path=str(path), publishers=False)
+    await running.start()
+    try:
+        await _until(lambda: running.ready
+                     and running.status()["drains"]["shards"] == ["eu/default/nginx"])
+        base = f"http://127.0.0.1:{running.http.port}"
+        [detail] = running.status()["drain_details"]
+        assert (detail["source"], detail["reason"]) == ("annotation", "bad canary")
+        code, doc = await _req("DELETE", base + "/v1/drains/eu/default/nginx")
+        assert code == 409, doc
+        assert doc["error"].startswith(
+            "eu/default/nginx is drained by the annotation fedns.io/drain on service "
+            "default/nginx in cluster eu")
+        # undrain of its cluster (not drained) says what still keeps part of it out
+        code, doc = await _req("DELETE", base + "/v1/drains/eu")
+        assert code == 200 and doc["was_drained"] is False, doc
+        assert doc["still_drained"] == ["eu/default/nginx (annotation)"]
+    finally:
+        await running.stop()
+        await fleet.stop()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from config.model import Cluster, Config, Federation, Health, Region
+from healthwatch.engine import Engine
 from healthwatch.kube import KubeOptions, KubeSource
 from healthwatch.model import ClusterReport, ShardSpec
 from tests.fakekube import FakeKubeAPI, write_kubeconfig
@@ -41,6 +43,27 @@ def one_cluster(api: FakeKubeAPI, tmp: str, grace: float,
     return Config(zone="example.com.", federation="fed",
                   regions=(Region("us-east1", (33.8, -84.4), ("us-east1-b",)),),
                   clusters=(cluster,), health=Health(cluster_grace=grace))
+
+
+@dataclass
+class One:
+    """A fake member cluster and the engine watching it (``watched``)."""
+
+    api: FakeKubeAPI
+    engine: Engine
+
+
+@contextlib.asynccontextmanager
+async def watched(api: FakeKubeAPI, config: Config) -> AsyncIterator[One]:
+    """An engine watching ``config``'s clusters through KubeSources with FAST
+    options, started; stopped, and ``api`` killed, on the way out."""
+    engine = Engine(config, source_factory=lambda c, cfg: KubeSource(c, cfg, FAST))
+    await engine.start()
+    try:
+        yield One(api, engine)
+    finally:
+        await engine.stop()
+        await api.kill()
 
 
 class Harness:
@@ -117,4 +140,4 @@ def shard(report: ClusterReport, name: str, kind: str = "service") -> ShardSpec 
     return None
 
 
-__all__ = ["CONFIG", "FAST", "Federation", "Harness", "shard"]
+__all__ = ["CONFIG", "FAST", "Federation", "Harness", "One", "shard", "watched"]
