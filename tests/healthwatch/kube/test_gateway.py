@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from tests.fakekube import (
     listener,
     service,
 )
-from tests.healthwatch.kube.harness import FAST, Harness, one_cluster, shard
+from tests.healthwatch.kube.harness import FAST, Harness, One, one_cluster, shard, watched
 from tests.healthwatch.kube.test_engine_kube import _published
 
 GATEWAY_API = "gateway.networking.k8s.io"
@@ -49,12 +48,6 @@ def _route_ready(api: FakeKubeAPI, ready: int) -> None:
     api.apply("endpointslices", endpoint_slice("web", ready=ready))
 
 
-@dataclass
-class One:
-    api: FakeKubeAPI
-    engine: Engine
-
-
 @pytest.fixture
 async def one(tmp_path: object) -> AsyncIterator[One]:
     """One simulated cluster with a federated HTTPRoute ``shop`` on the accepted
@@ -65,14 +58,8 @@ async def one(tmp_path: object) -> AsyncIterator[One]:
     _route_ready(api, 2)
     api.apply("gateways", gateway("gw", addresses=["192.0.2.5"]))
     api.apply("httproutes", httproute("shop", hostnames=["shop.example.com"], backends=["web"]))
-    engine = Engine(one_cluster(api, str(tmp_path), 5.0),
-                    source_factory=lambda c, cfg: KubeSource(c, cfg, FAST))
-    await engine.start()
-    try:
-        yield One(api, engine)
-    finally:
-        await engine.stop()
-        await api.kill()
+    async with watched(api, one_cluster(api, str(tmp_path), 5.0)) as one:
+        yield one
 
 
 async def test_route_hostname_answers_with_the_gateway_address_and_follows_it(one: One) -> None:

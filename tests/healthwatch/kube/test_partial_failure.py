@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -14,18 +13,12 @@ from healthwatch.engine import Engine
 from healthwatch.kube import KubeSource
 from healthwatch.snapshot import ShardStatus, Snapshot
 from tests.fakekube import FakeKubeAPI, endpoint_slice, ingress, node, service
-from tests.healthwatch.kube.harness import FAST, Harness, one_cluster, shard
+from tests.healthwatch.kube.harness import FAST, Harness, One, one_cluster, shard, watched
 from tests.healthwatch.kube.test_engine_kube import _published
 
 GRACE = 0.3
 WEB = "default/web"
 SHOP = "ingress:default/shop"
-
-
-@dataclass
-class One:
-    api: FakeKubeAPI
-    engine: Engine
 
 
 @pytest.fixture
@@ -38,14 +31,8 @@ async def one(tmp_path: object) -> AsyncIterator[One]:
     api.apply("endpointslices", endpoint_slice("web", ready=2))
     api.apply("ingresses", ingress("shop", hosts=["shop.example.com"], backend="web",
                                    lb_ips=["198.51.100.7"]))
-    config = one_cluster(api, str(tmp_path), GRACE)
-    engine = Engine(config, source_factory=lambda c, cfg: KubeSource(c, cfg, FAST))
-    await engine.start()
-    try:
-        yield One(api, engine)
-    finally:
-        await engine.stop()
-        await api.kill()
+    async with watched(api, one_cluster(api, str(tmp_path), GRACE)) as one:
+        yield one
 
 
 def _shard(snap: Snapshot, service: str) -> ShardStatus | None:
