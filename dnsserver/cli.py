@@ -78,19 +78,65 @@ def load_config(path: str) -> Config:
 def cmd_check(args: argparse.Namespace) -> int:
     from config.loader import advice
 
+    if args.timeout is not None and args.clusters is None:
+        raise CliError("--timeout applies to --clusters only")
     config = load_config(args.config)
+    if args.clusters is not None:
+        _preflight_arguments(config, args)  # before any output
     budget = failover_budget(config)
     found = advice(config, args.config)
+    preflight_rc = EXIT_OK
     if args.json:
-        print(json.dumps(_check_json(args.config, config, budget, found), indent=2,
-                         sort_keys=True))
+        doc = _check_json(args.config, config, budget, found)
+        if args.clusters is not None:
+            doc["preflight"], preflight_rc = _preflight(config, args, as_json=True)
+        print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         sys.stdout.write(format_check(args.config, config, budget, found))
+        if args.clusters is not None:
+            sys.stdout.flush()  # the offline result first: the preflight takes a while
+            text, preflight_rc = _preflight(config, args, as_json=False)
+            sys.stdout.write(f"\n{text}")
+    rc = EXIT_OK
     if found and args.strict:
         n = len(found)
         print(f"fedns check: error: {n} warning{'s' if n != 1 else ''} and --strict",
               file=sys.stderr)
-        return EXIT_WARNINGS
+        rc = EXIT_WARNINGS
+    return _worse(rc, preflight_rc)
+
+
+def _preflight_arguments(config: Config, args: argparse.Namespace) -> None:
+    """``--clusters NAME`` and ``--timeout`` checked against ``config``, so a
+    typo is an error before the offline check prints anything."""
+    from healthwatch.kube.preflight import PreflightError, preflight_options, select
+
+    try:
+        select(config, args.clusters or None)
+        preflight_options(config.kubernetes, args.timeout)
+    except PreflightError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _preflight(config: Config, args: argparse.Namespace, *, as_json: bool) -> tuple[Any, int]:
+    """``check --clusters``: the member clusters' preflight (text, or JSON
+    data) and its exit status (healthwatch/kube/preflight.py)."""
+    from healthwatch.kube.preflight import PreflightError, preflight
+    from healthwatch.kube.preflight_format import exit_code, format_text, to_json
+
+    try:
+        checks = _run_async(preflight(config, clusters=args.clusters or None,
+                                      call_timeout=args.timeout))
+    except PreflightError as exc:
+        raise CliError(str(exc)) from exc
+    return (to_json(checks) if as_json else format_text(checks)), exit_code(checks)
+
+
+def _worse(a: int, b: int) -> int:
+    """The worse of two ``check`` statuses: a failure, else warnings, else ok."""
+    for rc in (EXIT_FAIL, EXIT_WARNINGS):
+        if rc in (a, b):
+            return rc
     return EXIT_OK
 
 
@@ -615,7 +661,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True, help="YAML config file")
     p.add_argument("--strict", action="store_true",
                    help=f"exit {EXIT_WARNINGS} when the config has warnings")
-    p.add_argument("--json", action="store_true", help="budget and warnings as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="budget and warnings (and the --clusters preflight) as JSON")
+    p.add_argument("--clusters", nargs="*", metavar="NAME", default=None,
+                   help="then check the source: kubernetes clusters (all, or those NAMEd) "
+                        "through their API: kubeconfig, reachability, credentials, RBAC, "
+                        "Node labels, federated objects; exit 1 on a failure, "
+                        f"{EXIT_WARNINGS} on warnings")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --clusters: no wait of a call (connect, answer, exec plugin) "
+                        "longer than this (default: the config's kubernetes block)")
     p = add("records", cmd_records, "print the zone as it would be served, in zone-file format")
     p.add_argument("-c", "--config", required=True, help="YAML config file")
     g = p.add_mutually_exclusive_group()

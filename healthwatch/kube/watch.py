@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import urllib3
@@ -129,6 +130,39 @@ def _json_object(data: bytes, content_type: str | None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ResponseError(problem=f"response is a JSON {type(body).__name__}, not an object")
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a list response, as the watches check it."""
+
+    items: list[Any]
+    token: str | None  # metadata.continue: more pages follow
+    resource_version: str | None  # None: missing or empty
+    remaining: int | None  # metadata.remainingItemCount, when the server gives it
+
+
+def list_page(data: bytes, content_type: str | None) -> ListPage:
+    """The page in a list response's body, or ResponseError saying what is
+    wrong with it (the watches and ``fedns check --clusters`` read lists
+    alike). An empty list may come as null items."""
+    body = _json_object(data, content_type)
+    items = body.get("items")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise ResponseError(problem=f"items is a JSON {type(items).__name__}, not a list")
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        raise ResponseError(problem="metadata missing or not an object")
+    token = meta.get("continue") or None
+    if token is not None and not isinstance(token, str):
+        raise ResponseError(problem="metadata.continue is not a string")
+    rv = meta.get("resourceVersion")
+    remaining = meta.get("remainingItemCount")
+    if isinstance(remaining, bool) or not isinstance(remaining, int) or remaining < 0:
+        remaining = None
+    return ListPage(items, token, rv if isinstance(rv, str) and rv else None, remaining)
 
 
 class _Contact:
@@ -374,28 +408,16 @@ class Watcher:
                 data = response.data
             finally:
                 response.release_conn()
-            body = _json_object(data, response.headers.get("Content-Type"))
-            raw_items = body.get("items")
-            if raw_items is None:  # an empty list may come as null
-                raw_items = []
-            if not isinstance(raw_items, list):
-                raise ResponseError(
-                    problem=f"items is a JSON {type(raw_items).__name__}, not a list")
-            raw_meta = body.get("metadata")
-            if not isinstance(raw_meta, dict):
-                raise ResponseError(problem="metadata missing or not an object")
-            seen += len(raw_items)
-            for raw in raw_items:
+            page = list_page(data, response.headers.get("Content-Type"))
+            seen += len(page.items)
+            for raw in page.items:
                 facts = self._digest(raw)
                 if facts is not None:
                     items.append(facts)
-            token = raw_meta.get("continue") or None
-            if token is not None and not isinstance(token, str):
-                raise ResponseError(problem="metadata.continue is not a string")
-            rv = raw_meta.get("resourceVersion")
+            token, rv = page.token, page.resource_version
             if not token:
                 break
-        if not isinstance(rv, str) or not rv:
+        if rv is None:
             raise ResponseError(problem="no metadata.resourceVersion in the response")
         if seen and not items:
             # Nothing usable at all: a broken server, not a cluster that runs

@@ -140,6 +140,14 @@ NOT_RUNNABLE: dict[str, str] = {
     "17 4 * * 2,5 geoipupdate && kill -HUP $(pidof fedns)":
         "a crontab line: needs a MaxMind account; SIGHUP reload is run here on "
         "`fedns serve -c fedns.yaml`",
+    **dict.fromkeys((
+        "fedns check -c fedns.yaml --clusters [NAME ...]",
+        "fedns check -c fedns.yaml --clusters",
+        "fedns check -c fedns.yaml --clusters us eu --timeout 5",
+        "fedns check -c fedns.yaml --clusters --json",
+        "fedns check --clusters"),
+        "asks real member clusters; the same CLI runs against simulated clusters in "
+        "tests/cli/test_check_clusters.py"),
     "kubectl --context member-us apply -f config/deploy/member-rbac.yaml":
         "needs a real member cluster; config/deploy/member-rbac.yaml is validated by "
         "tests/e2e/test_deploy.py",
