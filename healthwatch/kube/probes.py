@@ -2,12 +2,15 @@
 
 Forms: ``none``; ``tcp``; ``tcp:443``; ``http:/healthz``; ``https:/ready``;
 ``http://:8080/healthz`` (the host part stays empty: the probe always targets
-the shard's load-balancer address). Without a port the object's port is used.
+the shard's load-balancer address). Without a port the object's port is used;
+the caller may give one per scheme (``SchemePorts``), since where an object
+serves HTTP and HTTPS can differ (an HTTPRoute's Gateway listeners).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from config.model import HttpProbe, Probe, TcpProbe
@@ -23,6 +26,34 @@ def _host_for_url(target: str) -> str:
     return target
 
 
+HTTP_PORT = 80
+HTTPS_PORT = 443
+
+
+@dataclass(frozen=True, slots=True)
+class SchemePorts:
+    """Where a probe that names no port goes, per scheme. None: the scheme's
+    own port (80, 443); a TCP probe then has none and needs ``tcp:PORT``."""
+
+    tcp: int | None = None
+    http: int | None = None
+    https: int | None = None
+
+    @classmethod
+    def every(cls, port: int | None) -> SchemePorts:
+        """One port for every scheme (a Service's first port)."""
+        return cls(port, port, port)
+
+    def http_port(self, scheme: str) -> int:
+        """The port of an HTTP probe of ``scheme`` ("http" or "https")."""
+        given = self.https if scheme == "https" else self.http
+        return given if given is not None else _scheme_port(scheme)
+
+
+def _scheme_port(scheme: str) -> int:
+    return HTTPS_PORT if scheme == "https" else HTTP_PORT
+
+
 def _port(text: str, spec: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ProbeSpecError(spec=spec, problem=f"bad port {text!r}")
@@ -30,19 +61,27 @@ def _port(text: str, spec: str) -> int:
 
 
 def parse_probe(
-    spec: str, *, target: str, default_port: int | None, host: str | None = None
+    spec: str,
+    *,
+    target: str,
+    default_port: int | SchemePorts | None,
+    host: str | None = None,
 ) -> Probe | None:
     """The probe ``spec`` asks for against ``target`` (an LB IP or hostname).
 
-    ``host`` is the HTTP Host header (an Ingress rule host), if any.
+    ``default_port`` is where a probe without a port goes: one port for every
+    scheme (a Service's first port), or per scheme. ``host`` is the HTTP Host
+    header (an Ingress rule host), if any.
     Returns None for ``none``/``off``; raises ProbeSpecError when malformed.
     """
+    ports = (default_port if isinstance(default_port, SchemePorts)
+             else SchemePorts.every(default_port))
     text = spec.strip()
     lower = text.lower()
     if lower in ("none", "off", "false"):
         return None
     if lower == "tcp" or lower.startswith("tcp:"):
-        port = _port(text[4:], spec) if lower.startswith("tcp:") else default_port
+        port = _port(text[4:], spec) if lower.startswith("tcp:") else ports.tcp
         if port is None:
             raise ProbeSpecError(spec=spec, problem="tcp probe needs a port (tcp:PORT)")
         return TcpProbe(host=target, port=port)
@@ -52,7 +91,7 @@ def parse_probe(
         raise ProbeSpecError(
             spec=spec, problem="expected none, tcp[:PORT] or http(s):[//:PORT]/PATH"
         )
-    port = default_port
+    port = ports.http_port(scheme)
     path = rest or "/"
     if rest.startswith("//"):
         parts = urlsplit(f"{scheme}:{rest}")
@@ -69,8 +108,6 @@ def parse_probe(
         path = "/"
     if not path.startswith("/"):
         raise ProbeSpecError(spec=spec, problem="path must start with '/'")
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    default = 443 if scheme == "https" else 80
-    netloc = _host_for_url(target) if port == default else f"{_host_for_url(target)}:{port}"
+    address = _host_for_url(target)
+    netloc = address if port == _scheme_port(scheme) else f"{address}:{port}"
     return HttpProbe(url=f"{scheme}://{netloc}{path}", host=host)

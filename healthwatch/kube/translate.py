@@ -7,7 +7,9 @@ addresses come from: an Ingress's own load balancer status, an HTTPRoute's
 Gateways that accepted it (``attachment``). A route's hostnames are also
 narrowed to those its Gateways' listeners accept (``listener_hostname``), as
 the Gateway API routes them: a Gateway's addresses answer only for names it
-serves.
+serves. Their probes go where they serve (``Serving``): an Ingress's
+controller serves 80 and 443, a route's listeners name their port and
+protocol.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from healthwatch.kube.facts import (
     ServiceFacts,
 )
 from healthwatch.kube.hosts import HostRules, Refused, classify, not_served, probe_host
-from healthwatch.kube.probes import parse_probe
+from healthwatch.kube.probes import SchemePorts, parse_probe
 from healthwatch.kube.selector import parse_selector
 from healthwatch.model import ShardSpec
 
@@ -109,23 +111,36 @@ def _probe(
     ctx: ShardContext,
     *,
     target: str | None,
-    port: int | None,
+    ports: SchemePorts,
     host: str | None,
+    https_default: bool = False,
     log: logging.Logger,
     what: str,
 ) -> Probe | None:
+    """The probe the annotation ``raw`` asks for, else (none, or malformed:
+    logged) the cluster's default; None without a ``target`` to probe."""
     if target is None:
         return None
     if raw is not None:
         try:
-            return parse_probe(raw, target=target, default_port=port, host=host)
+            return parse_probe(raw, target=target, default_port=ports, host=host)
         except ProbeSpecError as e:
             log.warning("bad_probe_annotation object=%s error=%r using=default", what, str(e))
+    return _default_probe(ctx, target=target, ports=ports, host=host, https=https_default)
+
+
+def _default_probe(
+    ctx: ShardContext, *, target: str, ports: SchemePorts, host: str | None, https: bool
+) -> Probe | None:
+    """The cluster's ``default_probe``. Its HTTP probe asks with HTTPS when
+    ``https`` (the object serves nothing else, so plain HTTP would always
+    fail); a TCP one needs a port."""
     if ctx.default_probe == "http":
-        spec = f"http:{ctx.default_probe_path}"
-        return parse_probe(spec, target=target, default_port=port, host=host)
-    if ctx.default_probe == "tcp" and port is not None:
-        return parse_probe("tcp", target=target, default_port=port)
+        scheme = "https" if https else "http"
+        spec = f"{scheme}:{ctx.default_probe_path}"
+        return parse_probe(spec, target=target, default_port=ports, host=host)
+    if ctx.default_probe == "tcp" and ports.tcp is not None:
+        return parse_probe("tcp", target=target, default_port=ports)
     return None
 
 
@@ -162,7 +177,7 @@ def service_shard(
             svc.probe,
             ctx,
             target=_target(svc.addresses, svc.hostnames),
-            port=svc.port,
+            ports=SchemePorts.every(svc.port),
             host=None,
             log=log,
             what=f"service/{svc.namespace}/{svc.name}",
@@ -208,13 +223,29 @@ def ingress_shard(
         ready=1 if ready is None else ready,
         hosts=hosts,
         probe=_host_probe(ing.probe, ctx, ing.addresses, ing.hostnames, hosts,
-                          tcp_port=443 if ing.tls else 80, log=log,
+                          serving=ingress_serving(ing), log=log,
                           what=f"ingress/{ing.namespace}/{ing.name}"),
         weight=_weight(ing.weight),
         region=ctx.placement.region,
         zone=ctx.placement.zone,
         drain=ing.drain,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """Where a host shard's object serves clients, as its probes need it: the
+    port a probe that names none goes to, per scheme, and whether it serves
+    only HTTPS (then the cluster's default HTTP probe asks with HTTPS)."""
+
+    ports: SchemePorts
+    https_only: bool = False
+
+
+def ingress_serving(ing: IngressFacts) -> Serving:
+    """An Ingress's controller serves HTTP on 80 and HTTPS on 443 (the
+    schemes' own ports); a TCP probe goes to 443 when it has TLS, else 80."""
+    return Serving(SchemePorts(tcp=443 if ing.tls else 80))
 
 
 def _host_probe(
@@ -224,20 +255,21 @@ def _host_probe(
     hostnames: tuple[str, ...],
     hosts: tuple[str, ...],
     *,
-    tcp_port: int,
+    serving: Serving,
     log: logging.Logger,
     what: str,
 ) -> Probe | None:
     """The probe of a host shard: HTTP(S) probes send a host of the shard as
-    ``Host:`` so the Ingress or Gateway routes them like a client's request,
-    to the scheme's port unless they name one; a TCP probe without a port goes
-    to ``tcp_port`` (the caller knows where the object listens)."""
+    ``Host:`` (and TLS SNI) so the Ingress or Gateway routes them like a
+    client's request; a probe that names no port goes where ``serving`` says
+    the object serves its scheme."""
     return _probe(
         raw,
         ctx,
         target=_target(addresses, hostnames),
-        port=tcp_port if (raw or ctx.default_probe).startswith("tcp") else None,
+        ports=serving.ports,
         host=probe_host(hosts),
+        https_default=serving.https_only,
         log=log,
         what=what,
     )
@@ -352,18 +384,46 @@ def route_hosts(route: RouteFacts, att: Attachment, ctx: ShardContext) -> tuple[
     return hosts, refused + not_served(unserved_hosts(route, att), rules)
 
 
+def _shared_port(listeners: tuple[Listener, ...]) -> int | None:
+    """The port every one of ``listeners`` is on, or None (none, or several)."""
+    ports = {ls.port for ls in listeners}
+    return ports.pop() if len(ports) == 1 else None
+
+
+def _all_https(listeners: tuple[Listener, ...]) -> bool:
+    return bool(listeners) and all(ls.https for ls in listeners)
+
+
+def _all_http(listeners: tuple[Listener, ...]) -> bool:
+    return bool(listeners) and not any(ls.https for ls in listeners)
+
+
 def route_tcp_port(listeners: tuple[Listener, ...]) -> int:
     """Where a TCP probe of a route goes when it names no port: the port that
     the ``listeners`` serving it share. Listeners on different ports (or none
     known) leave no one port to pick; then, as for an Ingress, 443 when every
     one is HTTPS, else 80."""
-    ports = {ls.port for ls in listeners}
-    if len(ports) == 1:
-        (port,) = ports
-        if port is not None:
-            return port
-    https = bool(listeners) and all(ls.https for ls in listeners)
-    return 443 if https else 80
+    shared = _shared_port(listeners)
+    if shared is not None:
+        return shared
+    return 443 if _all_https(listeners) else 80
+
+
+def route_serving(listeners: tuple[Listener, ...]) -> Serving:
+    """Where a route served by ``listeners`` serves (``Serving``). An HTTP(S)
+    probe without a port goes to their shared port when they all speak its
+    scheme (HTTP listeners for http, HTTPS ones for https); otherwise (ports
+    differ, or they do not speak it) to the scheme's own port, as for an
+    Ingress. HTTPS-only listeners make the default HTTP probe an HTTPS one:
+    such a Gateway usually serves no plain HTTP at all."""
+    shared = _shared_port(listeners)
+    https = _all_https(listeners)
+    return Serving(
+        SchemePorts(tcp=route_tcp_port(listeners),
+                    http=shared if _all_http(listeners) else None,
+                    https=shared if https else None),
+        https_only=https,
+    )
 
 
 def httproute_shard(
@@ -379,8 +439,8 @@ def httproute_shard(
     Gateways (none yet, or its Gateway gone: a shard without an address, which
     is unhealthy). ``ready`` sums the ready endpoints of the backend Services
     that get traffic; None when it has none (then it counts as one, as an
-    Ingress does). A TCP probe without a port goes where ``route_tcp_port``
-    says."""
+    Ingress does). Its probe goes where ``route_serving`` says its serving
+    listeners serve."""
     if not route.marked or not att.accepted:
         return None
     hosts, _ = route_hosts(route, att, ctx)
@@ -396,7 +456,7 @@ def httproute_shard(
         ready=1 if ready is None else ready,
         hosts=hosts,
         probe=_host_probe(route.probe, ctx, att.addresses, att.hostnames, hosts,
-                          tcp_port=route_tcp_port(serving_listeners(route, att)), log=log,
+                          serving=route_serving(serving_listeners(route, att)), log=log,
                           what=f"httproute/{route.namespace}/{route.name}"),
         weight=_weight(route.weight),
         region=ctx.placement.region,

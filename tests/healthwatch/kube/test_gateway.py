@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from tests.fakekube import (
     listener,
     service,
 )
+from tests.healthwatch.backends import Backend
 from tests.healthwatch.kube.harness import FAST, Harness, One, one_cluster, shard, watched
 from tests.healthwatch.kube.test_engine_kube import _published
 
@@ -104,6 +106,31 @@ async def test_route_whose_only_backend_weighs_zero_is_unhealthy(one: One) -> No
     route = _status(snap)
     assert route is not None and route.ready == 0  # web still has 2 ready endpoints
     assert route.reason == "ready endpoints 0 < min_ready 1"
+
+
+async def test_default_http_probe_of_a_route_reaches_its_listener_port(tmp_path: object) -> None:
+    """A Gateway (127.0.0.1) whose only listener is on a free port, not 80:
+    the cluster's ``default_probe: http`` reaches the server there, with the
+    route's host, so the route is healthy by its probe."""
+    backend = Backend(expect_host="shop.example.com")
+    await backend.start()
+    try:
+        api = FakeKubeAPI(name="a")
+        await api.start()
+        api.apply("gateways", gateway("gw", addresses=["127.0.0.1"],
+                                      listeners=[listener(port=backend.port)]))
+        api.apply("httproutes", httproute("shop", hostnames=["shop.example.com"]))
+        config = one_cluster(api, str(tmp_path), 5.0)
+        config = replace(config, clusters=(replace(config.clusters[0], default_probe="http"),))
+        async with watched(api, config) as one:
+            snap = await _published(one.engine, lambda s: (r := _status(s)) is not None
+                                    and r.reason.startswith(("probe ok", "probe failed")),
+                                    within=5.0)
+    finally:
+        await backend.stop()
+    route = _status(snap)
+    assert route is not None and (route.healthy, route.reason) == (True, "probe ok")
+    assert backend.seen_hosts and set(backend.seen_hosts) == {"shop.example.com"}
 
 
 async def test_route_is_a_shard_only_once_its_gateway_accepts_it(kube: Harness) -> None:

@@ -22,6 +22,7 @@ from healthwatch.kube.state import ClusterState
 from healthwatch.kube.translate import (
     attachment,
     httproute_shard,
+    ingress_shard,
     make_marker,
     route_hosts,
     wanted_hosts,
@@ -292,6 +293,107 @@ def test_tcp_probe_goes_to_the_port_the_attached_listeners_share(
     by_default = httproute_shard(route, attachment(route, {("default", "gw"): gw}),
                                  ctx(default_probe="tcp"), ready=1, log=LOG)
     assert by_default is not None and by_default.probe == s.probe
+
+
+
+def _route_probe(listeners: list[dict[str, Any]], probe: str | None = None,
+                 default: str = "none", section: str | None = None,
+                 path: str = "/healthz") -> HttpProbe | TcpProbe:
+    """The probe of the route ``pay`` (``pay.example.com``) on a Gateway
+    (192.0.2.5) with ``listeners``: from the annotation ``probe``, else the
+    cluster's ``default``."""
+    annotations = {"fedns.io/federate": "true"}
+    if probe is not None:
+        annotations["fedns.io/probe"] = probe
+    gw = gateway_facts(gateway("gw", addresses=["192.0.2.5"], listeners=listeners))
+    route = httproute_facts(httproute(
+        "pay", hostnames=["pay.example.com"], parents=[parent_ref("gw", section=section)],
+        annotations=annotations), ANNOTATED)
+    s = httproute_shard(route, attachment(route, {("default", "gw"): gw}),
+                        ctx(default_probe=default, default_probe_path=path), ready=1, log=LOG)
+    assert s is not None and s.probe is not None
+    return s.probe
+
+
+HTTP_8080 = [listener("a", port=8080)]
+HTTPS_8443 = [listener("a", protocol="HTTPS", port=8443)]
+
+
+@pytest.mark.parametrize(("listeners", "probe", "section", "url"), [
+    pytest.param(HTTP_8080, None, None, "http://192.0.2.5:8080/healthz",
+                 id="default-http-listener-port"),
+    pytest.param([listener("a")], None, None, "http://192.0.2.5/healthz",
+                 id="default-http-80"),
+    pytest.param(HTTPS_8443, None, None, "https://192.0.2.5:8443/healthz",
+                 id="default-https-only-listener-port"),
+    pytest.param([listener("a", protocol="HTTPS")], None, None, "https://192.0.2.5/healthz",
+                 id="default-https-only-443"),
+    pytest.param([listener("a", protocol="HTTPS", port=8443),
+                  listener("b", protocol="HTTPS", port=9443)], None, None,
+                 "https://192.0.2.5/healthz", id="default-https-ports-differ"),
+    pytest.param([listener("a", port=8080), listener("b", port=8081)], None, None,
+                 "http://192.0.2.5/healthz", id="default-http-ports-differ"),
+    pytest.param([listener("a", port=8080), listener("b", protocol="HTTPS", port=8080)],
+                 None, None, "http://192.0.2.5/healthz", id="default-mixed-protocols"),
+    pytest.param([listener("a", port=8080), listener("b", protocol="HTTPS", port=8443)],
+                 None, "b", "https://192.0.2.5:8443/healthz", id="default-section-picks-https"),
+    pytest.param([listener("a", port=8080, hostname="*.shop.example.com"),
+                  listener("b", protocol="HTTPS", port=8443, hostname="pay.example.com")],
+                 None, None, "https://192.0.2.5:8443/healthz",
+                 id="default-hostname-picks-https"),
+    pytest.param(HTTP_8080, "http:/ready", None, "http://192.0.2.5:8080/ready",
+                 id="annotation-http-listener-port"),
+    pytest.param(HTTPS_8443, "https:/ready", None, "https://192.0.2.5:8443/ready",
+                 id="annotation-https-listener-port"),
+    pytest.param(HTTP_8080, "https:/ready", None, "https://192.0.2.5/ready",
+                 id="annotation-https-on-http-listeners"),
+    pytest.param(HTTPS_8443, "http:/ready", None, "http://192.0.2.5/ready",
+                 id="annotation-http-on-https-listeners"),
+    pytest.param(HTTP_8080, "http://:9000/ready", None, "http://192.0.2.5:9000/ready",
+                 id="annotation-explicit-port"),
+    pytest.param(HTTP_8080, "http://:80/ready", None, "http://192.0.2.5/ready",
+                 id="annotation-explicit-default-port"),
+    pytest.param(HTTPS_8443, "https://:443/ready", None, "https://192.0.2.5/ready",
+                 id="annotation-explicit-https-default-port"),
+    pytest.param(HTTPS_8443, "tcp:bad", None, "https://192.0.2.5:8443/healthz",
+                 id="bad-annotation-falls-back-to-the-default"),
+])
+def test_http_probe_goes_to_the_port_the_attached_listeners_share(
+        listeners: list[dict[str, Any]], probe: str | None, section: str | None,
+        url: str) -> None:
+    got = _route_probe(listeners, probe, default="http", section=section)
+    assert got == HttpProbe(url=url, host="pay.example.com")
+
+
+def test_default_https_probe_of_a_route_keeps_the_cluster_path_and_the_host() -> None:
+    got = _route_probe(HTTPS_8443, default="http", path="/livez?full=1")
+    assert got == HttpProbe(url="https://192.0.2.5:8443/livez?full=1", host="pay.example.com")
+    assert _route_probe(HTTPS_8443, default="tcp") == TcpProbe(host="192.0.2.5", port=8443)
+
+
+@pytest.mark.parametrize(("tls", "probe", "want"), [
+    pytest.param(False, None, HttpProbe(url="http://198.51.100.7/healthz", host="shop.example.com"),
+                 id="default"),
+    pytest.param(True, None, HttpProbe(url="http://198.51.100.7/healthz", host="shop.example.com"),
+                 id="default-tls"),
+    pytest.param(True, "https:/ready",
+                 HttpProbe(url="https://198.51.100.7/ready", host="shop.example.com"),
+                 id="annotation-https"),
+    pytest.param(True, "tcp", TcpProbe(host="198.51.100.7", port=443), id="tcp-tls"),
+    pytest.param(False, "tcp", TcpProbe(host="198.51.100.7", port=80), id="tcp"),
+    pytest.param(True, "tcp:bad",
+                 HttpProbe(url="http://198.51.100.7/healthz", host="shop.example.com"),
+                 id="bad-annotation-falls-back-to-the-default"),
+])
+def test_ingress_probes_keep_the_ports_of_its_controller(
+        tls: bool, probe: str | None, want: HttpProbe | TcpProbe) -> None:
+    annotations = {"fedns.io/federate": "true"}
+    if probe is not None:
+        annotations["fedns.io/probe"] = probe
+    ing = ingress_facts(ingress("shop", hosts=["shop.example.com"], lb_ips=["198.51.100.7"],
+                                tls=tls, annotations=annotations), ANNOTATED)
+    s = ingress_shard(ing, ctx(default_probe="http"), ready=1, log=LOG)
+    assert s is not None and s.probe == want
 
 
 # -- ShardSpec.service and its inverse --------------------------------------------
