@@ -7,10 +7,11 @@ spells out SPEC section 4 with the config's own numbers (a dead shard stops
 being served within ``interval x fall + timeout`` plus at most 100 ms to
 publish; providers add their debounce and their API's latency; clients move
 within that plus ``ttl``; a lost Kubernetes API takes unprobed shards out
-within ``heartbeat_interval + max(cluster_grace, heartbeat_timeout)``,
-docs/kubernetes.md 6b). ``warnings`` lists the risky-but-legal settings, each
-with a stable code, so ``fedns check`` can print them, ``--strict`` can fail
-on them and ``fedns serve`` can log them.
+within ``heartbeat_interval + max(cluster_grace, heartbeat_timeout)`` of the
+cluster's own knobs (``Config.kube_for``), docs/kubernetes.md 6b).
+``warnings`` lists the risky-but-legal settings, each with a stable code,
+so ``fedns check`` can print them, ``--strict`` can fail on them and
+``fedns serve`` can log them.
 
 Pure: no I/O and nothing from healthwatch, dnsserver or providers. The
 config text is optional and used only to find line numbers (the model keeps
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from config.model import Cluster, Config, Health, Provider
+from config.model import Cluster, Config, Health, Kubernetes, Provider
 from config.yamltree import Path, Tree, parse
 
 PUBLISH_BOUND = 0.1  # SPEC section 4: a verdict is published within 100 ms
@@ -147,16 +148,31 @@ def _recovery_detection(h: Health) -> float:
 def _api_delay(config: Config) -> Delay | None:
     """A hung API server: the next heartbeat goes out within its interval and
     the shards leave ``cluster_grace`` after it was sent, or at its timeout
-    if later (docs/kubernetes.md 6b). Shards with a passing probe stay."""
-    kube = tuple(c.name for c in config.clusters if c.source == "kubernetes")
+    if later (docs/kubernetes.md 6b). Shards with a passing probe stay.
+
+    Each cluster has its own heartbeat knobs (its ``kubernetes`` block over
+    the top-level one): the row is the bound of them all, so it shows the
+    slowest cluster's numbers, and names that cluster when another one is
+    faster."""
+    kube = [c for c in config.clusters if c.source == "kubernetes"]
     if not kube:
         return None
-    k, g = config.kubernetes, config.health.cluster_grace
-    detection = round(k.heartbeat_interval + max(g, k.heartbeat_timeout), 3)
+    g = config.health.cluster_grace
+    detections = [_api_detection(config.kube_for(c), g) for c in kube]
+    worst = max(detections)
+    slowest = [c for c, d in zip(kube, detections, strict=True) if d == worst]
+    k = config.kube_for(slowest[0])
     formula = (f"heartbeat_interval {secs(k.heartbeat_interval)} + max(cluster_grace "
                f"{secs(g)}, heartbeat_timeout {secs(k.heartbeat_timeout)})")
-    return Delay("Kubernetes API lost", detection, formula,
-                 PUBLISH_BOUND, secs(PUBLISH_BOUND), config.ttl, kube)
+    failure = "Kubernetes API lost"
+    if len(slowest) < len(kube):
+        failure += f", slowest: {', '.join(c.name for c in slowest)}"
+    return Delay(failure, worst, formula, PUBLISH_BOUND, secs(PUBLISH_BOUND), config.ttl,
+                 tuple(c.name for c in kube))
+
+
+def _api_detection(k: Kubernetes, grace: float) -> float:
+    return round(k.heartbeat_interval + max(grace, k.heartbeat_timeout), 3)
 
 
 def _via_provider(probe: Delay, p: Provider) -> Delay:
@@ -264,21 +280,50 @@ def _line(tree: Tree | None, paths: Sequence[Path]) -> int | None:
 
 def _grace_below_heartbeat(config: Config) -> list[_Finding]:
     """docs/kubernetes.md 6b: the grace rides over one slow heartbeat only if
-    it outlasts the heartbeat's timeout plus the retry's backoff."""
-    kube = [c.name for c in config.clusters if c.source == "kubernetes"]
-    k, grace = config.kubernetes, config.health.cluster_grace
-    bound = k.heartbeat_timeout + k.backoff_base
-    if not kube or grace > bound:
-        return []
-    return [_Finding(
+    it outlasts the heartbeat's timeout plus the retry's backoff. Checked per
+    cluster (its ``kubernetes`` block may override the top-level one); one
+    warning per set of knobs, naming the clusters that have them: the
+    top-level block's first, worded as without overrides."""
+    grace = config.health.cluster_grace
+    groups: dict[tuple[float, float], list[int]] = {}
+    for ci, c in enumerate(config.clusters):
+        k = config.kube_for(c)
+        if c.source == "kubernetes" and grace <= k.heartbeat_timeout + k.backoff_base:
+            groups.setdefault((k.heartbeat_timeout, k.backoff_base), []).append(ci)
+    top = (config.kubernetes.heartbeat_timeout, config.kubernetes.backoff_base)
+    ordered = sorted(groups.items(), key=lambda item: item[0] != top)
+    return [_grace_finding(config, pair, cis, own=pair != top) for pair, cis in ordered]
+
+
+def _grace_finding(config: Config, pair: tuple[float, float], cis: list[int], *,
+                   own: bool) -> _Finding:
+    """The warning for the clusters ``cis`` whose heartbeat_timeout and
+    backoff_base are ``pair``; ``own``: their own ``kubernetes`` blocks make
+    the pair, so the warning starts with their names and points at the first
+    one's block (else at the top-level settings, worded as without overrides)."""
+    timeout, backoff = pair
+    grace, bound = config.health.cluster_grace, timeout + backoff
+    names = _names([config.clusters[ci].name for ci in cis])
+    paths: tuple[Path, ...] = (("health", "cluster_grace"), ("kubernetes", "heartbeat_timeout"),
+                               ("kubernetes", "backoff_base"), ("kubernetes",), ("health",))
+    setting = (f"kubernetes.heartbeat_timeout {secs(timeout)} + backoff_base {secs(backoff)} "
+               f"= {secs(bound)}")
+    lead = ""
+    if own:
+        one = len(cis) == 1
+        lead = f"{names}: "
+        setting = (f"{'its' if one else 'their'} heartbeat_timeout {secs(timeout)} + "
+                   f"backoff_base {secs(backoff)} = {secs(bound)} (set by "
+                   f"{'its' if one else 'their'} own kubernetes block over the top-level one)")
+        block = ("clusters", cis[0], "kubernetes")
+        paths = ((*block, "heartbeat_timeout"), (*block, "backoff_base"), block, *paths)
+    return _Finding(
         "grace-below-heartbeat",
-        f"health.cluster_grace {secs(grace)} is not above kubernetes.heartbeat_timeout "
-        f"{secs(k.heartbeat_timeout)} + backoff_base {secs(k.backoff_base)} = {secs(bound)}: "
-        f"one heartbeat slower than its timeout takes the shards of {_names(kube)} that "
-        f"have no passing probe out of DNS before the retry can answer; set cluster_grace "
-        f"above {secs(bound)} (docs/kubernetes.md 6b)",
-        (("health", "cluster_grace"), ("kubernetes", "heartbeat_timeout"),
-         ("kubernetes", "backoff_base"), ("kubernetes",), ("health",)))]
+        f"{lead}health.cluster_grace {secs(grace)} is not above {setting}: one heartbeat "
+        f"slower than its timeout takes the shards of {names} that have no passing probe "
+        f"out of DNS before the retry can answer; set cluster_grace above {secs(bound)} "
+        "(docs/kubernetes.md 6b)",
+        paths)
 
 
 def _ttl_dominates(config: Config) -> list[_Finding]:

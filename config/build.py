@@ -15,7 +15,7 @@ from typing import TypeVar
 from config import names
 from config.build_clusters import addresses, checked, cluster, networks
 from config.build_drains import drains
-from config.build_kubernetes import kubernetes
+from config.build_kubernetes import top_level
 from config.build_providers import provider
 from config.model import (
     Config,
@@ -44,7 +44,9 @@ def build(ctx: Ctx) -> Config:
     ctx.federation = federation.lower() if federation else None
     regions = _regions(root)
     nameservers = _nameservers(root)
-    clusters = tuple(c for c in map(cluster, root.nodes("clusters")) if c is not None)
+    kube = top_level(root)  # before the clusters: theirs override it
+    clusters = tuple(c for c in (cluster(n, kube) for n in root.nodes("clusters"))
+                     if c is not None)
     _unique(ctx, [(n.at("name"), n.text("name")) for n in root.nodes("clusters")], "cluster")
     records = _records(root)
     _ingress_conflicts(ctx, root, records)
@@ -73,7 +75,7 @@ def build(ctx: Ctx) -> Config:
         geo=_geo(root),
         providers=providers,
         server=_server(root),
-        kubernetes=kubernetes(root),
+        kubernetes=kube.knobs,
         state_dir=ctx.file_path(state_dir) if state_dir else None,
         admin_email=_admin_email(root),
         api_token=api_token,

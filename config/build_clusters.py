@@ -8,6 +8,7 @@ from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from config import names
+from config.build_kubernetes import Resolved, for_cluster
 from config.model import (
     Cluster,
     FederateMode,
@@ -34,7 +35,7 @@ _DEFAULT_PROBES: dict[str, Literal["none", "http", "tcp"]] = {
     "http": "http",
     "tcp": "tcp",
 }
-_KUBE_ONLY = ("kubeconfig", "context", "federation")
+_KUBE_ONLY = ("kubeconfig", "context", "federation", "kubernetes")
 _STATIC_ONLY = ("services", "ingresses")
 
 
@@ -191,7 +192,9 @@ def _locality(node: Node, source: str) -> tuple[str | None, str | None]:
     return region, zone
 
 
-def cluster(node: Node) -> Cluster | None:
+def cluster(node: Node, kube: Resolved) -> Cluster | None:
+    """The cluster at ``node``; ``kube`` is the top-level ``kubernetes`` block,
+    which a ``source: kubernetes`` cluster's own block overrides."""
     ctx = node.ctx
     source: Literal["static", "kubernetes"] = (
         "kubernetes" if node.text("source") == "kubernetes" else "static"
@@ -222,6 +225,7 @@ def cluster(node: Node) -> Cluster | None:
         label_selector=(fed.text("label_selector") if fed else None) or dflt.label_selector,
     )
     default_probe = node.text("default_probe")
+    knobs = for_cluster(node, kube) if source == "kubernetes" else None
     name = node.text("name")
     if name is None:
         return None
@@ -238,4 +242,5 @@ def cluster(node: Node) -> Cluster | None:
         federation=federation,
         default_probe=_DEFAULT_PROBES.get(default_probe or "", "none"),
         default_probe_path=node.text("default_probe_path") or "/healthz",
+        kubernetes=knobs,
     )

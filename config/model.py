@@ -160,6 +160,11 @@ class Cluster:
     federation: Federation = field(default_factory=Federation)
     default_probe: Literal["none", "http", "tcp"] = "none"
     default_probe_path: str = "/healthz"
+    # the client knobs of a ``source: kubernetes`` cluster: its own ``kubernetes``
+    # block over the top-level one, resolved by the loader (None: a static
+    # cluster, or one built in code, which takes ``Config.kubernetes``); read
+    # them through ``Config.kube_for``
+    kubernetes: Kubernetes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,9 +259,10 @@ class Server:
 
 @dataclass(frozen=True, slots=True)
 class Kubernetes:
-    """Client knobs shared by every ``source: kubernetes`` cluster (config block
-    ``kubernetes``). healthwatch builds its ``KubeOptions`` from these; the
-    defaults are the same, so a config without the block behaves as before."""
+    """Client knobs of the ``source: kubernetes`` clusters (config block
+    ``kubernetes``, top-level or a cluster's own). healthwatch builds its
+    ``KubeOptions`` from these; the defaults are the same, so a config without
+    the block behaves as before."""
 
     connect_timeout: float = 5.0  # TCP/TLS connect of every API call
     request_timeout: float = 30.0  # read timeout of list calls
@@ -307,6 +313,13 @@ class Config:
     api_token: str | None = None  # required by mutating HTTP endpoints when set
     source_path: str = "<memory>"
     drains: tuple[ConfigDrain, ...] = ()  # top-level ``drains``
+
+    def kube_for(self, cluster: Cluster) -> Kubernetes:
+        """The client knobs of ``cluster``: the ones the loader resolved for it
+        (its ``kubernetes`` block over the top-level one), else the top-level
+        block (a Cluster built in code). The one place every consumer reads
+        them, so none of them can miss a cluster's override."""
+        return cluster.kubernetes if cluster.kubernetes is not None else self.kubernetes
 
     def region(self, name: str) -> Region | None:
         for r in self.regions:

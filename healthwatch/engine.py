@@ -290,13 +290,10 @@ class Engine:
         old, self._config = self._config, new_config
         if self._running:
             new_by_name = {c.name: c for c in new_config.clusters}
-            # the client knobs live in the threads of a running Kubernetes
-            # source: a change restarts it, as a changed kubeconfig does
-            knobs = old.kubernetes != new_config.kubernetes
             for name, run in list(self._sources.items()):
                 cluster = new_by_name.get(name)
-                if cluster is None or cluster != run.cluster or (
-                        knobs and cluster.source == "kubernetes"):
+                if cluster is None or cluster != run.cluster or _knobs_changed(
+                        old, run.cluster, new_config, cluster):
                     await self._stop_source(name)
             for cluster in new_config.clusters:
                 if cluster.name not in self._sources:
@@ -671,6 +668,16 @@ class Engine:
 
 
 _healthy = operator.attrgetter("healthy")
+
+
+def _knobs_changed(old: Config, was: Cluster, new: Config, cluster: Cluster) -> bool:
+    """Did the client knobs of a Kubernetes cluster (``was`` in ``old``,
+    ``cluster`` in ``new``) change? They live in the threads of its running
+    source, so a change restarts it, as a changed kubeconfig does; a
+    cluster whose own ``kubernetes`` block overrides what changed at the top
+    keeps running. Read through ``Config.kube_for``: a Cluster built in code
+    carries no knobs and takes the top-level block."""
+    return cluster.source == "kubernetes" and old.kube_for(was) != new.kube_for(cluster)
 
 
 def _safe_plan(planner: Callable[..., Snapshot], config: Config,

@@ -19,8 +19,9 @@ only, hosts inside the zone, routes accepted by a Gateway) live in one place.
 Bounds: one ``list`` call (of ``list_limit`` objects) per resource proves the
 RBAC; the resources that decide which shards exist are paged with
 ``continue`` to count them, at most ``max_pages`` pages each, after which
-counts are "at least". Every call carries the ``kubernetes`` block's connect
-and read timeouts, each capped by ``timeout`` when given (exec plugins too).
+counts are "at least". Every call carries its cluster's connect and read
+timeouts (its ``kubernetes`` block over the top-level one, as its watches
+would), each capped by ``timeout`` when given (exec plugins too).
 Clusters are checked in parallel, at most ``parallel`` at a time, each on a
 thread (the kubernetes client blocks). A preflight never watches.
 
@@ -125,14 +126,16 @@ async def preflight(config: Config, *, clusters: Sequence[str] | None = None,
     for bad arguments; a cluster that fails in any way, even a bug here, is a
     ``fail`` step of its own check."""
     targets = select(config, clusters)
-    options = preflight_options(config.kubernetes, call_timeout)
+    _check_timeout(call_timeout)  # also when there is no cluster to check
+    options = {c.name: preflight_options(config.kube_for(c), call_timeout) for c in targets}
     if parallel < 1 or max_pages < 1:
         raise PreflightError("parallel and max_pages must be at least 1")
     gate = asyncio.Semaphore(parallel)
 
     async def one(cluster: Cluster) -> ClusterCheck:
         async with gate:
-            return await asyncio.to_thread(check_cluster, cluster, config, options, max_pages)
+            return await asyncio.to_thread(check_cluster, cluster, config,
+                                           options[cluster.name], max_pages)
 
     return list(await asyncio.gather(*(one(c) for c in targets)))
 
@@ -158,16 +161,21 @@ def select(config: Config, names: Sequence[str] | None) -> tuple[Cluster, ...]:
 
 
 def preflight_options(knobs: Kubernetes, timeout: float | None) -> KubeOptions:
-    """The watches' options from the config's ``kubernetes`` block, with every
-    wait (connect, read, exec plugin) capped by ``timeout`` when given."""
+    """The watches' options from a cluster's knobs (``Config.kube_for``), with
+    every wait (connect, read, exec plugin) capped by ``timeout`` when given;
+    PreflightError for a timeout that is not a positive number."""
     options = KubeOptions.from_config(knobs)
+    _check_timeout(timeout)
     if timeout is None:
         return options
-    if not (timeout > 0 and math.isfinite(timeout)):
-        raise PreflightError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return replace(options, connect_timeout=min(options.connect_timeout, timeout),
                    request_timeout=min(options.request_timeout, timeout),
                    exec_timeout=min(options.exec_timeout, timeout))
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise PreflightError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
 def check_cluster(cluster: Cluster, config: Config, options: KubeOptions,

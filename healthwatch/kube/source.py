@@ -184,9 +184,10 @@ class KubeSource:
     ) -> None:
         self.cluster = cluster.name
         self._spec = cluster
-        # explicit options (tests) win over the config's ``kubernetes`` block
+        # explicit options (tests) win over the cluster's knobs (its own
+        # ``kubernetes`` block over the top-level one)
         self._options = options if options is not None else KubeOptions.from_config(
-            config.kubernetes)
+            config.kube_for(cluster))
         self._client_factory = client_factory
         self._log = logging.getLogger(f"healthwatch.kube[{cluster.name}]")
         self._state = ClusterState(cluster, config, self._log)

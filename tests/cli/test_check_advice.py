@@ -149,3 +149,44 @@ def test_operations_doc_describes_every_code_and_the_example_output() -> None:
     for line in shown[1].splitlines():
         want = " ".join(line.replace("config/", f"{ROOT}/config/", 1).split())
         assert want in real, f"{line!r} is not in the real output:\n{res.stdout}"
+
+
+KUBE_PAIR = PROBED.replace("  fall: 3\n", "  fall: 3\n  cluster_grace: 3s\n") + """\
+  - {name: near, source: kubernetes, region: us-east1, kubeconfig: /kc}
+  - name: far
+    source: kubernetes
+    region: us-east1
+    kubeconfig: /kc
+    kubernetes:
+KNOBS"""
+
+
+def test_check_shows_the_slowest_clusters_lost_api_row_and_its_warning(
+        tmp_path: Path) -> None:
+    text = KUBE_PAIR.replace("KNOBS", "      heartbeat_interval: 3s\n"
+                                      "      heartbeat_timeout: 10s\n")
+    cfg = write(tmp_path / "far.yaml", text)
+    res = run_fedns("check", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    [api] = [line for line in res.stdout.splitlines() if "Kubernetes API lost" in line]
+    # 3s + max(grace 3s, 10s) = 13 detection, 0.1 publish, ttl 20: 33.1
+    assert re.search(r"Kubernetes API lost, slowest: far \(near, far\)\s+13 = heartbeat_interval "
+                     r"3s \+ max\(cluster_grace 3s, heartbeat_timeout 10s\)\s+0\.1\s+20\s+33\.1$",
+                     api), api
+    [warning] = warning_lines(res.stdout)
+    assert warning.startswith(
+        f"warning[grace-below-heartbeat] {cfg}:{line_of(text, 'heartbeat_timeout: 10s')}: ")
+    assert "cluster far" in warning and "near" not in warning
+    doc = json.loads(run_fedns("check", "--json", "-c", str(cfg)).stdout)
+    [row] = [r for r in doc["budget"]["failover"] if r["failure"].startswith("Kubernetes")]
+    assert (row["failure"], row["applies_to"], row["detection"]) == (
+        "Kubernetes API lost, slowest: far", ["near", "far"], 13)
+
+
+def test_check_output_is_unchanged_by_an_override_of_other_knobs(tmp_path: Path) -> None:
+    other = write(tmp_path / "other.yaml", KUBE_PAIR.replace("KNOBS", "      list_limit: 50\n"))
+    none = write(tmp_path / "none.yaml", KUBE_PAIR.replace("KNOBS", "      {}\n"))
+    got, want = (run_fedns("check", "-c", str(p)) for p in (other, none))
+    assert got.returncode == want.returncode == 0, got.stderr + want.stderr
+    assert got.stdout.replace(str(other), "X") == want.stdout.replace(str(none), "X")
+    assert "Kubernetes API lost (near, far)" in got.stdout

@@ -298,3 +298,68 @@ def test_advice_is_pure_and_imports_no_later_stage() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- per-cluster kubernetes blocks -------------------------------------------------------------
+
+FAR = """\
+  - name: far
+    source: kubernetes
+    region: us-east1
+    kubeconfig: /kc
+    kubernetes:
+{knobs}"""
+
+
+def far(knobs: str) -> str:
+    """A second Kubernetes cluster ``far`` (after ``k8s``) with its own block."""
+    return FAR.format(knobs=knobs)
+
+
+def test_lost_api_row_shows_the_slowest_cluster_and_names_it() -> None:
+    top = ("health: {cluster_grace: 4s}\n"
+           "kubernetes: {heartbeat_interval: 1s, heartbeat_timeout: 2s}\n")
+    text = BASE + top + PROBED + KUBE + far("      heartbeat_timeout: 10s\n"
+                                            "      heartbeat_interval: 3s\n")
+    _, api = failover_budget(load_text(text)).failover
+    assert api.detection == 3 + 10  # far's heartbeat_interval + its heartbeat_timeout
+    assert api.failure == "Kubernetes API lost, slowest: far"
+    assert api.applies_to == ("k8s", "far")  # a bound for both
+    assert api.detection_formula == ("heartbeat_interval 3s + max(cluster_grace 4s, "
+                                     "heartbeat_timeout 10s)")
+    # an override that leaves the heartbeat alone changes nothing in the row
+    same = BASE + top + PROBED + KUBE + far("      list_limit: 50\n")
+    plain = BASE + top + PROBED + KUBE + far("      {}\n")
+    assert failover_budget(load_text(same)) == failover_budget(load_text(plain))
+    _, api = failover_budget(load_text(same)).failover
+    assert api.failure == "Kubernetes API lost" and api.detection == 1 + 4
+
+
+def test_a_faster_override_does_not_lower_the_lost_api_row() -> None:
+    text = (BASE + "kubernetes: {heartbeat_interval: 5s}\n" + PROBED + KUBE
+            + far("      heartbeat_interval: 1s\n"))
+    _, api = failover_budget(load_text(text)).failover
+    assert api.detection == 5 + 3  # k8s: the top-level 5s + the default grace 3s
+    assert api.failure == "Kubernetes API lost, slowest: k8s"
+
+
+def test_grace_below_heartbeat_names_each_offending_cluster_at_its_override() -> None:
+    base = BASE + "kubernetes: {heartbeat_timeout: 2s, backoff_base: 500ms}\n"
+    ok = base + "health: {cluster_grace: 3s}\n" + PROBED + KUBE
+    assert "grace-below-heartbeat" not in codes(ok + far("      list_limit: 50\n"))
+    slow = ok + far("      heartbeat_timeout: 5s\n")
+    line, message = only(slow, "grace-below-heartbeat")
+    assert line == line_of(slow, "heartbeat_timeout: 5s")
+    assert "cluster far" in message and "k8s" not in message
+    assert "heartbeat_timeout 5s + backoff_base 0.5s = 5.5s" in message
+    assert "cluster_grace above 5.5s" in message
+    # both below: the top-level warning as without overrides, then far's
+    alone = base + "health: {cluster_grace: 2.5s}\n" + PROBED + KUBE
+    both = alone + far("      backoff_base: 4s\n")
+    found = [w for w in warnings(load_text(both, "t.yaml"), both)
+             if w.code == "grace-below-heartbeat"]
+    [before] = [w for w in warnings(load_text(alone, "t.yaml"), alone)
+                if w.code == "grace-below-heartbeat"]
+    assert [w.line for w in found] == [before.line, line_of(both, "backoff_base: 4s")]
+    assert found[0].message == before.message  # names k8s only, as before
+    assert "cluster far" in found[1].message and "= 6s" in found[1].message
