@@ -121,15 +121,14 @@ def _preflight_arguments(config: Config, args: argparse.Namespace) -> None:
 def _preflight(config: Config, args: argparse.Namespace, *, as_json: bool) -> tuple[Any, int]:
     """``check --clusters``: the member clusters' preflight (text, or JSON
     data) and its exit status (healthwatch/kube/preflight.py)."""
-    from healthwatch.kube.preflight import PreflightError, preflight
-    from healthwatch.kube.preflight_format import exit_code, format_text, to_json
+    from healthwatch.kube.preflight import PreflightError
+    from healthwatch.kube.preflight_format import run_preflight
 
     try:
-        checks = _run_async(preflight(config, clusters=args.clusters or None,
-                                      call_timeout=args.timeout))
+        return run_preflight(config, clusters=args.clusters or None, timeout=args.timeout,
+                             as_json=as_json)
     except PreflightError as exc:
         raise CliError(str(exc)) from exc
-    return (to_json(checks) if as_json else format_text(checks)), exit_code(checks)
 
 
 def _worse(a: int, b: int) -> int:

@@ -10,7 +10,6 @@ ok, 3 warnings only (as ``--strict`` on config warnings), 1 any failure.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,12 +83,11 @@ def _step_json(step: Step) -> dict[str, Any]:
 
 
 def run_preflight(config: Config, *, clusters: Sequence[str] | None = None,
-                  timeout: float | None = None, as_json: bool = False) -> tuple[str, int]:
-    """Check the clusters and render the result: (text or JSON text, exit
-    status). ``timeout`` (``--timeout``) caps every wait of every call (see
-    ``preflight``). Runs its own event loop: call it where none runs. Raises
-    PreflightError (nothing checked) for an unknown cluster or a bad timeout."""
+                  timeout: float | None = None, as_json: bool = False) -> tuple[Any, int]:
+    """Check the clusters and render the result: (text, or JSON data for
+    ``to_json``'s callers to embed, and the exit status). ``timeout``
+    (``--timeout``) caps every wait of every call (see ``preflight``). Runs
+    its own event loop: call it where none runs. Raises PreflightError
+    (nothing checked) for an unknown cluster or a bad timeout."""
     checks = asyncio.run(preflight(config, clusters=clusters, call_timeout=timeout))
-    if as_json:
-        return json.dumps(to_json(checks), indent=2, sort_keys=True) + "\n", exit_code(checks)
-    return format_text(checks), exit_code(checks)
+    return (to_json(checks) if as_json else format_text(checks)), exit_code(checks)
