@@ -114,7 +114,6 @@ class Engine:
         # the config's and the annotations': every replica reads them alike
         self._declared_drains = DeclaredDrains()
         self._declared_drains.configure(config, clock())
-        self._merged: tuple[DrainSet, DrainSet, DrainSet] | None = None  # (api, declared, union)
         self._drain_timer: asyncio.TimerHandle | None = None
         self._metrics = HealthMetrics(registry) if registry is not None else None
         self._sources: dict[str, _SourceRun] = {}
@@ -216,13 +215,9 @@ class Engine:
     def drains(self) -> DrainSet:
         """Every drain in force, with its source, reason, start and expiry: the
         API's (this process's, persisted) with the config's and the
-        annotations' (every replica's alike). The same object while none of
-        them changes, so the planner's diff of drains stays cheap."""
-        api, declared = self._drains.current, self._declared_drains.current
-        merged = self._merged
-        if merged is None or merged[0] is not api or merged[1] is not declared:
-            merged = self._merged = (api, declared, api.union(declared))
-        return merged[2]
+        annotations' (every replica's alike). Either set alone when the other
+        is empty (``DrainSet.union``), as it usually is."""
+        return self._drains.current.union(self._declared_drains.current)
 
     def drain(self, cluster: str, service: str | None = None, *, reason: str = "",
               duration: float | None = None, by: str = "") -> Snapshot:
